@@ -1,0 +1,3 @@
+"""rescue: bare metal backup and recovery."""
+
+__version__ = "0.1.0"
