@@ -55,3 +55,4 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+include iso/iso.mk
