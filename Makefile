@@ -55,4 +55,5 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
-include iso/iso.mk
+-include iso/iso.mk
+-include tests/system/system.mk
