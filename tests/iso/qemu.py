@@ -1,0 +1,181 @@
+"""A QEMU machine for the live ISO checks and `make qemu`.
+
+TCG only (this machine kind has no KVM): ``-machine q35,accel=tcg -cpu max``. The first
+serial port is captured (ANSI sequences stripped for matching) into a log file; input
+can be sent to it. The process is always stopped by its own PID.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+# CSI / OSC / two-byte escape sequences and other control characters.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def plain(text: str) -> str:
+    """Terminal output as text: escape sequences removed, cursor moves become spaces."""
+    return _CTRL.sub("", _ANSI.sub(" ", text))
+
+
+@dataclass
+class Disk:
+    path: Path
+    serial: str
+    readonly: bool = False
+
+
+@dataclass
+class Machine:
+    iso: Path | None
+    workdir: Path
+    firmware: str = "bios"  # or "uefi"
+    disks: list[Disk] = field(default_factory=list)
+    memory_mb: int = 2048
+    cpus: int = 2
+    boot_disk: Path | None = None  # boot from this raw image (USB stick) instead of the ISO
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.serial_log = self.workdir / f"serial-{self.firmware}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+        self.started_at = 0.0
+
+    def command(self, *, interactive: bool = False) -> list[str]:
+        cmd = [
+            "qemu-system-x86_64",
+            "-machine", "q35,accel=tcg",
+            "-cpu", "max",
+            "-smp", str(self.cpus),
+            "-m", str(self.memory_mb),
+            "-no-reboot",
+            "-nic", "user,model=virtio-net-pci",
+        ]
+        if self.firmware == "uefi":
+            vars_copy = self.workdir / "OVMF_VARS.fd"
+            shutil.copyfile(OVMF_VARS, vars_copy)
+            cmd += [
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            ]
+        if self.boot_disk is not None:
+            cmd += [
+                "-drive", f"if=none,id=stick,format=raw,file={self.boot_disk}",
+                "-device", "qemu-xhci", "-device", "usb-storage,drive=stick,bootindex=0",
+            ]
+        elif self.iso is not None:
+            cmd += [
+                "-drive", f"if=none,id=cd,media=cdrom,readonly=on,file={self.iso}",
+                "-device", "ide-cd,drive=cd,bootindex=0",
+            ]
+        for i, disk in enumerate(self.disks):
+            ro = ",readonly=on" if disk.readonly else ""
+            cmd += [
+                "-drive", f"if=none,id=d{i},format=raw,file={disk.path}{ro}",
+                "-device", f"virtio-blk-pci,drive=d{i},serial={disk.serial}",
+            ]
+        if interactive:
+            cmd += ["-serial", "mon:stdio"]
+        else:
+            cmd += ["-display", "none", "-monitor", "none", "-serial", "stdio"]
+        return cmd
+
+    def start(self) -> None:
+        self.serial_log.write_bytes(b"")
+        self.started_at = time.monotonic()
+        self._proc = subprocess.Popen(
+            self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        with self.serial_log.open("ab") as log:
+            while True:
+                data = os.read(self._proc.stdout.fileno(), 65536)
+                if not data:
+                    return
+                log.write(data)
+                log.flush()
+                with self._lock:
+                    self._buf += data
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def text(self) -> str:
+        with self._lock:
+            return plain(self._buf.decode("utf-8", "replace"))
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def wait_for(self, pattern: str, timeout: float) -> float:
+        """Wait until the serial text matches ``pattern``; return seconds since start."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if rx.search(self.text()):
+                return self.elapsed()
+            if self._proc is not None and self._proc.poll() is not None:
+                break
+            time.sleep(1)
+        tail = self.text()[-3000:]
+        state = "exited" if self._proc and self._proc.poll() is not None else "running"
+        raise TimeoutError(
+            f"{pattern!r} not seen on the serial console after {self.elapsed():.0f}s "
+            f"(QEMU {state}; full log {self.serial_log}); last output:\n{tail}"
+        )
+
+    def send(self, data: str) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.write(data.encode())
+        self._proc.stdin.flush()
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self._proc is not None
+        return self._proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """Stop this QEMU (by its PID only) and reap it."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+        self._proc = None
+
+    def __enter__(self) -> Machine:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
