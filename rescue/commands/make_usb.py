@@ -20,6 +20,7 @@ import re
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,7 +124,7 @@ class UsbJob:
 class UsbWriter:
     """Writes a UsbJob with xorriso, mkfs.ext4 and (for real sticks) sfdisk/sgdisk."""
 
-    def __init__(self, runner: CommandRunner, say=print) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, runner: CommandRunner, say: Callable[[str], object] = print) -> None:
         self.runner = runner
         self.say = say
 
