@@ -39,7 +39,8 @@ iso-test: iso setup
 	RESCUE_ISO_TESTS=1 RESCUE_ISO=$(ISO) $(VENV)/bin/pytest -v -p no:cacheprovider tests/iso $(PYTEST_ARGS)
 
 qemu: iso setup
-	$(PY) -m tests.iso.qemu_session --iso $(ISO) --firmware $(FIRMWARE) --workdir $(QEMU_DIR)
+	$(PY) tests/iso/qemu_session.py --iso $(ISO) --firmware $(FIRMWARE) --workdir $(QEMU_DIR) \
+		$(if $(APPEND),--append "$(APPEND)")
 
 usb: iso setup
 	@test -n "$(REPO)" || { echo "usage: make usb REPO=/path/to/repo OUT=rescue-usb.img" >&2; exit 2; }
