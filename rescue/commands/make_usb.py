@@ -132,7 +132,8 @@ class UsbWriter:
 
     def extract(self, iso: str, path: str, dest: Path) -> str:
         self.runner.run(
-            ["xorriso", "-osirrox", "on", "-indev", iso, "-extract", path, str(dest)],
+            ["xorriso", "-osirrox", "on", "-indev", xorriso_drive(iso), "-extract", path,
+             str(dest)],
             what=f"reading {path} from {iso}",
         )
         dest.chmod(0o644)
@@ -148,7 +149,8 @@ class UsbWriter:
 
     def xorriso_write(self, job: UsbJob, outdev: str, maps: list[tuple[Path, str]],
                       data_image: Path | None) -> None:
-        argv = ["xorriso", "-indev", job.iso, "-outdev", outdev, "-boot_image", "any", "replay"]
+        argv = ["xorriso", "-indev", xorriso_drive(job.iso), "-outdev", outdev,
+                "-boot_image", "any", "replay"]
         for local, iso_path in maps:
             argv += ["-map", str(local), iso_path]
         if data_image is not None:
@@ -233,24 +235,25 @@ class UsbWriter:
         self.say(f"{dev} is ready: live system + data partition {part} ('{job.label}').")
 
     def grow_data_partition(self, dev: str) -> None:
-        """Make the appended data partition reach the end of the stick (MBR and GPT)."""
-        dump = self.runner.run(["sfdisk", "--dump", dev], what=f"reading {dev}'s table").stdout
-        if "label: gpt" in dump:
-            # Move the backup GPT to the end of the stick, then re-create the last entry
-            # with the same start; sgdisk keeps the hybrid MBR's boot code.
-            self.runner.run(["sgdisk", "-e", dev], what="moving the backup GPT")
-            info = self.runner.run(["sgdisk", "-i", str(DATA_PARTITION), dev]).stdout
-            m = re.search(r"First sector: (\d+)", info)
-            if not m:
-                raise TargetRefusedError(f"Cannot read partition {DATA_PARTITION} on {dev}.")
-            self.runner.run(["sgdisk", "-d", str(DATA_PARTITION), "-n",
-                             f"{DATA_PARTITION}:{m.group(1)}:0", "-t",
-                             f"{DATA_PARTITION}:8300", "-c", f"{DATA_PARTITION}:{DATA_LABEL}",
-                             dev], what="growing the data partition")
+        """Make the appended data partition reach the end of the stick.
+
+        The live ISO's tables are an isohybrid MBR (what BIOS, UEFI and Linux read on
+        a stick: it is not a protective MBR) plus xorriso's hybrid GPT, which already
+        sits inside the ISO area and is left as xorriso wrote it. sfdisk edits the MBR.
+        """
         self.runner.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-N", str(DATA_PARTITION),
                          dev], input=", +\n", what="growing the data partition (MBR)")
+        # Some kernels have no partition parser for loop devices: partx adds the nodes.
         self.runner.run(["partprobe", dev], check=False)
-        self.runner.run(["udevadm", "settle"], check=False)
+        self.runner.run(["partx", "-u", dev], check=False)
+        self.runner.run(["udevadm", "settle", "--timeout=10"], check=False)
+
+
+def xorriso_drive(path: str) -> str:
+    """xorriso reads optical drives natively; any other disk or file goes through stdio:."""
+    if re.match(r"^/dev/sr\d+$", os.path.realpath(path)):
+        return path
+    return f"stdio:{path}"
 
 
 def is_block_device(path: Path) -> bool:
