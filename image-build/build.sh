@@ -36,9 +36,10 @@ fi
 # manylinux wheels fit Debian 12's glibc; pyparted has none and compiles here against
 # libparted-dev (the same libparted2 as in the image), so no compiler enters the image.
 "$OUT/wheel-venv/bin/pip" wheel -q --disable-pip-version-check --wheel-dir "$WHEELS" \
-	-c "$ROOT/constraints.txt" "$ROOT"
+	-c "$ROOT/constraints.txt" -c "$ROOT/image-build/constraints-image.txt" "$ROOT"
 cp "$ROOT/constraints.txt" "$WHEELS/constraints.txt"
-printf -- '-c constraints.txt\nrescue\n' >"$WHEELS/requirements.txt"
+cp "$ROOT/image-build/constraints-image.txt" "$WHEELS/constraints-image.txt"
+printf -- '-c constraints.txt\n-c constraints-image.txt\nrescue\n' >"$WHEELS/requirements.txt"
 ls "$WHEELS"
 
 echo "== live-build tree in $BUILD"
