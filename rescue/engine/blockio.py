@@ -19,6 +19,7 @@ _ZERO_BUF = bytes(4 * 1024 * 1024)
 WRITEBACK_EVERY = 32 * 1024 * 1024  # start writeback after this many dirty bytes
 SYNC_FILE_RANGE_WRITE = 2
 
+_sync_file_range: ctypes._NamedFuncPointer | None
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
     _sync_file_range = _libc.sync_file_range

@@ -196,7 +196,6 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
         )
     _check_numbering(disk)
     target_sectors = target.size_bytes // ss
-    src_end = _usable_end(disk.table, disk.sectors)
     dst_end = _usable_end(disk.table, target_sectors)
     needed_end = max((p.start + p.size for p in disk.partitions), default=0)
     if needed_end > dst_end:
@@ -221,8 +220,9 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
             )
         )
 
-    if options.grow:
-        _grow(plans, disk.table, dst_end - src_end)
+    if options.grow and target_sectors > disk.sectors:
+        # fill the disk: free space at the end of the source is taken up too
+        _grow(plans, disk.table, dst_end - needed_end)
 
     steps = ["check-target", "wipe-signatures", "write-partition-table", "write-boot-areas",
              "write-data"]
