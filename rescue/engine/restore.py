@@ -63,6 +63,7 @@ class RestoreReport:
     error: str = ""
     elapsed: float = 0.0
     bytes_written: int = 0
+    bytes_skipped: int = 0  # delta restore: chunks the target already held
     throughput: float = 0.0
     verified: bool | None = None
     steps: list[StepResult] = field(default_factory=list)
@@ -180,13 +181,17 @@ class Restorer:
         start = time.monotonic()
         try:
             self.preflight()
-            self._prepare_disk()
+            if self.plan.reuse_table:
+                self._step("keep-partition-table", "done", "the target already has this layout")
+            else:
+                self._prepare_disk()
             nodes = pt.tell_kernel(self.plan.target.path,
                                    [p.number for p in self.plan.partitions], self.runner)
             self.report.partitions = nodes
-            for pp in self.plan.partitions:
-                if pp.kind != "extended":
-                    self.runner.run(["wipefs", "-a", "-q", nodes[pp.number]], check=False)
+            if not self.plan.reuse_table:
+                for pp in self.plan.partitions:
+                    if pp.kind != "extended":
+                        self.runner.run(["wipefs", "-a", "-q", nodes[pp.number]], check=False)
             self._write_data()
             self._recreate_swap(nodes)
             self._grow(nodes)
@@ -222,6 +227,15 @@ class Restorer:
         blob = self.repo.read_chunk(job.digest, job.where)
         return codec.decode_chunk(job.digest, blob, job.length, job.where)
 
+    def _already_there(self, target: BlockTarget, job: WriteJob) -> bool:
+        """Delta restore: does the target hold this chunk's bytes already?"""
+        current = target.pread(job.length, job.offset)
+        if len(current) != job.length:
+            return False
+        if job.digest is None:
+            return codec.is_zero(current)
+        return codec.chunk_hash(current) == job.digest
+
     def _write_data(self) -> None:
         jobs = write_jobs(self.manifest, self.plan)
         total = sum(j.length for j in jobs)
@@ -229,21 +243,33 @@ class Restorer:
         self.sink(StageStarted("write-data", f"Writing {human_bytes(total)} to "
                                f"{self.plan.target.path}", total))
         target = self.target_factory(self.plan.target.path)
+        delta = self.plan.options.delta
+        skipped = 0
+
+        def fetch(job: WriteJob) -> bytes | None | bool:
+            if delta and self._already_there(target, job):
+                return True
+            return self._decode(job)
+
         try:
-            for job, raw in ordered_map(self._decode, iter_jobs(jobs), DECODE_WORKERS, DEPTH,
+            for job, raw in ordered_map(fetch, iter_jobs(jobs), DECODE_WORKERS, DEPTH,
                                         self.cancel):
-                if raw is None:
+                if raw is True:
+                    skipped += job.length
+                elif raw is None:
                     target.zero(job.offset, job.length)
-                else:
+                elif isinstance(raw, bytes):
                     target.pwrite(raw, job.offset)
                 meter.add(job.length)
             target.flush()
-            self.report.bytes_written = meter.done
+            self.report.bytes_skipped = skipped
+            self.report.bytes_written = meter.done - skipped
             self.report.throughput = meter.done / max(meter.elapsed, 1e-9)
             self._step("write-boot-areas", "done")
             self._step("write-data", "done",
                        f"{human_bytes(meter.done)} in {meter.elapsed:.1f} s "
-                       f"({human_bytes(self.report.throughput)}/s)")
+                       f"({human_bytes(self.report.throughput)}/s)"
+                       + (f", {human_bytes(skipped)} already in place" if delta else ""))
             self.sink(StageFinished("write-data", meter.elapsed, meter.done))
             if self.plan.options.verify:
                 self._verify_written(target, jobs)
