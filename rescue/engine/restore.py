@@ -26,7 +26,7 @@ from rescue.events import (
     human_bytes,
     null_sink,
 )
-from rescue.fs import ext
+from rescue.fs import grow
 from rescue.image import chunks as codec
 from rescue.image.manifest import METHOD_RECREATE, ChunkedData, Disk, Manifest
 from rescue.image.repository import Repository
@@ -315,11 +315,11 @@ class Restorer:
 
     def _grow(self, nodes: dict[int, str]) -> None:
         for pp in self.plan.partitions:
-            if pp.grow_filesystem and pp.filesystem in ext.EXT_TYPES:
+            if pp.grow_filesystem and pp.filesystem:
                 size = human_bytes(pp.size * self.plan.sector_size)
                 self.sink(LogMessage("info", f"Growing the {pp.filesystem} filesystem on "
                                      f"partition {pp.number} to {size}"))
-                ext.grow(nodes[pp.number], self.runner)
+                grow.grow(pp.filesystem, nodes[pp.number], self.runner)
                 self._step("grow-filesystems", "done", f"partition {pp.number}")
 
     def _step(self, name: str, status: str, detail: str = "") -> None:

@@ -8,11 +8,11 @@ from typing import Any
 
 from rescue.errors import TargetRefusedError, TargetTooSmallError, UsageError
 from rescue.events import human_bytes
+from rescue.fs.grow import GROWABLE
 from rescue.image.manifest import METHOD_RECREATE, Disk, Manifest
 
 ALIGN = 2048  # sectors: 1 MiB at 512-byte sectors
 GPT_BACKUP_SECTORS = 33  # backup partition entries (32) + backup header (1)
-GROWABLE = {"ext2", "ext3", "ext4"}
 
 
 @dataclass
