@@ -67,7 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "chunk on the target is hashed and compared)")
     p.add_argument("--force", action="store_true",
                    help="restore even if the hardware verdict is 'blocked'")
-    p.add_argument("--report", metavar="FILE", help="write the restore report (JSON) here")
+    p.add_argument("--report", metavar="FILE",
+                   help="write the restore report (JSON) here, also when the restore fails")
     p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
     p.set_defaults(func=cmd_restore)
 
@@ -186,17 +187,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if answer != "YES":
             print("Nothing was written.")
             return 1
-    cancel = threading.Event()
-    try:
-        report = services.run_restore(prepared, _sink(args), cancel, runner)
-    except KeyboardInterrupt:
-        cancel.set()
-        raise
-    finally:
-        pass
-    if args.report:
-        with open(args.report, "w") as f:
-            f.write(report.to_json())
+    report = services.run_restore(prepared, _sink(args), None, runner, args.report)
     print(f"Restored image {report.image_id} onto {report.target}: "
           f"{human_bytes(report.bytes_written)} written in {report.elapsed:.1f} s"
           + (f", {human_bytes(report.bytes_skipped)} already in place"

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from rescue.devices.blockdev import device_facts, partition_node
+from rescue.devices.blockdev import device_facts
 from rescue.devices.mounts import disk_use
 from rescue.engine import partition as pt
 from rescue.engine.blockio import BlockTarget, ensure_exclusive
@@ -141,10 +140,12 @@ class Restorer:
     def __init__(self, repo: Repository, manifest: Manifest, plan: RestorePlan,
                  runner: CommandRunner, sink: Sink = null_sink,
                  cancel: threading.Event | None = None,
-                 target_factory: type[BlockTarget] = BlockTarget) -> None:
+                 target_factory: type[BlockTarget] = BlockTarget,
+                 report_path: str | None = None) -> None:
         self.repo, self.manifest, self.plan = repo, manifest, plan
         self.runner, self.sink, self.cancel = runner, sink, cancel
         self.target_factory = target_factory
+        self.report_path = report_path
         self.disk: Disk = manifest.disks[0]
         self.report = RestoreReport(
             image_id=manifest.id, target=plan.target.path,
@@ -196,11 +197,11 @@ class Restorer:
             self._recreate_swap(nodes)
             self._grow(nodes)
             self.report.result = "ok"
-        except Cancelled:
+        except (Cancelled, KeyboardInterrupt):
             self.report.result = "cancelled"
             self.report.error = (
                 "The restore was cancelled; the target disk is incomplete and will not boot. "
-                "Run the restore again to complete it."
+                "Run the restore again (with --resume to keep what is already written)."
             )
             raise Cancelled(self.report.error) from None
         except RescueError as exc:
@@ -209,6 +210,9 @@ class Restorer:
             raise
         finally:
             self.report.elapsed = time.monotonic() - start
+            if self.report_path:
+                with open(self.report_path, "w") as f:
+                    f.write(self.report.to_json())
         return self.report
 
     def _prepare_disk(self) -> None:
@@ -252,7 +256,7 @@ class Restorer:
             return self._decode(job)
 
         try:
-            for job, raw in ordered_map(fetch, iter_jobs(jobs), DECODE_WORKERS, DEPTH,
+            for job, raw in ordered_map(fetch, iter(jobs), DECODE_WORKERS, DEPTH,
                                         self.cancel):
                 if raw is True:
                     skipped += job.length
@@ -294,7 +298,7 @@ class Restorer:
                     f"{self.plan.target.path}; the disk may be failing."
                 )
 
-        for job, _ in ordered_map(check, iter_jobs(jobs), DECODE_WORKERS, DEPTH, self.cancel):
+        for job, _ in ordered_map(check, iter(jobs), DECODE_WORKERS, DEPTH, self.cancel):
             meter.add(job.length)
         self.report.verified = True
         self.sink(StageFinished("verify-written-data", meter.elapsed, meter.done))
@@ -326,10 +330,3 @@ class Restorer:
         self.report.steps.append(StepResult(name, status, detail))
         self.sink(LogMessage("info", f"{name}: {status}{' - ' + detail if detail else ''}"))
 
-
-def iter_jobs(jobs: list[WriteJob]) -> Iterator[WriteJob]:
-    yield from jobs
-
-
-def partition_nodes(path: str, numbers: list[int]) -> dict[int, str]:
-    return {n: partition_node(path, n) for n in numbers}
