@@ -16,6 +16,7 @@ filesystem checks, every file of the root filesystem and the ESP's files.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import subprocess
@@ -93,7 +94,14 @@ def test_unattended_restore_from_a_repository_disk(iso_path: Path, tmp_path: Pat
     try:
         vm.start()
         vm.wait_for(r"unattended restore", 600)
-        rc = vm.wait_exit(RUN_BUDGET)
+        vm.wait_for(r"unattended run stopped|Shutting down", RUN_BUDGET)
+        if "unattended run stopped" in vm.text():
+            # The console launcher left a root shell on serial: collect the evidence.
+            vm.send("lsblk -f; tail -n 40 /var/log/rescue/wizard-ttyS0.log; echo DIAG-END\n")
+            with contextlib.suppress(TimeoutError):
+                vm.wait_for(r"DIAG-END\s*\n.*#", 60)
+            pytest.fail(f"the unattended restore failed in the live system:\n{vm.text()[-5000:]}")
+        rc = vm.wait_exit(300)
         log = vm.text()
     finally:
         vm.stop()
