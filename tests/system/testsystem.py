@@ -177,7 +177,8 @@ mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sysfs /sys 2>/dev/null
 root=$(awk '$2 == "/" {{print $1}}' /proc/mounts | tail -n 1)
 disk=$(ls /sys/block | grep -v -e '^loop' -e '^ram' | tr '\\n' ',')
-echo "{MARKER} token=$(cat /etc/rescue-test-token) host=$(cat /etc/hostname) root=$root disks=$disk kernel=$(uname -r) END" > /dev/ttyS0
+rootkb=$(df -k / | awk 'NR == 2 {{print $2}}')
+echo "{MARKER} token=$(cat /etc/rescue-test-token) host=$(cat /etc/hostname) root=$root rootkb=$rootkb disks=$disk kernel=$(uname -r) END" > /dev/ttyS0
 sync
 echo o > /proc/sysrq-trigger
 sleep 30
