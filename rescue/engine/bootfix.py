@@ -388,9 +388,13 @@ def choose_loader(files: list[str], os_id: str) -> list[tuple[str, str]]:
         dirs.append(os_id)
     for f in files:
         parts = f.split("/")
-        if len(parts) == 4 and parts[1].upper() == "EFI" and parts[2].upper() != "BOOT":
-            if parts[2] not in dirs:
-                dirs.append(parts[2])
+        if (
+            len(parts) == 4
+            and parts[1].upper() == "EFI"
+            and parts[2].upper() != "BOOT"
+            and parts[2] not in dirs
+        ):
+            dirs.append(parts[2])
     for d in dirs:
         shim = in_dir(d, "shimx64.efi")
         grub = in_dir(d, "grubx64.efi")
@@ -625,7 +629,9 @@ def initramfs_path(root: Path, kver: str, tool: str) -> str:
     for name in (f"initrd.img-{kver}", f"initramfs-{kver}.img", f"initrd-{kver}"):
         if (root / "boot" / name).exists():
             return f"/boot/{name}"
-    return f"/boot/initrd.img-{kver}" if tool == "initramfs-tools" else f"/boot/initramfs-{kver}.img"
+    if tool == "initramfs-tools":
+        return f"/boot/initrd.img-{kver}"
+    return f"/boot/initramfs-{kver}.img"
 
 
 def initramfs_modules(s: _Session, root: Path, image: str, tool: str) -> set[str]:

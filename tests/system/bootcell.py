@@ -185,13 +185,17 @@ def render_markdown(cells: list[CellResult], build_seconds: dict[str, float]) ->
         "Boot time: QEMU start to marker (TCG). Restore: `rescue restore` wall time.",
         "Fix-ups: `run_fixups` wall time (initramfs rebuild in a chroot dominates).",
         "",
-        "| layout | target disk | bus | fix-ups | result | boot s | restore s | fix-ups s | root seen by the booted system |",
+        "| layout | target disk | bus | fix-ups | result | boot s | restore s | fix-ups s"
+        " | root seen by the booted system |",
         "|---|---|---|---|---|---:|---:|---:|---|",
     ]
     for c in cells:
         result = "boots" if c.booted else f"**no boot** ({c.reason})"
         fix = "all" if c.fixups else "initramfs-drivers skipped"
-        root = f"{c.marker_field('root')} ({int(c.marker_field('rootkb') or 0) // 1024} MiB)" if c.booted else "-"
+        root = "-"
+        if c.booted:
+            mib = int(c.marker_field("rootkb") or 0) // 1024
+            root = f"{c.marker_field('root')} ({mib} MiB filesystem)"
         lines.append(
             f"| {c.layout} | {c.size} | {c.bus} | {fix} | {result} | {c.boot_seconds:.1f}"
             f" | {c.restore_seconds:.1f} | {c.fixup_seconds:.1f} | {root} |"

@@ -182,7 +182,7 @@ echo "{MARKER} token=$(cat /etc/rescue-test-token) host=$(cat /etc/hostname) roo
 sync
 echo o > /proc/sysrq-trigger
 sleep 30
-"""
+"""  # noqa: E501
 
 RECIPE = {
     "version": 3,
