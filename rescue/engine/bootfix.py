@@ -355,13 +355,16 @@ def _mtools_env() -> dict[str, str]:
 
 
 def esp_files(s: _Session, node: str) -> list[str]:
-    """Every file path on the ESP (upper-case, '/'-separated, from the root)."""
-    res = s.run(["mdir", "-/", "-b", "-i", node, "::/"], env=_mtools_env(), check=False)
-    if res.returncode != 0:
-        detail = (res.stderr or res.stdout).strip().splitlines()
+    """Every file path on the ESP (as stored, '/'-separated, from the root)."""
+    env = _mtools_env()
+    info = s.run(["minfo", "-i", node, "::"], env=env, check=False)
+    if info.returncode != 0:
+        detail = (info.stderr or info.stdout).strip().splitlines()
         raise StepFailed(
-            f"The ESP {node} cannot be read as FAT ({detail[-1] if detail else 'mdir failed'})."
+            f"The ESP {node} cannot be read as FAT ({detail[-1] if detail else 'minfo failed'})."
         )
+    # mdir exits 1 on an empty root directory: an empty ESP is not an error here.
+    res = s.run(["mdir", "-/", "-b", "-i", node, "::/"], env=env, check=False)
     files = []
     for line in res.stdout.splitlines():
         line = line.strip()
