@@ -61,7 +61,8 @@ def uefi_disk(tmp_path):
         sh("mcopy", "-i", nodes[0], loader, "::/EFI/debian/grubx64.efi", env=MTOOLS)
         esp_uuid = sh("blkid", "-o", "value", "-s", "UUID", nodes[0]).strip()
         make_root(nodes[1], tmp_path / "mnt",
-                  f"UUID=@ROOT@ / ext4 defaults 0 1\nUUID={esp_uuid} /boot/efi vfat umask=0077 0 1\n")
+                  "UUID=@ROOT@ / ext4 defaults 0 1\n"
+                  f"UUID={esp_uuid} /boot/efi vfat umask=0077 0 1\n")
         parts = [Partition(1, 2048, 81920, ESP, filesystem="vfat"),
                  Partition(2, 83968, 112607, LINUX, filesystem="ext4")]
         yield dev, {1: nodes[0], 2: nodes[1]}, make_manifest(parts, "gpt", "uefi"), loader
