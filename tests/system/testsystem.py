@@ -456,6 +456,66 @@ def rootfs_dir() -> Path:
         return final
 
 
+DRACUT_RECIPE = {
+    "version": 1,
+    "suite": "bookworm",
+    "mirror": MIRROR,
+    "variant": "minbase",
+    "packages": ["linux-image-amd64", "dracut", "e2fsprogs"],
+    # hostonly: only what the build machine's (virtio) disk needs, like MODULES=dep.
+    "dracut_conf": 'hostonly="yes"\nhostonly_mode="strict"\ncompress="zstd"\n',
+    "trim": list(TRIM_MODULE_DIRS),
+}
+
+
+def dracut_rootfs_dir() -> Path:
+    """A second, cached root tree whose initramfs is made by dracut (no initramfs-tools),
+    for the dracut path of the initramfs fix-up. Not bootable (no GRUB): a chroot only."""
+    key = _hash(DRACUT_RECIPE)
+    final = CACHE_ROOT / f"rootfs-dracut-{key}"
+    with file_lock(CACHE_ROOT / f".lock-rootfs-dracut-{key}"):
+        if (final / ".complete").exists():
+            return final
+        ensure_host_packages()
+        tmp = CACHE_ROOT / f"rootfs-dracut-{key}.tmp"
+        if tmp.exists():
+            run("rm", "-rf", "--one-file-system", tmp)
+        tmp.mkdir(parents=True)
+        started = time.monotonic()
+        log(f"debootstrap (dracut variant) into {tmp}")
+        run("debootstrap", "--variant=minbase", f"--cache-dir={CACHE_ROOT / 'debs'}",
+            DRACUT_RECIPE["suite"], tmp, DRACUT_RECIPE["mirror"])
+        conf = tmp / "etc/dracut.conf.d"
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "10-rescue-test.conf").write_text(DRACUT_RECIPE["dracut_conf"])
+        (tmp / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+        (tmp / "usr/sbin/policy-rc.d").chmod(0o755)
+        (tmp / "etc/apt/apt.conf.d/90rescue-test").write_text(
+            'APT::Install-Recommends "false";\nAcquire::Retries "3";\n'
+        )
+        with chroot_binds(tmp):
+            chroot(tmp, "apt-get", "update", "-qq")
+            chroot(tmp, "apt-get", "install", "-y", "-qq", *DRACUT_RECIPE["packages"])
+            for kver in sorted(p.name for p in (tmp / "lib/modules").iterdir()):
+                for rel in DRACUT_RECIPE["trim"]:
+                    p = tmp / "lib/modules" / kver / "kernel" / rel
+                    if p.is_dir():
+                        shutil.rmtree(p)
+                    elif p.exists():
+                        p.unlink()
+                chroot(tmp, "depmod", "-a", kver)
+                chroot(tmp, "dracut", "--force", f"/boot/initrd.img-{kver}", kver)
+            chroot(tmp, "apt-get", "clean")
+        (tmp / "usr/sbin/policy-rc.d").unlink()
+        for rel in ("usr/share/doc", "usr/share/man", "usr/share/locale", "var/lib/apt/lists"):
+            shutil.rmtree(tmp / rel, ignore_errors=True)
+        (tmp / "etc/fstab").write_text("# filled in by the test\n")
+        (tmp / ".complete").write_text(f"{time.monotonic() - started:.1f}\n")
+        tmp.rename(final)
+        log(f"dracut rootfs built in {time.monotonic() - started:.0f} s")
+        return final
+
+
 # --------------------------------------------------------------------------- disk images
 
 BIOS_GRUB_TYPE = "21686148-6449-6E6F-744E-656564454649"
