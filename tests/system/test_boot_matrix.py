@@ -48,8 +48,12 @@ def matrix_report(request):
     if not out or not RESULTS:
         return
     systems = request.getfixturevalue("test_systems")
+    from testsystem import rootfs_dir
+
+    done = rootfs_dir() / ".complete"
+    rootfs_s = float(done.read_text().strip() or 0) if done.exists() else None
     table = bootcell.render_markdown(
-        RESULTS, {k: v.build_seconds for k, v in systems.items()}
+        RESULTS, {k: v.build_seconds for k, v in systems.items()}, rootfs_s
     )
     path = Path(out)
     text = path.read_text() if path.exists() else "<!-- matrix:begin -->\n<!-- matrix:end -->\n"
