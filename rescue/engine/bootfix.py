@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -214,12 +215,15 @@ class _Session:
 
 
 def _rmdir_quiet(path: str) -> None:
-    with contextlib.suppress(OSError):
-        for sub in ("root",):
-            p = Path(path) / sub
-            if p.is_dir() and not os.path.ismount(p):
-                p.rmdir()
-        os.rmdir(path)
+    """Remove the scratch directory, unless something is still mounted below it (then it
+    stays, rather than deleting files of a mounted filesystem)."""
+    real = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 1 and (fields[1] == real or fields[1].startswith(real + "/")):
+                return
+    shutil.rmtree(real, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -683,8 +687,25 @@ def fix_initramfs(s: _Session, step: FixupStep) -> FixupResult:
             continue
         _configure(root, tool, absent)
         if tool == "initramfs-tools":
-            s.chroot("update-initramfs", "-u", "-k", kver,
-                     what=f"Rebuilding the initramfs of {kver} (update-initramfs)")
+            dep = initramfs_tools_modules_setting(root) == "dep"
+            override = root / "etc/initramfs-tools/conf.d/zz-rescue-restore"
+            if dep:
+                # MODULES=dep inspects the disks of the machine it runs on; from a chroot
+                # in the live system that is the live medium, and mkinitramfs fails or
+                # picks the wrong drivers. Build this one initramfs with MODULES=most.
+                override.write_text("# temporary, written by rescue during a restore\n"
+                                    "MODULES=most\n")
+            try:
+                s.chroot("update-initramfs", "-u", "-k", kver,
+                         what=f"Rebuilding the initramfs of {kver} (update-initramfs)")
+            finally:
+                override.unlink(missing_ok=True)
+            if dep:
+                notes.append(
+                    f"{kver}: MODULES=dep cannot look at this machine from a chroot, so this "
+                    "initramfs was built once with MODULES=most (the configuration is "
+                    "unchanged; the drivers are also listed in /etc/initramfs-tools/modules)"
+                )
         else:
             s.chroot("dracut", "--force", image, kver,
                      what=f"Rebuilding the initramfs of {kver} (dracut)")
@@ -702,6 +723,23 @@ def fix_initramfs(s: _Session, step: FixupStep) -> FixupResult:
             + "; ".join(rebuilt + notes) + "."
         )
     return FixupResult(step.name, DONE, "Nothing to add: " + "; ".join(notes) + ".")
+
+
+def initramfs_tools_modules_setting(root: Path) -> str:
+    """The effective MODULES= of initramfs-tools (initramfs.conf, then conf.d in order)."""
+    value = "most"
+    conf = root / "etc/initramfs-tools"
+    files = [conf / "initramfs.conf"]
+    if (conf / "conf.d").is_dir():
+        files += sorted(p for p in (conf / "conf.d").iterdir() if p.is_file())
+    for path in files:
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            m = re.match(r"\s*MODULES\s*=\s*['\"]?([a-z]+)", line)
+            if m:
+                value = m.group(1)
+    return value
 
 
 def _configure(root: Path, tool: str, drivers: list[str]) -> None:
@@ -763,6 +801,7 @@ def fix_fstab(s: _Session, step: FixupStep) -> FixupResult:
             lines[no - 1] = lines[no - 1].replace(old, new, 1)
         fstab.write_text("".join(lines))
     parts = [f"{ok + len(rewrites)} of {len(entries)} entries resolve on the restored disk"]
+    parts += check_boot_loader_root(root, facts, source_disk)
     if rewrites:
         parts.append("rewrote " + ", ".join(f"{a} -> {b}" for a, b in rewrites.values())
                      + " (old file kept as /etc/fstab.rescue-backup)")
@@ -775,6 +814,43 @@ def fix_fstab(s: _Session, step: FixupStep) -> FixupResult:
             + "; the restored system will stop in emergency mode. " + "; ".join(parts) + "."
         )
     return FixupResult(step.name, DONE, "; ".join(parts) + ".")
+
+
+_LINUX_CMD = re.compile(r"\s*linux(16|efi)?\s")
+_ROOT_ARG = re.compile(r"(?<![\w.-])root=(\S+)")
+
+
+def check_boot_loader_root(root: Path, facts: dict[int, dict[str, str]],
+                           source_disk: str) -> list[str]:
+    """The kernel's ``root=`` in GRUB's config: source-disk device names are rewritten to
+    ``root=UUID=``; values that resolve nowhere are reported."""
+    notes: list[str] = []
+    for rel in ("boot/grub/grub.cfg", "boot/grub2/grub.cfg"):
+        cfg = root / rel
+        if not cfg.is_file():
+            continue
+        text = cfg.read_text(errors="replace")
+        kernel_lines = [ln for ln in text.splitlines() if _LINUX_CMD.match(ln)]
+        values = sorted({v for ln in kernel_lines for v in _ROOT_ARG.findall(ln)})
+        changed = text
+        unresolved = []
+        for value in values:
+            number = _kernel_device_partition(value, source_disk)
+            if number is not None and facts.get(number, {}).get("UUID"):
+                new = f"UUID={facts[number]['UUID']}"
+                changed = re.sub(rf"(?<![\w.-])root={re.escape(value)}(?=\s)", f"root={new}",
+                                 changed)
+                notes.append(f"/{rel}: root={value} -> root={new}")
+            elif not any(spec_matches(value, f) for f in facts.values()):
+                unresolved.append(value)
+        if changed != text:
+            (root / (rel + ".rescue-backup")).write_text(text)
+            cfg.write_text(changed)
+        if unresolved:
+            notes.append(f"/{rel} also names root={', '.join(unresolved)}, not on this disk")
+        elif values:
+            notes.append(f"/{rel}: root= resolves on the restored disk")
+    return notes
 
 
 HANDLERS: dict[str, Callable[[_Session, FixupStep], FixupResult]] = {

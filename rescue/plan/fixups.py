@@ -12,8 +12,8 @@ summary screen lists them, the log records them and ``--dry-run`` prints them:
                           (efibootmgr; stale entries for the same ESP replaced; read back)
     initramfs-drivers     the target's storage drivers in the restored initramfs (rebuilt in
                           a chroot: initramfs-tools or dracut)
-    fstab-check           every /etc/fstab entry resolves to a restored UUID/label;
-                          kernel device names of the source disk rewritten to UUID=
+    fstab-check           every /etc/fstab entry (and GRUB's root=) resolves to a restored
+                          UUID/label; source-disk device names rewritten to UUID=
 
 Every step can be skipped by name (``skip``); a skipped step stays in the plan, marked,
 so the technician sees what will not happen.
@@ -36,7 +36,7 @@ STEP_TITLES = {
     "uefi-fallback-loader": "Make sure the UEFI fallback loader \\EFI\\BOOT\\BOOTX64.EFI exists",
     "uefi-nvram-entry": "Create the UEFI boot entry for the restored system",
     "initramfs-drivers": "Add the storage drivers this machine needs to the initramfs",
-    "fstab-check": "Check /etc/fstab against the restored UUIDs",
+    "fstab-check": "Check /etc/fstab and the boot loader's root= against the restored UUIDs",
 }
 FIXUP_NAMES = tuple(STEP_TITLES)
 

@@ -40,14 +40,21 @@ def initramfs_modules(root: Path, kernel: str) -> set[str]:
     return {module_name(ln) for ln in out.splitlines() if ".ko" in ln}
 
 
-def test_initramfs_rebuilt_with_nvme_in_a_chroot(tmp_path):
+@pytest.mark.parametrize("modules_mode", ["list", "dep"])
+def test_initramfs_rebuilt_with_nvme_in_a_chroot(tmp_path, modules_mode):
+    """``list``: the test system as built. ``dep``: the common Debian setting, which cannot
+    be evaluated from a chroot in a live system; the fix-up builds with ``most`` once."""
     testsystem.ensure_host_packages()
     ts = testsystem.test_system("bios-gpt")
     image = tmp_path / "disk.img"
     subprocess.run(["cp", "--sparse=always", ts.image, image], check=True)
+    conf = "etc/initramfs-tools/conf.d/rescue-test"
     with testsystem.loop_device(image) as dev:
         testsystem.refresh_partitions(dev, expect=2)
         nodes = {1: f"{dev}p1", 2: f"{dev}p2"}
+        if modules_mode == "dep":
+            with testsystem.mounted(nodes[2], tmp_path / "edit") as mnt:
+                (mnt / conf).write_text("MODULES=dep\n")
         manifest = manifest_for(ts)
         steps = [s for s in plan_fixups(manifest, "bios", ["nvme"], set())
                  if s.name == "initramfs-drivers"]
@@ -58,6 +65,7 @@ def test_initramfs_rebuilt_with_nvme_in_a_chroot(tmp_path):
         [result] = run_fixups(ctx, steps)
         assert result.status == "done", result.detail
         assert f"{ts.kernel}: added nvme (initramfs-tools)" in result.detail
+        assert ("built once with MODULES=most" in result.detail) == (modules_mode == "dep")
         chroots = [c for c in runner.log if c[0] == "chroot"]
         assert any("update-initramfs" in c for c in chroots)
         # Nothing left mounted: not the root, not the /dev,/proc,/sys,/run binds.
@@ -74,6 +82,10 @@ def test_initramfs_rebuilt_with_nvme_in_a_chroot(tmp_path):
             assert {"nvme", "nvme_core", "virtio_blk"} <= modules
             listed = (mnt / "etc/initramfs-tools/modules").read_text().split()
             assert listed.count("nvme") == 1  # future kernels keep it; no duplicates
+            # The system's own configuration is as it was; the temporary override is gone.
+            assert (mnt / conf).read_text().startswith(
+                "MODULES=dep" if modules_mode == "dep" else "#")
+            assert not (mnt / "etc/initramfs-tools/conf.d/zz-rescue-restore").exists()
         finally:
             subprocess.run(["umount", mnt], check=True)
     shutil.rmtree(tmp_path / "work", ignore_errors=True)

@@ -212,3 +212,48 @@ def test_module_status_reads_builtin_and_dep(tmp_path: Path):
     assert module_status(tmp_path, "6.1.0-1-amd64", "virtio-blk") == "builtin"
     assert module_status(tmp_path, "6.1.0-1-amd64", "nvme_core") == "module"
     assert module_status(tmp_path, "6.1.0-1-amd64", "ahci") == "missing"
+
+
+def test_grub_root_device_name_rewritten_to_uuid(tmp_path: Path):
+    from rescue.engine.bootfix import check_boot_loader_root
+
+    grub = tmp_path / "boot/grub"
+    grub.mkdir(parents=True)
+    cfg = (
+        "set root='hd0,msdos2'\n"
+        "search --no-floppy --fs-uuid --set=root 1111\n"
+        "    linux /vmlinuz root=/dev/sda2 ro quiet\n"
+        "    linux /vmlinuz root=/dev/sda2 ro single\n"
+        "    linux /vmlinuz-old root=UUID=dead-beef ro\n"
+    )
+    (grub / "grub.cfg").write_text(cfg)
+    facts = {1: {"UUID": "aaaa"}, 2: {"UUID": "bbbb-cccc"}}
+    notes = check_boot_loader_root(tmp_path, facts, "/dev/sda")
+    new = (grub / "grub.cfg").read_text()
+    assert new.count("root=UUID=bbbb-cccc ro") == 2
+    assert "set root='hd0,msdos2'" in new  # GRUB's own root variable is not the kernel's
+    assert (grub / "grub.cfg.rescue-backup").read_text() == cfg
+    assert any("root=/dev/sda2 -> root=UUID=bbbb-cccc" in n for n in notes)
+    assert any("UUID=dead-beef, not on this disk" in n for n in notes)
+
+
+def test_grub_root_by_uuid_resolves(tmp_path: Path):
+    from rescue.engine.bootfix import check_boot_loader_root
+
+    (tmp_path / "boot/grub").mkdir(parents=True)
+    (tmp_path / "boot/grub/grub.cfg").write_text("linux /vmlinuz root=UUID=BBBB ro\n")
+    notes = check_boot_loader_root(tmp_path, {2: {"UUID": "bbbb"}}, "/dev/vda")
+    assert notes == ["/boot/grub/grub.cfg: root= resolves on the restored disk"]
+    assert not (tmp_path / "boot/grub/grub.cfg.rescue-backup").exists()
+
+
+def test_initramfs_tools_modules_setting_follows_conf_d(tmp_path: Path):
+    from rescue.engine.bootfix import initramfs_tools_modules_setting
+
+    conf = tmp_path / "etc/initramfs-tools"
+    (conf / "conf.d").mkdir(parents=True)
+    assert initramfs_tools_modules_setting(tmp_path) == "most"
+    (conf / "initramfs.conf").write_text("# MODULES=list\nMODULES=most\n")
+    assert initramfs_tools_modules_setting(tmp_path) == "most"
+    (conf / "conf.d/zz-local").write_text('MODULES="dep"\n')
+    assert initramfs_tools_modules_setting(tmp_path) == "dep"
