@@ -25,6 +25,10 @@ from rescue.image.repository import Repository
 from rescue.plan.fixups import plan_fixups
 from rescue.runner import RecordingRunner
 
+# The whole matrix runs with RESCUE_BOOT_MATRIX=1 (make boot-matrix); make test a subset.
+FULL_MATRIX = os.environ.get("RESCUE_BOOT_MATRIX") == "1"
+FULL_ONLY = "full boot matrix only (TCG boots are slow): run `make boot-matrix`"
+
 MiB = 1024 * 1024
 LARGER_BY = 512 * MiB
 

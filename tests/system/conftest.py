@@ -13,9 +13,6 @@ from pathlib import Path
 import pytest
 import testsystem
 
-FULL_MATRIX = os.environ.get("RESCUE_BOOT_MATRIX") == "1"
-FULL_ONLY = "full boot matrix only (TCG boots are slow): run `make boot-matrix`"
-
 
 def _tools_or_skip() -> None:
     if os.geteuid() != 0:

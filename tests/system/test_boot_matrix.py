@@ -17,7 +17,7 @@ from pathlib import Path
 
 import bootcell
 import pytest
-from conftest import FULL_MATRIX, FULL_ONLY
+from bootcell import FULL_MATRIX, FULL_ONLY
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu]
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import qemu_harness
-from conftest import FULL_MATRIX, FULL_ONLY
+from bootcell import FULL_MATRIX, FULL_ONLY
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu]
 
