@@ -1,7 +1,7 @@
 # System tests: QEMU boots of restored disks (included by the top Makefile).
 # The test system is built on first use and cached under /var/cache/rescue-tests.
 
-.PHONY: boot-matrix test-system system-apt
+.PHONY: boot-matrix test-system test-system-prune system-apt
 
 system-apt:
 	@missing=$$(for p in debootstrap qemu-system-x86 qemu-utils ovmf grub-pc-bin grub-efi-amd64-bin mtools dosfstools efibootmgr gdisk; do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -18,3 +18,7 @@ test-system: setup system-apt
 boot-matrix: setup system-apt
 	RESCUE_BOOT_MATRIX=1 RESCUE_BOOT_MATRIX_REPORT=docs/BOOT-MATRIX.md \
 		$(VENV)/bin/pytest -q -ra -p no:cacheprovider tests/system
+
+# Remove cached test systems of older recipes from /var/cache/rescue-tests.
+test-system-prune:
+	$(PYTHON) tests/system/testsystem.py --prune

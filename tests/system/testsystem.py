@@ -692,13 +692,37 @@ def test_system(layout: str) -> TestSystem:
         return build_layout(layout, rootfs, out)
 
 
+def prune() -> list[Path]:
+    """Remove cached trees and images of other recipes (not the current ones)."""
+    keep = {
+        f"rootfs-{rootfs_hash()}",
+        f"rootfs-dracut-{_hash(DRACUT_RECIPE)}",
+        recipe_hash(),
+        "debs",
+        "scratch",
+        "boot-logs",
+    }
+    removed = []
+    if CACHE_ROOT.is_dir():
+        for p in sorted(CACHE_ROOT.iterdir()):
+            if p.is_dir() and p.name not in keep:
+                run("rm", "-rf", "--one-file-system", p)
+                removed.append(p)
+    return removed
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layout", action="append", choices=LAYOUTS)
     ap.add_argument("--print-cache", action="store_true", help="print the cache directory")
+    ap.add_argument("--prune", action="store_true", help="remove caches of older recipes")
     args = ap.parse_args(argv)
     if args.print_cache:
         print(CACHE_ROOT / recipe_hash())
+        return 0
+    if args.prune:
+        for p in prune():
+            print(f"removed {p}")
         return 0
     started = time.monotonic()
     for layout in args.layout or LAYOUTS:
