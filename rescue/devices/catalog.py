@@ -291,7 +291,8 @@ def open_catalog(
             if res.returncode != 0:
                 mp.rmdir()
                 detail = (res.stderr or res.stdout).strip().splitlines()
-                skip(src.device, f"it could not be mounted read-only ({detail[-1] if detail else 'mount failed'})")
+                why = detail[-1] if detail else "mount failed"
+                skip(src.device, f"it could not be mounted read-only ({why})")
                 continue
             catalog.mounts.append(str(mp))
             for repo in _find_repositories(mp, depth):

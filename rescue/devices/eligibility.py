@@ -50,7 +50,9 @@ def _resolve(inventory: Inventory, refs: Iterable[str]) -> set[str]:
     return out
 
 
-def reasons_for(disk: Disk, repo_devs: set[str], boot_devs: set[str]) -> tuple[list[str], list[str]]:
+def reasons_for(
+    disk: Disk, repo_devs: set[str], boot_devs: set[str]
+) -> tuple[list[str], list[str]]:
     """(reasons the disk must not be a target, roles it plays). Empty reasons: eligible."""
     reasons: list[str] = []
     roles: list[str] = []

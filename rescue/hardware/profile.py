@@ -69,7 +69,7 @@ def normalize_arch(arch: str) -> str:
 def x86_64_level(flags: Iterable[str]) -> int:
     """The x86-64 micro-architecture level (psABI v1..v4) a CPU with *flags* reaches."""
     have = set(flags)
-    if not _X86_BASE <= have:
+    if not have >= _X86_BASE:
         return 0
     level = 1
     for lvl, need in _X86_LEVELS:
@@ -211,9 +211,18 @@ class HardwareProfile:
     def load(cls, path: str | os.PathLike[str]) -> HardwareProfile:
         """Read a profile from a JSON file: a bare profile or a recorded machine file
         (``rescue devices --dump``), whose ``hardware`` member is used."""
-        data = json.loads(Path(path).read_text())
+        from rescue.errors import UsageError
+
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise UsageError(f"Cannot read the hardware profile {path}: {exc.strerror}.") from exc
+        except ValueError as exc:
+            raise UsageError(f"{path} is not a JSON hardware profile ({exc}).") from exc
         if isinstance(data, dict) and isinstance(data.get("hardware"), dict):
             data = data["hardware"]
+        if not isinstance(data, dict):
+            raise UsageError(f"{path} does not hold a hardware profile.")
         return cls.from_dict(data)
 
     def storage_modules(self) -> list[str]:
@@ -410,7 +419,10 @@ def collect_nics(root: str = "/") -> list[HwDevice]:
             continue  # lo, bridges, tunnels, ifb...
         driver, module = _driver_and_module(dev)
         real = dev.resolve()
-        bus = "usb" if "/usb" in str(real) else ("virtio" if real.name.startswith("virtio") else "pci")
+        if "/usb" in str(real):
+            bus = "usb"
+        else:
+            bus = "virtio" if real.name.startswith("virtio") else "pci"
         pci_dir = real.parent if bus == "virtio" else real
         out.append(
             HwDevice(
