@@ -258,18 +258,19 @@ def _compare_storage(
         diffs.append(Difference(
             "boot_disk.bus", BOOT_CRITICAL, src_disk.bus, dst_disk.bus,
             f"The system disk moves from {src_disk.bus} to {dst_disk.bus}: its device name "
-            "changes (e.g. /dev/sda becomes /dev/nvme0n1), so anything naming the disk by "
+            f"changes (e.g. /dev/{src_disk.name or 'sda'} becomes "
+            f"/dev/{dst_disk.name or 'nvme0n1'}), so anything naming the disk by "
             "device path (fstab, boot loader, crypttab) would point nowhere.",
             "The restore keeps filesystem and partition UUIDs and checks that fstab and the "
             "boot loader refer to them, rewriting device paths where found.",
             EFFECT_FIXUP))
     missing = [m for m in need if m not in have]
     if missing:
-        src_names = ", ".join(have) or "unknown"
-        dst_names = ", ".join(need)
+        src_names = (src_disk.controller if src_disk else "") or ", ".join(have) or "unknown"
+        dst_names = (dst_disk.controller if dst_disk else "") or ", ".join(need)
         diffs.append(Difference(
             "storage.driver", BOOT_CRITICAL, src_names, dst_names,
-            f"storage controller changed from {src_names} to {dst_names}: the restored "
+            f"Storage controller changed from {src_names} to {dst_names}: the restored "
             f"system's initramfs must contain {', '.join(missing)} or the kernel cannot "
             "find its root filesystem.",
             f"The restore adds {', '.join(missing)} to the initramfs (rebuilt in a chroot).",

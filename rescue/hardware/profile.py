@@ -32,6 +32,9 @@ from typing import Any
 
 PROFILE_SCHEMA = 1
 
+# Drivers in a disk's chain that say nothing about its controller.
+_GENERIC_DRIVERS = {"sd", "sr", "virtio-pci", "virtio_pci", "pcieport", "usb", "hub", "scsi_host"}
+
 # PCI base classes / subclasses we care about (class code is 0xBBSSPP).
 PCI_STORAGE = 0x01
 PCI_NETWORK = 0x02
@@ -152,6 +155,16 @@ class BootDisk:
     model: str = ""
     drivers: list[str] = field(default_factory=list)  # disk -> root, e.g. ["sd", "ahci"]
     modules: list[str] = field(default_factory=list)  # loadable modules among them
+
+    @property
+    def controller(self) -> str:
+        """The driver of the controller the disk hangs off ("ahci", "nvme", "virtio_blk",
+        "uas", "megaraid_sas"): the first driver in the chain that is not a generic
+        disk, bus or bridge driver."""
+        for d in self.drivers:
+            if d not in _GENERIC_DRIVERS:
+                return d
+        return self.drivers[0] if self.drivers else ""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BootDisk:
