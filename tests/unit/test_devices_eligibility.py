@@ -121,5 +121,5 @@ def test_current_root_of_an_installed_system_is_protected() -> None:
 def test_loop_devices_are_eligible_when_listed() -> None:
     inv = load("vm-virtio")
     loop = inv.disks[1]
-    loop.kind, loop.name, loop.path, loop.dev, loop.transport = "loop", "loop3", "/dev/loop3", "7:3", "loop"
+    loop.kind, loop.name, loop.path, loop.dev = "loop", "loop3", "/dev/loop3", "7:3"
     assert "loop3" in eligible(assess(inv))

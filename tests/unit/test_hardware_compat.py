@@ -118,7 +118,7 @@ def test_verdict_round_trips_through_json() -> None:
     data = json.loads(json.dumps(v.to_dict()))
     assert data["level"] == "fixups" and data["exit_code"] == 24
     assert Verdict.from_dict(data) == v
-    assert any("Verdict: compatible with fix-ups" == line for line in v.describe())
+    assert any(line == "Verdict: compatible with fix-ups" for line in v.describe())
 
 
 def test_boot_disk_controller_skips_generic_drivers() -> None:
