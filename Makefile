@@ -57,3 +57,6 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 -include iso/iso.mk
 -include tests/system/system.mk
+
+demo: setup
+	bash scripts/demo.sh
