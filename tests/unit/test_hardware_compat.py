@@ -148,3 +148,30 @@ def test_compat_command_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_compat_command_needs_an_image(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compat"]) == 2
     assert "--repo" in capsys.readouterr().err
+
+
+def test_compat_command_reads_the_profile_from_an_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from rescue.image.manifest import Manifest
+    from rescue.image.repository import Repository, new_image_id
+
+    repo = Repository.create(tmp_path / "repo")
+    when = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+    image_id = new_image_id(when)
+    repo.write_manifest(Manifest(
+        id=image_id, name="arm server", created_utc="2026-05-01T10:00:00Z",
+        created_local="2026-05-01T10:00:00+00:00", timezone="", computer="arm1",
+        os_name="Debian GNU/Linux 12 (bookworm)", os_id="debian", os_version="12",
+        firmware="uefi", hardware=profile(A).to_dict(), chunk_size=4 << 20,
+        compression="zstd", disks=[],
+    ))
+    args = ["compat", "--repo", str(tmp_path / "repo"), "--image", image_id[:10],
+            "--machine", str(MACHINES / f"{U}.json")]
+    assert main(args) == 23
+    out = capsys.readouterr().out
+    assert out.startswith("Verdict: blocked") and "aarch64 -> x86_64" in out
+    assert main(["compat", "--repo", str(tmp_path / "repo"),
+                 "--machine", str(MACHINES / f"{A}.json")]) == 0
