@@ -554,6 +554,9 @@ def boot_disk_info(name: str, root: str = "/") -> BootDisk | None:
     sysdir = Path(root) / "sys/class/block" / name
     if not sysdir.exists():
         return None
+    if (sysdir / "partition").exists():  # a partition was named: its disk is meant
+        sysdir = sysdir.resolve().parent
+        name = sysdir.name
     real = str(sysdir.resolve())
     drivers, modules = driver_chain(real)
     model = _read(sysdir / "device/model")

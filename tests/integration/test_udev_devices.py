@@ -20,6 +20,7 @@ from loopdev import MiB, loop_device, mounted, partition, settle, sh
 from rescue.devices.eligibility import ROLE_REPOSITORY, assess
 from rescue.devices.inventory import Disk, probe_inventory, repo_devices, udevd_running
 from rescue.devices.monitor import DeviceEvent, DiskMonitor
+from rescue.hardware.profile import collect_profile
 
 pytestmark = pytest.mark.root
 
@@ -133,6 +134,9 @@ def test_udev_sees_loop_filesystems_and_labels(udevd: object, tmp_path: Path) ->
         assert disk.eligible, disk.ineligible_reasons
         # Loop devices stay hidden unless asked for.
         assert dev not in [d.path for d in probe_inventory().disks]
+        # A partition named as the boot disk means its whole disk.
+        boot = collect_profile(boot_disk=parts[0]).boot_disk
+        assert boot is not None and (boot.name, boot.bus) == (Path(dev).name, "loop")
 
 
 def test_blkid_fallback_gives_the_same_fields(udevd: object, tmp_path: Path) -> None:
