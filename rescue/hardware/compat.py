@@ -31,7 +31,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rescue.errors import IncompatibleImageError
-from rescue.hardware.profile import HardwareProfile, HwDevice, normalize_arch
+from rescue.hardware.profile import (
+    BootDisk,
+    HardwareProfile,
+    HwDevice,
+    driver_module,
+    normalize_arch,
+)
 
 BOOT_CRITICAL = "boot-critical"
 OTHER = "other"
@@ -247,13 +253,31 @@ def _compare_firmware(
     return diffs, uefi_entry
 
 
+def _controller_modules(p: HardwareProfile) -> list[str]:
+    out: list[str] = []
+    for d in p.storage:
+        m = driver_module(d.driver, d.module) if d.driver else None
+        if m and m not in out:
+            out.append(m)
+    return out
+
+
+def _real_disk(p: HardwareProfile) -> BootDisk | None:
+    """The boot disk unless it is a stand-in (loop device in tests and demos) or unknown."""
+    d = p.boot_disk
+    return d if d is not None and d.bus not in ("", "loop", "virtual") else None
+
+
 def _compare_storage(
     img: HardwareProfile, mach: HardwareProfile
 ) -> tuple[list[Difference], list[str]]:
     diffs: list[Difference] = []
     need = mach.storage_modules()
     have = img.storage_modules()
-    src_disk, dst_disk = img.boot_disk, mach.boot_disk
+    src_disk, dst_disk = _real_disk(img), _real_disk(mach)
+    if dst_disk is None:
+        # Target disk unknown: only a controller the source did not have at all counts.
+        have = have + [m for m in _controller_modules(img) if m not in have]
     if src_disk and dst_disk and src_disk.bus and dst_disk.bus and src_disk.bus != dst_disk.bus:
         diffs.append(Difference(
             "boot_disk.bus", BOOT_CRITICAL, src_disk.bus, dst_disk.bus,

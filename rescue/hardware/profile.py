@@ -242,7 +242,9 @@ class HardwareProfile:
         """Kernel modules the storage stack of this machine needs to reach its boot disk
         (the boot disk's chain when known, else every storage controller's driver)."""
         names: list[str | None]
-        if self.boot_disk and self.boot_disk.modules:
+        if self.boot_disk and self.boot_disk.bus in ("loop", "virtual"):
+            names = [driver_module(d.driver, d.module) for d in self.storage if d.driver]
+        elif self.boot_disk and self.boot_disk.modules:
             names = list(self.boot_disk.modules)
         elif self.boot_disk and self.boot_disk.drivers:
             names = [driver_module(d) for d in self.boot_disk.drivers]

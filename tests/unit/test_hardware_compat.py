@@ -175,3 +175,22 @@ def test_compat_command_reads_the_profile_from_an_image(
     assert out.startswith("Verdict: blocked") and "aarch64 -> x86_64" in out
     assert main(["compat", "--repo", str(tmp_path / "repo"),
                  "--machine", str(MACHINES / f"{A}.json")]) == 0
+
+
+def test_loop_target_stands_in_for_a_disk() -> None:
+    """Demos and tests restore onto loop devices: no bus change, the machine's
+    controllers count."""
+    machine = profile(V)
+    machine.boot_disk = BootDisk(name="loop3", bus="loop")
+    v = compare(profile(V), machine)
+    assert v.level == "compatible", v.differences
+    assert v.initramfs_drivers == ["virtio_blk", "ata_piix"]
+
+
+def test_unknown_target_disk_with_a_new_controller_needs_its_driver() -> None:
+    machine = profile(D)
+    machine.boot_disk = None
+    v = compare(profile(V), machine)
+    storage = next(d for d in v.differences if d.component == "storage.driver")
+    assert "ahci" in storage.action and "megaraid_sas" in storage.action
+    assert v.initramfs_drivers == ["ahci", "megaraid_sas"]
