@@ -244,3 +244,24 @@ def test_monitor_ignores_loop_devices_unless_asked(udevd: object, tmp_path: Path
     with DiskMonitor(got, include_loop=False), loop_device(tmp_path / "q.img", 8 * MiB):
         time.sleep(1.5)
     assert all(not e.name.startswith("loop") for _, b in got.batches for e in b)
+
+
+def test_monitor_survives_a_failing_callback(tmp_path: Path) -> None:
+    calls: list[list[DeviceEvent]] = []
+
+    def flaky(batch: list[DeviceEvent]) -> None:
+        calls.append(batch)
+        if len(calls) == 1:
+            raise RuntimeError("consumer bug")
+
+    image = tmp_path / "f.img"
+    with open(image, "wb") as f:
+        f.truncate(8 * MiB)
+    with DiskMonitor(flaky, include_loop=True, source="kernel", quiet=0.1) as mon:
+        for _ in range(2):
+            dev = sh("losetup", "-f", "--show", str(image)).strip()
+            time.sleep(0.6)
+            _detach(dev)
+            time.sleep(0.6)
+        assert mon.error is None
+    assert len(calls) >= 2
