@@ -17,7 +17,7 @@ from loopdev import MiB, loop_device, mounted, partition, sh
 from rescue.devices.catalog import discover_images, kernel_filesystems, open_catalog
 from rescue.devices.inventory import Inventory, probe_inventory
 from rescue.devices.mounts import current_mounts
-from rescue.hardware.profile import HardwareProfile
+from rescue.hardware.profile import HardwareProfile, collect_profile
 from rescue.image.manifest import Manifest
 from rescue.image.repository import Repository, new_image_id
 from rescue.runner import RecordingRunner
@@ -186,3 +186,21 @@ def test_unmountable_and_missing_sources_are_skipped_with_reasons(tmp_path: Path
             reasons = {s.what: s.reason for s in catalog.skipped}
             assert reasons[dev] == "it is swap space"
             assert reasons[str(tmp_path / "nothing-here")] == "it is not a rescue repository"
+
+
+def test_real_backup_carries_the_profile_and_is_compatible_here(gpt_backup) -> None:  # type: ignore[no-untyped-def]
+    """An image made by the backup engine on this machine: the catalog lists it, its
+    manifest carries the full hardware profile, and `rescue compat` says compatible."""
+    from conftest import rescue_cli
+
+    found = discover_images(Inventory(), [str(gpt_backup.repo)])
+    assert [i.id for i in found] == [gpt_backup.image_id] and found[0].recommended
+    manifest = Repository.open(gpt_backup.repo).load_manifest(gpt_backup.image_id)
+    source = HardwareProfile.from_dict(manifest.hardware)
+    here = collect_profile()
+    assert source.cpu.model == here.cpu.model and source.cpu.cores == here.cpu.cores
+    assert source.cpu.x86_64_level == here.cpu.x86_64_level
+    assert [d.driver for d in source.storage] == [d.driver for d in here.storage]
+    proc = rescue_cli("compat", "--repo", str(gpt_backup.repo), "--image", gpt_backup.image_id)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("Verdict: compatible")
