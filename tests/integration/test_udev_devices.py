@@ -265,3 +265,43 @@ def test_monitor_survives_a_failing_callback(tmp_path: Path) -> None:
             time.sleep(0.6)
         assert mon.error is None
     assert len(calls) >= 2
+
+
+def test_devices_watch_prints_plugged_disks(tmp_path: Path) -> None:
+    import queue
+    import sys
+
+    image = tmp_path / "w.img"
+    with open(image, "wb") as f:
+        f.truncate(8 * MiB)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rescue", "devices", "--watch", "--include-loop"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert lines.get(timeout=10).startswith("Watching for disks")
+        dev = sh("losetup", "-f", "--show", str(image)).strip()
+        try:
+            seen: list[str] = []
+            deadline = time.monotonic() + 10
+            while not (seen and seen[-1].startswith("eligible targets now:") and dev in seen[-1]):
+                left = deadline - time.monotonic()
+                assert left > 0, f"{dev} never reported: {seen}"
+                try:
+                    seen.append(lines.get(timeout=left))
+                except queue.Empty:
+                    raise AssertionError(f"{dev} never reported: {seen}") from None
+            assert any(dev in line and "disk" in line for line in seen)
+        finally:
+            _detach(dev)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
