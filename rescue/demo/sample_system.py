@@ -180,12 +180,16 @@ def esp_get(node: str, name: str) -> bytes:
 
 def build_gpt_system(dev: str, hostname: str = "demo-pc", files: int = 3000,
                      data_bytes: int = 40 * MiB, root_size: str = "300M",
-                     seed: int = 1) -> SampleSystem:
-    """GPT: ESP (vfat), ext4 root, swap — the layout Debian's installer makes."""
-    _run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", dev],
-         input=f"label: gpt\nsize=64M, type=U, name=EFI\nsize={root_size}, type=L, name=root\n"
-         "size=32M, type=S, name=swap\n")
-    esp, root, swap = partition_nodes(dev)
+                     seed: int = 1, root_last: bool = False) -> SampleSystem:
+    """GPT: ESP (vfat), ext4 root, swap — the layout Debian's installer makes — or, with
+    *root_last*, ESP, swap, root."""
+    esp_line = "size=64M, type=U, name=EFI\n"
+    root_line = f"size={root_size}, type=L, name=root\n"
+    swap_line = "size=32M, type=S, name=swap\n"
+    body = esp_line + (swap_line + root_line if root_last else root_line + swap_line)
+    _run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", dev], input="label: gpt\n" + body)
+    nodes = partition_nodes(dev)
+    esp, root, swap = (nodes[0], nodes[2], nodes[1]) if root_last else nodes
     _run(["mkfs.vfat", "-F", "32", "-n", "ESP", esp])
     _run(["mkfs.ext4", "-q", "-L", "rootfs", root])
     _run(["mkswap", "-L", "swap0", swap])

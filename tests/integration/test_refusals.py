@@ -234,3 +234,18 @@ def test_manifest_roundtrip_through_repository(gpt_backup: BackedUp) -> None:
     assert again == m
     assert m.computer == "demo-pc" and m.os_name.startswith("Debian GNU/Linux 12")
     assert m.timezone == "Europe/Berlin" and m.created_local.endswith(("+01:00", "+02:00"))
+
+
+def test_read_only_target_refused(gpt_backup: BackedUp, tmp_path: Path) -> None:
+    backing = tmp_path / "ro.img"
+    with open(backing, "wb") as f:
+        f.truncate(SRC_SIZE)
+    dev = subprocess.run(["losetup", "-r", "-f", "--show", str(backing)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    try:
+        proc = _restore(gpt_backup.repo, gpt_backup.image_id, dev)
+    finally:
+        subprocess.run(["losetup", "-d", dev])
+    assert proc.returncode == 21
+    assert "read-only" in proc.stderr
+    assert file_is_zero(backing)

@@ -17,7 +17,7 @@ from conftest import (
     source_digest,
 )
 
-from rescue.demo.sample_system import esp_get
+from rescue.demo.sample_system import build_gpt_system, esp_get
 
 pytestmark = pytest.mark.root
 
@@ -65,8 +65,10 @@ def test_gpt_restore_onto_larger_disk_grows_root(gpt_backup: BackedUp, blank_dis
     s_parts, d_parts = src["partitions"], dst["partitions"]
     assert d_parts[0]["start"] == s_parts[0]["start"] and d_parts[0]["size"] == s_parts[0]["size"]
     grown = d_parts[1]["size"] - s_parts[1]["size"]
-    assert grown == 256 * MiB // 512
+    assert grown >= 256 * MiB // 512 and grown % 2048 == 0
     assert d_parts[2]["start"] == s_parts[2]["start"] + grown  # swap moved, same size
+    # the disk is filled: swap ends within 1 MiB of the last usable sector
+    assert 0 <= dst["lastlba"] - (d_parts[2]["start"] + d_parts[2]["size"] - 1) < 2048
     assert d_parts[2]["size"] == s_parts[2]["size"]
     for s, d in zip(s_parts, d_parts, strict=True):
         assert (d["uuid"], d["type"], d.get("name")) == (s["uuid"], s["type"], s.get("name"))
@@ -109,3 +111,20 @@ def test_mbr_boot_areas_restored_byte_identical(mbr_backup: BackedUp, blank_disk
         for key in ("TYPE", "UUID", "LABEL", "PART_ENTRY_UUID"):
             assert d.get(key) == s.get(key), (n, key)
     assert source_digest(f"{target}p5", tmp_path / "dst") == mbr_backup.digest
+
+
+def test_root_as_last_partition_grows_to_the_disk_end(blank_disk, tmp_path: Path) -> None:
+    src = blank_disk(256 * MiB, name="src-last")
+    system = build_gpt_system(src, hostname="last-pc", files=200, data_bytes=2 * MiB,
+                              root_size="120M", root_last=True)
+    digest = source_digest(system.nodes["root"], tmp_path / "s")
+    repo = tmp_path / "repo"
+    rescue_cli("backup", "--disk", src, "--repo", str(repo), check=True)
+    target = blank_disk(384 * MiB)
+    rescue_cli("restore", "--repo", str(repo), "--disk", target, "--yes", check=True)
+    parts = sfdisk_json(target)["partitions"]
+    last = parts[-1]
+    assert 0 <= sfdisk_json(target)["lastlba"] - (last["start"] + last["size"] - 1) < 2048
+    assert last["size"] > 120 * MiB // 512 + 100 * MiB // 512
+    assert subprocess.run(["e2fsck", "-fn", f"{target}p3"], capture_output=True).returncode == 0
+    assert source_digest(f"{target}p3", tmp_path / "d") == digest

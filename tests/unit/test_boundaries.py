@@ -44,3 +44,4 @@ def test_only_the_partition_module_imports_parted() -> None:
     out = subprocess.run(["grep", "-rlE", r"^\s*(import parted|from parted)", "rescue"],
                          capture_output=True, text=True)
     assert out.stdout.split() == ["rescue/engine/partition.py"]
+

@@ -41,7 +41,8 @@ def test_equal_disk_keeps_layout_exactly() -> None:
 def test_larger_disk_grows_largest_ext_and_moves_later_partitions() -> None:
     plan = plan_restore(three_partition_manifest(), target(1024 * MiB), RestoreOptions())
     esp, root, swap = plan.partitions
-    extra = 512 * MiB // 512
+    usable_end = 1024 * MiB // 512 - 34  # one past the last usable LBA
+    extra = (usable_end - (788480 + 65536)) // 2048 * 2048  # fill the disk, 1 MiB aligned
     assert (esp.start, esp.size) == (2048, 131072)
     assert root.start == 133120 and root.size == 655360 + extra and root.grow_filesystem
     assert swap.start == 788480 + extra and swap.size == 65536
