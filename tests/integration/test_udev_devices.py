@@ -115,6 +115,11 @@ def test_udev_sees_loop_filesystems_and_labels(udevd: object, tmp_path: Path) ->
     assert udevd_running()
     with two_filesystems(tmp_path, "enum") as (dev, parts, backing):
         _refresh(dev, *parts)
+        # udev itself knows the label (so the probe below reads udev, not blkid).
+        import pyudev
+
+        udev_dev = pyudev.Devices.from_device_file(pyudev.Context(), parts[0])
+        assert udev_dev.properties.get("ID_FS_LABEL") == "rx-enum"
         inv = probe_inventory(include_loop=True)
         disk = _find(inv.disks, dev)
         assert disk.kind == "loop" and disk.transport == "loop"
