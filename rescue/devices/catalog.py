@@ -248,6 +248,9 @@ def open_catalog(
         except RescueError as exc:
             skip(str(path), str(exc))
             return
+        except OSError as exc:  # an unreadable filesystem must not end the whole search
+            skip(str(path), f"it could not be read ({exc.strerror or exc})")
+            return
         catalog.repositories.append(str(path))
         sub = ""
         if top is not None:
