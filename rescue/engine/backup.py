@@ -292,7 +292,7 @@ def run_backup(
         os_id=sysinfo.os_id,
         os_version=sysinfo.os_version,
         firmware=_source_firmware(layout) or firmware_type(),
-        hardware=collect_profile().to_dict(),
+        hardware=collect_profile(boot_disk=prepared.disk_path).to_dict(),
         chunk_size=cs,
         compression="zstd",
         disks=[layout],
