@@ -17,9 +17,15 @@ from pathlib import Path
 
 import bootcell
 import pytest
+import systemfixtures
 from bootcell import FULL_MATRIX, FULL_ONLY
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu]
+
+# The shared fixtures (see systemfixtures.py for why they are not in a conftest.py).
+backups = systemfixtures.backups
+scratch = systemfixtures.scratch
+test_systems = systemfixtures.test_systems
 
 LAYOUTS = ("bios-mbr", "bios-gpt", "uefi-gpt")
 SIZES = ("same", "larger")

@@ -7,9 +7,13 @@ import subprocess
 
 import pytest
 import qemu_harness
+import systemfixtures
 from bootcell import FULL_MATRIX, FULL_ONLY
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu]
+
+# The shared fixtures (see systemfixtures.py for why they are not in a conftest.py).
+test_systems = systemfixtures.test_systems
 
 
 @pytest.mark.parametrize("layout", ["bios-mbr", "bios-gpt"])

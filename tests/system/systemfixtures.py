@@ -1,5 +1,8 @@
 """Fixtures of the system (QEMU boot) tests: the cached test systems and their backups.
 
+Test modules import them by name. (Not a conftest.py: tests elsewhere do
+``from conftest import ...``, and a second conftest module would shadow theirs.)
+
 The full boot matrix runs with ``RESCUE_BOOT_MATRIX=1`` (``make boot-matrix``); ``make test``
 runs a representative subset and skips the other cells with a reason.
 """
