@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from fixup_samples import manifest
+from test_fixups import manifest
 
 from rescue.engine.bootfix import FixupContext, run_fixups
 from rescue.plan.fixups import plan_fixups
