@@ -136,8 +136,11 @@ def boot(
             snapshot=snapshot,
         )
         started = time.monotonic()
+        # coreutils timeout as a backstop: should this test process die without its
+        # finally block, QEMU still ends (timeout relays our SIGTERM to QEMU otherwise).
+        guard = ["timeout", "--kill-after=10", f"{int(timeout) + 60}"]
         proc = subprocess.Popen(
-            argv,
+            guard + argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
