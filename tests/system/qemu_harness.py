@@ -57,6 +57,7 @@ def qemu_argv(
     vars_file: Path | None = None,
     snapshot: bool = False,
     memory_mib: int = 768,
+    extra_disks: list[str] | None = None,
 ) -> list[str]:
     if firmware not in FIRMWARES:
         raise ValueError(f"firmware must be one of {FIRMWARES}")
@@ -103,6 +104,13 @@ def qemu_argv(
         argv += ["-device", "ide-hd,drive=disk0,bus=ide.0,bootindex=1"]
     else:
         argv += ["-device", "nvme,drive=disk0,serial=rescue0001,bootindex=1"]
+    for i, extra in enumerate(extra_disks or [], 1):
+        argv += [
+            "-drive",
+            f"file={extra},format=raw,if=none,id=disk{i},cache=unsafe",
+            "-device",
+            f"virtio-blk-pci,drive=disk{i}",
+        ]
     return argv
 
 
@@ -115,16 +123,20 @@ def boot(
     timeout: float = 240.0,
     snapshot: bool = False,
     keep_log: Path | None = None,
+    vars_file: Path | None = None,
+    extra_disks: list[str] | None = None,
 ) -> BootResult:
     """Boot *disk* and wait until *marker* appears on the serial console.
 
     Stops early on a known failure line. The QEMU process is always gone on return.
+    UEFI boots get an empty NVRAM unless *vars_file* (a copy of OVMF_VARS) is given;
+    *extra_disks* are attached as further virtio disks, not bootable.
     """
     with tempfile.TemporaryDirectory(prefix="rescue-qemu-") as td:
         serial_log = Path(td) / "serial.log"
         serial_log.touch()
-        vars_file = None
-        if firmware == "uefi":
+        if firmware == "uefi" and vars_file is None:
+            # A fresh, empty NVRAM for this boot (pass vars_file to keep one across boots).
             vars_file = Path(td) / "OVMF_VARS.fd"
             shutil.copyfile(OVMF_VARS, vars_file)
         argv = qemu_argv(
@@ -134,6 +146,7 @@ def boot(
             serial_log=serial_log,
             vars_file=vars_file,
             snapshot=snapshot,
+            extra_disks=extra_disks,
         )
         started = time.monotonic()
         # coreutils timeout as a backstop: should this test process die without its

@@ -178,6 +178,16 @@ mount -t sysfs sysfs /sys 2>/dev/null
 root=$(awk '$2 == "/" {{print $1}}' /proc/mounts | tail -n 1)
 disk=$(ls /sys/block | grep -v -e '^loop' -e '^ram' | tr '\\n' ',')
 rootkb=$(df -k / | awk 'NR == 2 {{print $2}}')
+# A disk labelled RESCUEJOB carries a job (tests that need a program to run inside a
+# booted machine, e.g. efibootmgr on UEFI firmware). The root stays read-only.
+job=$(blkid -L RESCUEJOB 2>/dev/null)
+if [ -n "$job" ] && mount "$job" /mnt 2>/dev/null; then
+    if [ -d /sys/firmware/efi/efivars ]; then
+        mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
+    fi
+    sh /mnt/job.sh > /dev/ttyS0 2>&1
+    umount /mnt
+fi
 echo "{MARKER} token=$(cat /etc/rescue-test-token) host=$(cat /etc/hostname) root=$root rootkb=$rootkb disks=$disk kernel=$(uname -r) END" > /dev/ttyS0
 sync
 echo o > /proc/sysrq-trigger
@@ -185,7 +195,7 @@ sleep 30
 """  # noqa: E501
 
 RECIPE = {
-    "version": 3,
+    "version": 4,
     "suite": "bookworm",
     "mirror": MIRROR,
     "variant": "minbase",
@@ -196,6 +206,10 @@ RECIPE = {
         "grub-efi-amd64-bin",
         "grub2-common",
         "e2fsprogs",
+        # for jobs run inside the booted test system (the real NVRAM test)
+        "python3",
+        "mtools",
+        "efibootmgr",
     ],
     "initramfs": {"MODULES": "list", "modules": list(INITRAMFS_MODULES), "COMPRESS": "zstd"},
     "trim": list(TRIM_MODULE_DIRS),
@@ -203,7 +217,7 @@ RECIPE = {
 }
 
 LAYOUT_RECIPE = {
-    "version": 3,
+    "version": 4,
     "disk_mib": 1024,
     "esp_mib": 64,
     # initramfs-tools waits max(30, rootdelay) s for the root device; rootdelay= would add
