@@ -1,9 +1,10 @@
 """The UEFI NVRAM step against a firmware double.
 
-Writing UEFI variables needs a machine started in UEFI mode, which the test machines are
-not; so ``efibootmgr`` is the one thing replaced here (by a small NVRAM model that prints
-what efibootmgr 18 prints). The ESP is real: a FAT image file made with mkfs.vfat and
-read with mtools, as on a restore.
+The real thing runs in tests/system/test_boot_nvram.py (efibootmgr inside an OVMF VM).
+This double covers what real OVMF will not show: stale entries next to another disk's,
+efibootmgr 18 output, a firmware that accepts an entry and then drops it. Only
+``efibootmgr`` is replaced (by a small NVRAM model); the ESP is real: a FAT image file
+made with mkfs.vfat and read with mtools, as on a restore.
 """
 
 from __future__ import annotations
