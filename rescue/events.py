@@ -96,7 +96,9 @@ def human_seconds(s: float | None) -> str:
     if s is None:
         return "--:--"
     s = int(s)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+    if s >= 3600:
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{s // 60:02d}:{s % 60:02d}"
 
 
 class TerminalProgress:

@@ -63,7 +63,7 @@ class RecordingRunner(CommandRunner):
 
     log: list[list[str]] = field(default_factory=list)
 
-    def run(self, argv: Sequence[str], **kwargs) -> Result:  # type: ignore[override]
+    def run(self, argv: Sequence[str], **kwargs) -> Result:
         self.log.append([str(a) for a in argv])
         return super().run(argv, **kwargs)
 
@@ -74,7 +74,7 @@ class DryRunRunner(CommandRunner):
 
     log: list[list[str]] = field(default_factory=list)
 
-    def run(self, argv: Sequence[str], **kwargs) -> Result:  # type: ignore[override]
+    def run(self, argv: Sequence[str], **kwargs) -> Result:
         args = [str(a) for a in argv]
         self.log.append(args)
         return Result(args, 0, "", "")

@@ -113,7 +113,7 @@ def parent_disk_devnum(devnum: int) -> int:
 def holders(disk: str) -> list[str]:
     """Kernel holders (device-mapper, md, ...) of a disk or any of its partitions."""
     sysdir = sysfs_block_dir(devnum_of(disk))
-    found = []
+    found: list[str] = []
     for d in [sysdir, *[c for c in sysdir.iterdir() if (c / "partition").exists()]]:
         hdir = d / "holders"
         if hdir.is_dir():

@@ -1,0 +1,198 @@
+"""rescue backup | list | inspect | verify | restore."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+
+from rescue import services
+from rescue.engine.backup import BackupOptions
+from rescue.engine.restore import verify_image
+from rescue.errors import Cancelled, UsageError
+from rescue.events import Broadcast, JsonLog, Sink, TerminalProgress, human_bytes
+from rescue.image.repository import Repository, summarize
+from rescue.plan.restore import RestoreOptions
+from rescue.runner import CommandRunner
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backup", help="back up a whole disk into a repository",
+                       description="Back up a whole disk (partition table, boot areas, every "
+                       "partition's used blocks) into an image repository. Chunks already in "
+                       "the repository are reused, so later backups store only changes.")
+    p.add_argument("--disk", required=True, help="the disk to back up, e.g. /dev/sda")
+    p.add_argument("--repo", required=True, help="repository directory (created if needed)")
+    p.add_argument("--name", default="", help="a name for the image, e.g. 'before upgrade'")
+    p.add_argument("--level", type=int, default=3, help="zstd level (default 3)")
+    p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("list", help="list the images in a repository")
+    p.add_argument("--repo", required=True, help="repository directory")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("inspect", help="show an image's layout, volumes and hardware")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--image", default="latest", help="id, unique id prefix or 'latest'")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("verify", help="re-hash every chunk of an image (no target needed)")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--image", default="latest")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("restore", help="restore an image onto a disk (erases the disk)",
+                       description="Restore an image onto a whole disk. Every check that can "
+                       "refuse runs before the first byte is written. Without --yes the plan "
+                       "is shown and a confirmation is asked for.")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--image", default="latest")
+    p.add_argument("--disk", required=True, help="the target disk, e.g. /dev/sdb")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--no-grow", action="store_true",
+                   help="keep partition sizes on a larger disk")
+    p.add_argument("--verify", action="store_true",
+                   help="read back and compare everything written")
+    p.add_argument("--verify-first", action="store_true",
+                   help="verify the whole image before writing anything")
+    p.add_argument("--force", action="store_true",
+                   help="restore even if the hardware verdict is 'blocked'")
+    p.add_argument("--report", metavar="FILE", help="write the restore report (JSON) here")
+    p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
+    p.set_defaults(func=cmd_restore)
+
+
+def _sink(args: argparse.Namespace) -> Sink:
+    sinks: list[Sink] = [TerminalProgress()]
+    if getattr(args, "log_json", None):
+        sinks.append(JsonLog(open(args.log_json, "a")))  # noqa: SIM115
+    return Broadcast(sinks)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    runner = CommandRunner()
+    prepared = services.prepare_backup(
+        args.disk, args.repo, BackupOptions(name=args.name, level=args.level), runner
+    )
+    for line in prepared.summary_lines():
+        print(line)
+    cancel = threading.Event()
+    try:
+        result = services.run_backup(prepared, _sink(args), cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        raise Cancelled("Backup cancelled; no image was added to the repository.") from None
+    m = result.manifest
+    print(f"Image {m.id} written to {args.repo}")
+    print(f"  used data {human_bytes(m.data_bytes)}; new {human_bytes(result.new_raw_bytes)} "
+          f"stored as {human_bytes(result.new_stored_bytes)}; reused "
+          f"{human_bytes(result.reused_bytes)}; {result.elapsed:.1f} s")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    repo = Repository.open(args.repo)
+    images = repo.list_images()
+    if args.json:
+        print(json.dumps([s.to_dict() for s in images], indent=1))
+        return 0
+    if not images:
+        print(f"No images in {args.repo}.")
+        return 0
+    print(f"{'ID':<24} {'CREATED':<26} {'COMPUTER':<16} {'SIZE':>10}  OS / NAME")
+    for s in images:
+        print(f"{s.id:<24} {s.created_local:<26} {s.computer[:16]:<16} "
+              f"{human_bytes(s.data_bytes):>10}  {s.os_name} / {s.name}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    repo = Repository.open(args.repo)
+    m = repo.load_manifest(args.image)
+    if args.json:
+        print(json.dumps(m.to_dict(), indent=1))
+        return 0
+    s = summarize(m)
+    print(f"Image      {m.id}  ({m.name})")
+    print(f"Created    {m.created_local} (UTC {m.created_utc}), zone {m.timezone or '?'}")
+    print(f"Computer   {m.computer or '(unknown)'}")
+    print(f"OS         {m.os_name or '(unknown)'}")
+    print(f"Firmware   {m.firmware}")
+    print(f"Data       {human_bytes(s.data_bytes)}; stored new by this image "
+          f"{human_bytes(s.stored_bytes)}")
+    hw = m.hardware
+    if hw:
+        print("Hardware   " + ", ".join(f"{k}={v}" for k, v in hw.items()
+                                         if isinstance(v, str) and v))
+    for d in m.disks:
+        ss = d.logical_sector_size
+        print(f"Disk       {human_bytes(d.size_bytes)} {d.table.upper()} {d.id}, "
+              f"sectors {ss}/{d.physical_sector_size}"
+              f"{', model ' + d.model if d.model else ''}")
+        for a in d.boot_areas:
+            print(f"  boot area {a.name}: {a.data.length} bytes at {a.offset}, "
+                  f"{len(a.data.chunks)} chunk(s)")
+        for p in d.partitions:
+            print(f"  {p.number:>2} {p.kind:<8} start {p.start:>10} size "
+                  f"{human_bytes(p.size * ss):>10} type {p.type}")
+            print(f"     fs {p.filesystem or '-'} uuid {p.fs_uuid or '-'} "
+                  f"label {p.fs_label or '-'} partuuid {p.uuid or '-'}"
+                  f"{' name ' + repr(p.name) if p.name else ''}")
+            chunks = len(p.data.chunks) if p.data else 0
+            print(f"     {p.method}, used {human_bytes(p.used_bytes)}, {chunks} chunks")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    repo = Repository.open(args.repo)
+    m = repo.load_manifest(args.image)
+    checked = verify_image(repo, m, TerminalProgress())
+    print(f"Image {m.id} is intact: {len(m.all_chunk_hashes())} chunks, "
+          f"{human_bytes(checked)} verified.")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    runner = CommandRunner()
+    options = RestoreOptions(grow=not args.no_grow, verify=args.verify,
+                             verify_first=args.verify_first, force=args.force)
+    prepared = services.prepare_restore(args.repo, args.image, args.disk, options, runner)
+    plan = prepared.plan
+    if args.dry_run:
+        if args.json:
+            print(json.dumps(plan.to_dict(), indent=1))
+        else:
+            print("\n".join(plan.summary_lines()))
+            print("Dry run: nothing was written.")
+        return 0
+    if args.json:
+        raise UsageError("--json goes with --dry-run.")
+    print("\n".join(plan.summary_lines()))
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("Confirmation needed: run on a terminal or pass --yes.")
+        answer = input(f"Type YES to erase {plan.target.path} and restore: ").strip()
+        if answer != "YES":
+            print("Nothing was written.")
+            return 1
+    cancel = threading.Event()
+    try:
+        report = services.run_restore(prepared, _sink(args), cancel, runner)
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        pass
+    if args.report:
+        with open(args.report, "w") as f:
+            f.write(report.to_json())
+    print(f"Restored image {report.image_id} onto {report.target}: "
+          f"{human_bytes(report.bytes_written)} in {report.elapsed:.1f} s"
+          + (", verified" if report.verified else ""))
+    return 0

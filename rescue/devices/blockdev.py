@@ -1,0 +1,65 @@
+"""Read-only facts about a block device node: size, sector sizes, read-only flag,
+partition node names. ioctl numbers from <linux/fs.h>."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+import struct
+from pathlib import Path
+
+from rescue.errors import DeviceError, from_oserror
+
+BLKROGET = 0x125E
+BLKSSZGET = 0x1268
+BLKPBSZGET = 0x127B
+BLKGETSIZE64 = 0x80081272
+
+
+def _ioctl_int(fd: int, request: int, fmt: str) -> int:
+    buf = bytearray(struct.calcsize(fmt))
+    fcntl.ioctl(fd, request, buf)
+    return int(struct.unpack(fmt, buf)[0])
+
+
+def require_block_device(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise from_oserror(exc, f"Opening {path}") from exc
+    if not stat.S_ISBLK(st.st_mode):
+        raise DeviceError(f"{path} is not a block device (a disk such as /dev/sda).")
+
+
+def device_facts(path: str) -> dict[str, int | bool]:
+    """size_bytes, logical_sector_size, physical_sector_size, read_only."""
+    require_block_device(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise from_oserror(exc, f"Opening {path}") from exc
+    try:
+        return {
+            "size_bytes": _ioctl_int(fd, BLKGETSIZE64, "Q"),
+            "logical_sector_size": _ioctl_int(fd, BLKSSZGET, "i"),
+            "physical_sector_size": _ioctl_int(fd, BLKPBSZGET, "I"),
+            "read_only": bool(_ioctl_int(fd, BLKROGET, "i")),
+        }
+    finally:
+        os.close(fd)
+
+
+def partition_node(disk: str, number: int) -> str:
+    """/dev/sda + 1 -> /dev/sda1; /dev/nvme0n1 + 1 -> /dev/nvme0n1p1; loop0 -> loop0p1."""
+    base = os.path.realpath(disk)
+    sep = "p" if base[-1].isdigit() else ""
+    return f"{base}{sep}{number}"
+
+
+def sysfs_attr(disk: str, attr: str) -> str:
+    name = Path(os.path.realpath(disk)).name
+    try:
+        return (Path("/sys/class/block") / name / attr).read_text().strip()
+    except OSError:
+        return ""

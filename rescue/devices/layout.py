@@ -1,0 +1,118 @@
+"""Read a disk's layout (partition table, filesystems) into the image model. Read-only:
+sfdisk -J for the table, blkid -p for filesystems, ioctls for sizes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from rescue.devices.blockdev import device_facts, partition_node, sysfs_attr
+from rescue.errors import SourceRefusedError
+from rescue.image.manifest import (
+    METHOD_NONE,
+    METHOD_RECREATE,
+    METHOD_USED_BLOCKS,
+    METHOD_WHOLE,
+    Disk,
+    Partition,
+)
+from rescue.runner import CommandRunner
+
+EXTENDED_TYPES = {"5", "f", "85"}
+BIOS_GRUB_GUID = "21686148-6449-6E6F-744E-656564454649"
+
+
+def read_table(disk: str, runner: CommandRunner) -> dict:
+    result = runner.run(["sfdisk", "-J", disk], check=False)
+    if result.returncode != 0 or not result.stdout.strip():
+        raise SourceRefusedError(
+            f"{disk} has no partition table rescue can read (GPT or MBR); "
+            f"sfdisk says: {result.stderr.strip() or 'nothing'}"
+        )
+    return dict(json.loads(result.stdout)["partitiontable"])
+
+
+def blkid(node: str, runner: CommandRunner) -> dict[str, str]:
+    result = runner.run(["blkid", "-p", "-o", "export", node], check=False)
+    info = {}
+    for line in result.stdout.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            info[k] = v
+    return info
+
+
+def choose_method(p: Partition) -> str:
+    from rescue.fs.ext import EXT_TYPES
+    from rescue.fs.fat import FAT_TYPES
+
+    if p.kind == "extended":
+        return METHOD_NONE
+    if p.filesystem in EXT_TYPES or p.filesystem in FAT_TYPES:
+        return METHOD_USED_BLOCKS
+    if p.filesystem == "swap":
+        return METHOD_RECREATE
+    return METHOD_WHOLE
+
+
+def probe_disk(disk: str, runner: CommandRunner) -> Disk:
+    """The layout of *disk*; partition data is not read here."""
+    facts = device_facts(disk)
+    table = read_table(disk, runner)
+    label = table["label"]
+    if label not in ("gpt", "dos"):
+        raise SourceRefusedError(f"{disk} has a '{label}' partition table; only GPT and MBR.")
+    sector = int(table.get("sectorsize", facts["logical_sector_size"]))
+    result = Disk(
+        size_bytes=int(facts["size_bytes"]),
+        logical_sector_size=sector,
+        physical_sector_size=int(facts["physical_sector_size"]),
+        table=label,
+        id=str(table.get("id", "")),
+        first_lba=table.get("firstlba"),
+        last_lba=table.get("lastlba"),
+        source_path=disk,
+        model=sysfs_attr(disk, "device/model"),
+        serial=sysfs_attr(disk, "device/serial"),
+    )
+    for entry in table.get("partitions", []):
+        node = entry["node"]
+        number = int(node[len(node.rstrip("0123456789")):])
+        ptype = str(entry["type"])
+        kind = "primary"
+        if label == "dos":
+            if ptype.lower() in EXTENDED_TYPES:
+                kind = "extended"
+            elif number > 4:
+                kind = "logical"
+        part = Partition(
+            number=number,
+            start=int(entry["start"]),
+            size=int(entry["size"]),
+            type=ptype.upper() if label == "gpt" else ptype.lower(),
+            kind=kind,
+            uuid=entry.get("uuid"),
+            name=entry.get("name"),
+            attrs=entry.get("attrs"),
+            bootable=bool(entry.get("bootable", False)),
+        )
+        if kind != "extended":
+            info = blkid(_existing_node(disk, number, node), runner)
+            part.filesystem = info.get("TYPE")
+            part.fs_uuid = info.get("UUID")
+            part.fs_label = info.get("LABEL")
+            part.fs_version = info.get("VERSION")
+        part.method = choose_method(part)
+        result.partitions.append(part)
+    result.partitions.sort(key=lambda p: p.number)
+    return result
+
+
+def _existing_node(disk: str, number: int, node: str) -> str:
+    for candidate in (node, partition_node(disk, number)):
+        if os.path.exists(candidate):
+            return candidate
+    raise SourceRefusedError(
+        f"The kernel has no device node for partition {number} of {disk}; "
+        f"run 'partx -u {disk}' and retry."
+    )

@@ -1,0 +1,1 @@
+"""The only writer: partitioning, streaming restore, capture, verify, boot fix-ups."""

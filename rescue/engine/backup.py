@@ -1,0 +1,316 @@
+"""Capture: read a disk's used blocks into the repository as content-addressed chunks.
+
+The source is opened read-only and never written; a disk with a partition mounted
+read-write is refused. The image becomes visible (its manifest is published) only after
+every chunk is durable, so a failure leaves no half image listed."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from rescue import __version__
+from rescue.devices.blockdev import partition_node, require_block_device
+from rescue.devices.layout import probe_disk
+from rescue.devices.mounts import devnum_of, disk_devnums, disk_use, parent_disk_devnum
+from rescue.devices.sysinfo import SystemInfo, read_system_info
+from rescue.engine.pipeline import ordered_map
+from rescue.errors import SourceRefusedError, from_oserror
+from rescue.events import (
+    LogMessage,
+    ProgressMeter,
+    Sink,
+    StageFinished,
+    StageStarted,
+    human_bytes,
+    null_sink,
+)
+from rescue.fs import ext, fat
+from rescue.fs.usedmap import UsedMap
+from rescue.hardware.profile import collect_profile, firmware_type
+from rescue.image import chunks as codec
+from rescue.image.manifest import (
+    METHOD_USED_BLOCKS,
+    METHOD_WHOLE,
+    BootArea,
+    ChunkedData,
+    Disk,
+    Manifest,
+)
+from rescue.image.repository import Repository, new_image_id
+from rescue.runner import CommandRunner
+
+
+@dataclass
+class BackupOptions:
+    name: str = ""
+    chunk_size: int = codec.DEFAULT_CHUNK_SIZE
+    level: int = codec.DEFAULT_LEVEL
+    workers: int = max(2, os.cpu_count() or 2)
+
+
+@dataclass
+class PreparedBackup:
+    disk_path: str
+    repo: Repository
+    layout: Disk
+    used: dict[int, UsedMap]  # partition number -> used map (data partitions only)
+    system: SystemInfo
+    options: BackupOptions
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(m.used_bytes for m in self.used.values())
+
+    def summary_lines(self) -> list[str]:
+        d = self.layout
+        lines = [
+            f"Source disk {self.disk_path}: {human_bytes(d.size_bytes)}, {d.table.upper()} table",
+            f"Computer {self.system.computer or '(unknown)'}, "
+            f"{self.system.os_name or 'unknown OS'}",
+        ]
+        for p in d.partitions:
+            used = self.used.get(p.number)
+            lines.append(
+                f"  partition {p.number}: {p.filesystem or 'no filesystem'}"
+                f"{' ' + repr(p.fs_label) if p.fs_label else ''},"
+                f" {human_bytes(p.size * d.logical_sector_size)}, {p.method}"
+                + (f", {human_bytes(used.used_bytes)} used" if used else "")
+            )
+        lines.append(f"Repository {self.repo.root}")
+        return lines
+
+
+@dataclass
+class BackupResult:
+    manifest: Manifest
+    new_raw_bytes: int = 0
+    new_stored_bytes: int = 0
+    reused_bytes: int = 0
+    zero_bytes: int = 0
+    elapsed: float = 0.0
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def prepare_backup(
+    disk: str, repo_path: str, options: BackupOptions, runner: CommandRunner
+) -> PreparedBackup:
+    """Every check that can refuse a backup, and the read-only probe of the source."""
+    require_block_device(disk)
+    use = disk_use(disk)
+    rw = [m for m in use.mounts if m.read_write]
+    if rw:
+        where = ", ".join(f"{m.source} on {m.mountpoint}" for m in rw)
+        raise SourceRefusedError(
+            f"{disk} has a partition mounted read-write ({where}); the image would be "
+            "inconsistent. Unmount it (or boot the rescue system) and retry."
+        )
+    # Make the kernel list the partitions (no disk write; loop devices need it).
+    runner.run(["partx", "-u", disk], check=False)
+    runner.run(["udevadm", "settle", "--timeout=10"], check=False)
+    layout = probe_disk(disk, runner)
+    os.makedirs(repo_path, exist_ok=True)
+    repo_disk = parent_disk_devnum(os.stat(repo_path).st_dev)
+    if repo_disk in disk_devnums(disk) or repo_disk == devnum_of(disk):
+        raise SourceRefusedError(
+            f"The repository {repo_path} is on {disk}, the disk being backed up; "
+            "choose a repository on another disk."
+        )
+    repo = Repository.create(repo_path)
+    nodes = {p.number: partition_node(disk, p.number) for p in layout.partitions}
+    used: dict[int, UsedMap] = {}
+    fd = os.open(disk, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for p in layout.partitions:
+            length = p.size * layout.logical_sector_size
+            if p.method == METHOD_USED_BLOCKS:
+                if p.filesystem in ext.EXT_TYPES:
+                    used[p.number] = ext.used_map(nodes[p.number], length, runner)
+                else:
+                    offset = p.start * layout.logical_sector_size
+                    used[p.number] = fat.used_map_from_device(fd, offset, length)
+            elif p.method == METHOD_WHOLE:
+                used[p.number] = UsedMap.whole(length)
+    finally:
+        os.close(fd)
+    for p in layout.partitions:
+        if p.number in used:
+            p.used_bytes = used[p.number].used_bytes
+    system = read_system_info(layout, nodes, runner)
+    return PreparedBackup(disk, repo, layout, used, system, options)
+
+
+class _Capture:
+    """Reads chunks of one byte range, blanks unused bytes, stores new chunks."""
+
+    def __init__(self, fd: int, repo: Repository, level: int) -> None:
+        self.fd, self.repo, self.level = fd, repo, level
+        self.lock = threading.Lock()
+        self.new_raw = self.new_stored = self.reused = self.zero = 0
+
+    def chunk(self, offset: int, length: int, keep: list[tuple[int, int]] | None) -> str | None:
+        """Return the chunk's hash, or None when it is all zero. *keep*: byte ranges
+        (relative to the chunk) that hold data; everything else is blanked."""
+        try:
+            data = os.pread(self.fd, length, offset)
+        except OSError as exc:
+            raise from_oserror(exc, f"Reading the source disk at byte {offset}") from exc
+        if len(data) != length:
+            raise SourceRefusedError(f"The source disk ended early at byte {offset + len(data)}.")
+        if keep is not None:
+            buf = bytearray(length)
+            view = memoryview(buf)
+            for s, e in keep:
+                view[s:e] = data[s:e]
+            data = bytes(buf)
+        if codec.is_zero(data):
+            with self.lock:
+                self.zero += length
+            return None
+        digest = codec.chunk_hash(data)
+        if self.repo.has_chunk(digest):
+            with self.lock:
+                self.reused += length
+            return digest
+        blob = codec.compress(data, self.level)
+        if self.repo.put_chunk(digest, blob):
+            with self.lock:
+                self.new_raw += length
+                self.new_stored += len(blob)
+        else:
+            with self.lock:
+                self.reused += length
+        return digest
+
+
+def _capture_range(
+    cap: _Capture,
+    base: int,
+    used: UsedMap,
+    chunk_size: int,
+    workers: int,
+    meter: ProgressMeter,
+    cancel: threading.Event | None,
+) -> ChunkedData:
+    data = ChunkedData(length=used.length, chunk_size=chunk_size)
+    full = used.ranges == [(0, used.length)]
+
+    def job(index: int) -> str | None:
+        start, length = data.chunk_span(index)
+        keep = None
+        if not full:
+            overlaps = used.overlaps(start, start + length)
+            if overlaps != [(start, start + length)]:
+                keep = [(s - start, e - start) for s, e in overlaps]
+        return cap.chunk(base + start, length, keep)
+
+    for index, digest in ordered_map(
+        job, used.chunks_touched(chunk_size), workers, workers * 3, cancel
+    ):
+        span = data.chunk_span(index)[1]
+        if digest is None:
+            if data.zero and data.zero[-1][0] + data.zero[-1][1] == index:
+                data.zero[-1] = (data.zero[-1][0], data.zero[-1][1] + 1)
+            else:
+                data.zero.append((index, 1))
+        else:
+            data.chunks.append((index, digest))
+        meter.add(min(span, sum(e - s for s, e in used.overlaps(index * chunk_size,
+                                                               index * chunk_size + span))))
+    return data
+
+
+def _boot_areas(layout: Disk) -> list[tuple[str, int, int]]:
+    ss = layout.logical_sector_size
+    first = min((p.start for p in layout.partitions), default=0) * ss
+    areas = [("mbr-boot-code", 0, 440)]
+    gap_start = ss if layout.table == "dos" else (layout.first_lba or 34) * ss
+    if first > gap_start:
+        areas.append(("post-mbr-gap", gap_start, first - gap_start))
+    return areas
+
+
+def run_backup(
+    prepared: PreparedBackup,
+    sink: Sink = null_sink,
+    cancel: threading.Event | None = None,
+    now: datetime | None = None,
+) -> BackupResult:
+    opts = prepared.options
+    layout = prepared.layout
+    repo = prepared.repo
+    cs = opts.chunk_size
+    now = now or datetime.now(UTC)
+    try:
+        local = now.astimezone(ZoneInfo(prepared.system.timezone)) if prepared.system.timezone \
+            else now.astimezone()
+    except (KeyError, ValueError):
+        local = now.astimezone()
+    repo.clean_tmp()
+    fd = os.open(prepared.disk_path, os.O_RDONLY | os.O_CLOEXEC)
+    cap = _Capture(fd, repo, opts.level)
+    total = prepared.total_bytes + sum(n for _, _, n in _boot_areas(layout))
+    meter = ProgressMeter(sink, "backup", total)
+    sink(StageStarted("backup", f"Backing up {prepared.disk_path} "
+                      f"({human_bytes(total)} of used data)", total))
+    try:
+        for name, offset, length in _boot_areas(layout):
+            used = UsedMap.whole(length)
+            data = _capture_range(cap, offset, used, cs, opts.workers, meter, cancel)
+            layout.boot_areas.append(BootArea(name, offset, data))
+        for p in layout.partitions:
+            if p.number not in prepared.used:
+                continue
+            used = prepared.used[p.number]
+            base = p.start * layout.logical_sector_size
+            p.data = _capture_range(cap, base, used, cs, opts.workers, meter, cancel)
+    finally:
+        os.close(fd)
+    sink(StageFinished("backup", meter.elapsed, meter.done))
+    stats = {
+        "new_raw_bytes": cap.new_raw,
+        "new_stored_bytes": cap.new_stored,
+        "reused_bytes": cap.reused,
+        "zero_bytes": cap.zero,
+        "elapsed_ms": int(meter.elapsed * 1000),
+    }
+    sysinfo = prepared.system
+    manifest = Manifest(
+        id=new_image_id(now),
+        name=opts.name or f"Backup of {sysinfo.computer or prepared.disk_path}",
+        created_utc=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        created_local=local.isoformat(timespec="seconds"),
+        timezone=sysinfo.timezone,
+        computer=sysinfo.computer,
+        os_name=sysinfo.os_name,
+        os_id=sysinfo.os_id,
+        os_version=sysinfo.os_version,
+        firmware=_source_firmware(layout) or firmware_type(),
+        hardware=collect_profile().to_dict(),
+        chunk_size=cs,
+        compression="zstd",
+        disks=[layout],
+        stats=stats,
+        tool_version=__version__,
+    )
+    repo.sync()
+    repo.write_manifest(manifest)
+    sink(LogMessage("info", f"Image {manifest.id}: {human_bytes(cap.new_raw)} new data stored "
+                    f"as {human_bytes(cap.new_stored)}, {human_bytes(cap.reused)} reused from "
+                    "earlier images."))
+    return BackupResult(manifest, cap.new_raw, cap.new_stored, cap.reused, cap.zero,
+                        meter.elapsed, stats)
+
+
+ESP_GUID = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+
+
+def _source_firmware(layout: Disk) -> str:
+    """How the source disk boots, judged from its layout: an ESP means UEFI."""
+    for p in layout.partitions:
+        if p.type.upper() == ESP_GUID or (layout.table == "dos" and p.type == "ef"):
+            return "uefi"
+    return "bios"

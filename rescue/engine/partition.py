@@ -1,0 +1,100 @@
+"""Writing partition tables: the only module that imports parted.
+
+pyparted (libparted 3.5) lays out the table with exact geometry; the identity fields
+libparted 3.5 cannot set (disk GUID / MBR identifier, partition GUIDs, arbitrary type
+GUIDs/ids, GPT attributes) are then set with sfdisk, so the restored fstab and boot
+loader configuration, which name them, still match."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import parted
+
+from rescue.errors import DeviceError
+from rescue.image.manifest import Disk
+from rescue.plan.restore import RestorePlan
+from rescue.runner import CommandRunner
+
+_PARTED_LABEL = {"gpt": "gpt", "dos": "msdos"}
+_KIND = {
+    "primary": parted.PARTITION_NORMAL,
+    "extended": parted.PARTITION_EXTENDED,
+    "logical": parted.PARTITION_LOGICAL,
+}
+
+
+def write_table(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> None:
+    path = plan.target.path
+    try:
+        device = parted.getDevice(path)
+        disk = parted.freshDisk(device, _PARTED_LABEL[plan.table])
+        order = sorted(plan.partitions, key=lambda p: (p.kind == "logical", p.number))
+        for pp in order:
+            geometry = parted.Geometry(device=device, start=pp.start, length=pp.size)
+            part = parted.Partition(disk=disk, type=_KIND[pp.kind], geometry=geometry)
+            disk.addPartition(partition=part, constraint=parted.Constraint(exactGeom=geometry))
+            if part.number != pp.number:
+                raise DeviceError(
+                    f"parted numbered partition {pp.number} as {part.number}; "
+                    "the layout cannot be reproduced exactly."
+                )
+            src = image_disk.partition(pp.number)
+            if plan.table == "gpt" and src.name:
+                part.set_name(src.name)
+            if plan.table == "dos" and src.bootable:
+                part.setFlag(parted.PARTITION_BOOT)
+        disk.commit()
+    except parted.PartedException as exc:
+        raise DeviceError(f"Writing the partition table to {path} failed: {exc}") from exc
+    finally:
+        # libparted keeps a cache of devices; drop it so later opens see fresh data.
+        parted.freeAllDevices()
+    _set_identity(plan, image_disk, runner)
+
+
+def _set_identity(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> None:
+    path = plan.target.path
+    sf = ["sfdisk", "--no-reread", "--no-tell-kernel", "-q"]
+    runner.run([*sf, "--disk-id", path, plan.disk_id], what=f"Setting the disk id of {path}")
+    for pp in plan.partitions:
+        src = image_disk.partition(pp.number)
+        n = str(pp.number)
+        if pp.kind != "extended":
+            runner.run([*sf, "--part-type", path, n, src.type],
+                       what=f"Setting the type of partition {n}")
+        if plan.table == "gpt":
+            if src.uuid:
+                runner.run([*sf, "--part-uuid", path, n, src.uuid],
+                           what=f"Setting the GUID of partition {n}")
+            if src.attrs:
+                runner.run([*sf, "--part-attrs", path, n, src.attrs],
+                           what=f"Setting the attributes of partition {n}")
+
+
+def tell_kernel(path: str, numbers: list[int], runner: CommandRunner,
+                timeout: float = 15.0) -> dict[int, str]:
+    """Make the kernel list the new partitions (partx: loop devices have no parser here,
+    and it is right on real disks too), wait for their nodes, return number -> node."""
+    runner.run(["partx", "-u", path], check=False)
+    runner.run(["udevadm", "settle", "--timeout=10"], check=False)
+    from rescue.devices.blockdev import partition_node
+
+    nodes = {n: partition_node(path, n) for n in numbers}
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [n for n, node in nodes.items() if not os.path.exists(node)]
+        if not missing:
+            return nodes
+        if time.monotonic() > deadline:
+            raise DeviceError(
+                f"The kernel did not create device nodes for partitions {missing} of {path}."
+            )
+        runner.run(["partx", "-a", path], check=False)
+        time.sleep(0.2)
+
+
+def forget_partitions(path: str, runner: CommandRunner) -> None:
+    """Drop the kernel's idea of the old partitions before the table is replaced."""
+    runner.run(["partx", "-d", path], check=False)

@@ -1,0 +1,309 @@
+"""Restore: carry out a RestorePlan. Checks that can refuse run first (preflight);
+then the old signatures are wiped, the table written, and the chunks streamed
+(read, decompress and verify in worker threads; write in order on this thread)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from rescue.devices.blockdev import device_facts, partition_node
+from rescue.devices.mounts import disk_use
+from rescue.engine import partition as pt
+from rescue.engine.blockio import BlockTarget, ensure_exclusive
+from rescue.engine.pipeline import ordered_map
+from rescue.errors import Cancelled, ImageCorruptError, RescueError, TargetRefusedError
+from rescue.events import (
+    LogMessage,
+    ProgressMeter,
+    Sink,
+    StageFinished,
+    StageStarted,
+    human_bytes,
+    null_sink,
+)
+from rescue.fs import ext
+from rescue.image import chunks as codec
+from rescue.image.manifest import METHOD_RECREATE, ChunkedData, Disk, Manifest
+from rescue.image.repository import Repository
+from rescue.plan.restore import RestorePlan
+from rescue.runner import CommandRunner
+
+DECODE_WORKERS = 2
+DEPTH = 8  # chunks in flight: bounds memory to a few tens of MiB
+
+
+@dataclass(frozen=True)
+class WriteJob:
+    """One chunk to bring to the target: stored (digest) or zero (digest None)."""
+
+    offset: int  # absolute byte offset on the target
+    length: int
+    digest: str | None
+    where: str  # "image X, partition 2, offset 123" for error sentences
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str  # "done" | "skipped" | "failed"
+    detail: str = ""
+
+
+@dataclass
+class RestoreReport:
+    image_id: str
+    target: str
+    started_utc: str
+    result: str = "running"  # "ok" | "failed" | "cancelled"
+    error: str = ""
+    elapsed: float = 0.0
+    bytes_written: int = 0
+    throughput: float = 0.0
+    verified: bool | None = None
+    steps: list[StepResult] = field(default_factory=list)
+    partitions: dict[int, str] = field(default_factory=dict)
+    plan: dict = field(default_factory=dict)
+    compatibility: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+
+def write_jobs(manifest: Manifest, plan: RestorePlan) -> list[WriteJob]:
+    """Every chunk of the image, in target order."""
+    disk = manifest.disks[0]
+    jobs: list[WriteJob] = []
+
+    def add(base: int, data: ChunkedData, label: str) -> None:
+        zero = {i for a, n in data.zero for i in range(a, a + n)}
+        stored = dict(data.chunks)
+        for index in sorted(zero | set(stored)):
+            start, length = data.chunk_span(index)
+            jobs.append(WriteJob(base + start, length, stored.get(index),
+                                 f"Image {manifest.id}, {label}, offset {start}"))
+
+    for area in disk.boot_areas:
+        add(area.offset, area.data, f"boot area {area.name}")
+    for pp in plan.partitions:
+        src = disk.partition(pp.number)
+        if src.data is not None:
+            add(pp.start * plan.sector_size, src.data, f"partition {pp.number}")
+    jobs.sort(key=lambda j: j.offset)
+    return jobs
+
+
+def check_chunks_present(repo: Repository, manifest: Manifest) -> None:
+    missing = [h for h in manifest.all_chunk_hashes() if repo.chunk_size_on_disk(h) <= 0]
+    if missing:
+        raise ImageCorruptError(
+            f"Image {manifest.id}: {len(missing)} chunk(s) are missing or empty in "
+            f"{repo.root} (first: {sorted(missing)[0][:16]}); the image cannot be restored."
+        )
+
+
+def verify_image(repo: Repository, manifest: Manifest, sink: Sink = null_sink,
+                 cancel: threading.Event | None = None) -> int:
+    """Re-hash every chunk of an image without a target. Returns bytes checked."""
+    disk = manifest.disks[0]
+    items: list[tuple[str, int, str]] = []
+    seen: set[str] = set()
+    for label, data in [(f"boot area {a.name}", a.data) for a in disk.boot_areas] + [
+        (f"partition {p.number}", p.data) for d in manifest.disks for p in d.partitions if p.data
+    ]:
+        for index, digest in data.chunks:
+            if digest not in seen:
+                seen.add(digest)
+                start, length = data.chunk_span(index)
+                items.append((digest, length, f"Image {manifest.id}, {label}, offset {start}"))
+    total = sum(n for _, n, _ in items)
+    meter = ProgressMeter(sink, "verify-image", total)
+    sink(StageStarted("verify-image", f"Verifying image {manifest.id} "
+                      f"({human_bytes(total)})", total))
+
+    def check(item: tuple[str, int, str]) -> int:
+        digest, length, where = item
+        codec.decode_chunk(digest, repo.read_chunk(digest, where), length, where)
+        return length
+
+    for _, n in ordered_map(check, items, DECODE_WORKERS, DEPTH, cancel):
+        meter.add(n)
+    sink(StageFinished("verify-image", meter.elapsed, meter.done))
+    return total
+
+
+class Restorer:
+    def __init__(self, repo: Repository, manifest: Manifest, plan: RestorePlan,
+                 runner: CommandRunner, sink: Sink = null_sink,
+                 cancel: threading.Event | None = None,
+                 target_factory: type[BlockTarget] = BlockTarget) -> None:
+        self.repo, self.manifest, self.plan = repo, manifest, plan
+        self.runner, self.sink, self.cancel = runner, sink, cancel
+        self.target_factory = target_factory
+        self.disk: Disk = manifest.disks[0]
+        self.report = RestoreReport(
+            image_id=manifest.id, target=plan.target.path,
+            started_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+            plan=plan.to_dict(),
+        )
+
+    # -- checks before the first write ----------------------------------------------
+
+    def preflight(self) -> None:
+        t = self.plan.target
+        facts = device_facts(t.path)
+        if int(facts["size_bytes"]) != t.size_bytes:
+            raise TargetRefusedError(
+                f"{t.path} changed since the plan was made (size {facts['size_bytes']} bytes, "
+                f"planned for {t.size_bytes}); was a disk swapped? Start again."
+            )
+        if facts["read_only"]:
+            raise TargetRefusedError(f"{t.path} is read-only (write-protected).")
+        use = disk_use(t.path)
+        if use.busy:
+            raise TargetRefusedError(
+                f"{t.path} is in use: {use.describe()}. Unmount it first; nothing was written."
+            )
+        ensure_exclusive(t.path)
+        check_chunks_present(self.repo, self.manifest)
+        if self.plan.options.verify_first:
+            verify_image(self.repo, self.manifest, self.sink, self.cancel)
+        self._step("check-target", "done", f"{t.path}: {human_bytes(t.size_bytes)}, not in use")
+
+    # -- the restore ------------------------------------------------------------------
+
+    def run(self) -> RestoreReport:
+        start = time.monotonic()
+        try:
+            self.preflight()
+            self._prepare_disk()
+            nodes = pt.tell_kernel(self.plan.target.path,
+                                   [p.number for p in self.plan.partitions], self.runner)
+            self.report.partitions = nodes
+            for pp in self.plan.partitions:
+                if pp.kind != "extended":
+                    self.runner.run(["wipefs", "-a", "-q", nodes[pp.number]], check=False)
+            self._write_data()
+            self._recreate_swap(nodes)
+            self._grow(nodes)
+            self.report.result = "ok"
+        except Cancelled:
+            self.report.result = "cancelled"
+            self.report.error = (
+                "The restore was cancelled; the target disk is incomplete and will not boot. "
+                "Run the restore again to complete it."
+            )
+            raise Cancelled(self.report.error) from None
+        except RescueError as exc:
+            self.report.result = "failed"
+            self.report.error = str(exc)
+            raise
+        finally:
+            self.report.elapsed = time.monotonic() - start
+        return self.report
+
+    def _prepare_disk(self) -> None:
+        path = self.plan.target.path
+        pt.forget_partitions(path, self.runner)
+        self.runner.run(["wipefs", "-a", "-q", path], what=f"Wiping old signatures on {path}")
+        self._step("wipe-signatures", "done")
+        pt.write_table(self.plan, self.disk, self.runner)
+        self._step("write-partition-table", "done",
+                   f"{self.plan.table.upper()} {self.plan.disk_id}, "
+                   f"{len(self.plan.partitions)} partitions")
+
+    def _decode(self, job: WriteJob) -> bytes | None:
+        if job.digest is None:
+            return None
+        blob = self.repo.read_chunk(job.digest, job.where)
+        return codec.decode_chunk(job.digest, blob, job.length, job.where)
+
+    def _write_data(self) -> None:
+        jobs = write_jobs(self.manifest, self.plan)
+        total = sum(j.length for j in jobs)
+        meter = ProgressMeter(self.sink, "write-data", total)
+        self.sink(StageStarted("write-data", f"Writing {human_bytes(total)} to "
+                               f"{self.plan.target.path}", total))
+        target = self.target_factory(self.plan.target.path)
+        try:
+            for job, raw in ordered_map(self._decode, iter_jobs(jobs), DECODE_WORKERS, DEPTH,
+                                        self.cancel):
+                if raw is None:
+                    target.zero(job.offset, job.length)
+                else:
+                    target.pwrite(raw, job.offset)
+                meter.add(job.length)
+            target.flush()
+            self.report.bytes_written = meter.done
+            self.report.throughput = meter.done / max(meter.elapsed, 1e-9)
+            self._step("write-boot-areas", "done")
+            self._step("write-data", "done",
+                       f"{human_bytes(meter.done)} in {meter.elapsed:.1f} s "
+                       f"({human_bytes(self.report.throughput)}/s)")
+            self.sink(StageFinished("write-data", meter.elapsed, meter.done))
+            if self.plan.options.verify:
+                self._verify_written(target, jobs)
+        finally:
+            target.close()
+
+    def _verify_written(self, target: BlockTarget, jobs: list[WriteJob]) -> None:
+        target.drop_cache()
+        total = sum(j.length for j in jobs)
+        meter = ProgressMeter(self.sink, "verify-written-data", total)
+        self.sink(StageStarted("verify-written-data",
+                               f"Reading back {human_bytes(total)} to verify", total))
+
+        def check(job: WriteJob) -> None:
+            data = target.pread(job.length, job.offset)
+            ok = codec.is_zero(data) if job.digest is None else (
+                codec.chunk_hash(data) == job.digest)
+            if not ok:
+                self.report.verified = False
+                raise ImageCorruptError(
+                    f"Verification failed: {job.where} reads back differently from "
+                    f"{self.plan.target.path}; the disk may be failing."
+                )
+
+        for job, _ in ordered_map(check, iter_jobs(jobs), DECODE_WORKERS, DEPTH, self.cancel):
+            meter.add(job.length)
+        self.report.verified = True
+        self.sink(StageFinished("verify-written-data", meter.elapsed, meter.done))
+        self._step("verify-written-data", "done", f"{len(jobs)} chunks match")
+
+    def _recreate_swap(self, nodes: dict[int, str]) -> None:
+        for pp in self.plan.partitions:
+            src = self.disk.partition(pp.number)
+            if src.method != METHOD_RECREATE or src.filesystem != "swap":
+                continue
+            argv = ["mkswap", "-f"]
+            if src.fs_uuid:
+                argv += ["-U", src.fs_uuid]
+            if src.fs_label:
+                argv += ["-L", src.fs_label]
+            self.runner.run([*argv, nodes[pp.number]], what=f"Recreating swap {pp.number}")
+            self._step("recreate-swap", "done", f"partition {pp.number}")
+
+    def _grow(self, nodes: dict[int, str]) -> None:
+        for pp in self.plan.partitions:
+            if pp.grow_filesystem and pp.filesystem in ext.EXT_TYPES:
+                size = human_bytes(pp.size * self.plan.sector_size)
+                self.sink(LogMessage("info", f"Growing the {pp.filesystem} filesystem on "
+                                     f"partition {pp.number} to {size}"))
+                ext.grow(nodes[pp.number], self.runner)
+                self._step("grow-filesystems", "done", f"partition {pp.number}")
+
+    def _step(self, name: str, status: str, detail: str = "") -> None:
+        self.report.steps.append(StepResult(name, status, detail))
+        self.sink(LogMessage("info", f"{name}: {status}{' - ' + detail if detail else ''}"))
+
+
+def iter_jobs(jobs: list[WriteJob]) -> Iterator[WriteJob]:
+    yield from jobs
+
+
+def partition_nodes(path: str, numbers: list[int]) -> dict[int, str]:
+    return {n: partition_node(path, n) for n in numbers}

@@ -1,0 +1,1 @@
+"""Per-filesystem knowledge: which byte ranges of a partition hold data."""

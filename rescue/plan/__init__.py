@@ -1,0 +1,1 @@
+"""Pure decisions: (target facts, manifest, options) -> typed, JSON-serialisable plans."""

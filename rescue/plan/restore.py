@@ -1,0 +1,269 @@
+"""Restore planning: pure. Every check that can refuse a restore on the grounds of the
+image and the target's facts runs here, before anything is written."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rescue.errors import TargetRefusedError, TargetTooSmallError, UsageError
+from rescue.events import human_bytes
+from rescue.image.manifest import METHOD_RECREATE, Disk, Manifest
+
+ALIGN = 2048  # sectors: 1 MiB at 512-byte sectors
+GPT_BACKUP_SECTORS = 33  # backup partition entries (32) + backup header (1)
+GROWABLE = {"ext2", "ext3", "ext4"}
+
+
+@dataclass
+class TargetInfo:
+    """Facts about the disk to restore onto, gathered read-only before planning."""
+
+    path: str
+    size_bytes: int
+    logical_sector_size: int
+    physical_sector_size: int = 512
+    read_only: bool = False
+    busy: str = ""  # why it is in use ("/dev/sdb1 is mounted on /mnt"), "" when free
+    holds_repository: bool = False
+    is_boot_medium: bool = False
+    model: str = ""
+    serial: str = ""
+    existing_table: str = ""  # "gpt" | "dos" | "" (none)
+    existing_partitions: int = 0
+    existing_signatures: list[str] = field(default_factory=list)
+
+    @property
+    def holds_data(self) -> bool:
+        return bool(self.existing_table or self.existing_partitions or self.existing_signatures)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TargetInfo:
+        return cls(**d)
+
+
+@dataclass
+class RestoreOptions:
+    grow: bool = True  # grow the largest ext partition (and its filesystem) into free space
+    verify: bool = False  # read every written chunk back and compare hashes
+    verify_first: bool = False  # verify the whole image before writing anything
+    force: bool = False  # restore even when the hardware verdict says "blocked"
+    skip_fixups: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PartitionPlan:
+    number: int
+    kind: str
+    start: int  # sectors on the target
+    size: int  # sectors on the target
+    source_start: int
+    source_size: int
+    type: str
+    filesystem: str | None
+    fs_label: str | None
+    method: str
+    data_bytes: int  # bytes that will be written (stored + zero chunks)
+    grow_filesystem: bool = False
+
+    @property
+    def moved(self) -> bool:
+        return self.start != self.source_start
+
+    @property
+    def grown(self) -> bool:
+        return self.size > self.source_size
+
+
+@dataclass
+class RestorePlan:
+    image_id: str
+    target: TargetInfo
+    options: RestoreOptions
+    table: str
+    disk_id: str
+    sector_size: int
+    partitions: list[PartitionPlan]
+    steps: list[str]
+    data_bytes: int
+
+    def partition(self, number: int) -> PartitionPlan:
+        return next(p for p in self.partitions if p.number == number)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image_id": self.image_id,
+            "target": self.target.to_dict(),
+            "options": self.options.to_dict(),
+            "table": self.table,
+            "disk_id": self.disk_id,
+            "sector_size": self.sector_size,
+            "partitions": [asdict(p) for p in self.partitions],
+            "steps": list(self.steps),
+            "data_bytes": self.data_bytes,
+        }
+
+    def summary_lines(self) -> list[str]:
+        t = self.target
+        ss = self.sector_size
+        lines = [
+            f"Image {self.image_id} onto {t.path}"
+            f" ({t.model or 'disk'}{', serial ' + t.serial if t.serial else ''},"
+            f" {human_bytes(t.size_bytes)})",
+            f"Partition table: {self.table.upper()} {self.disk_id}",
+        ]
+        for p in self.partitions:
+            note = ""
+            if p.grown:
+                note = f", grown from {human_bytes(p.source_size * ss)}"
+            elif p.moved:
+                note = ", moved"
+            lines.append(
+                f"  {p.number}: {p.filesystem or p.kind}"
+                f"{' ' + repr(p.fs_label) if p.fs_label else ''}"
+                f" {human_bytes(p.size * ss)} at sector {p.start}{note}"
+            )
+        lines.append(f"Data to write: {human_bytes(self.data_bytes)}")
+        if t.holds_data:
+            lines.append(f"Everything now on {t.path} will be erased.")
+        lines.append("Steps: " + ", ".join(self.steps))
+        return lines
+
+
+def check_target(target: TargetInfo) -> None:
+    """Refusals that depend on the target alone."""
+    if target.is_boot_medium:
+        raise TargetRefusedError(
+            f"{target.path} is the medium the rescue system started from; choose another disk."
+        )
+    if target.holds_repository:
+        raise TargetRefusedError(
+            f"{target.path} holds the image repository being restored from; "
+            "choose another disk."
+        )
+    if target.read_only:
+        raise TargetRefusedError(f"{target.path} is read-only (write-protected).")
+    if target.busy:
+        raise TargetRefusedError(
+            f"{target.path} is in use: {target.busy}. Unmount it first; nothing was written."
+        )
+
+
+def _usable_end(table: str, sectors: int) -> int:
+    """One past the last sector a partition may use."""
+    return sectors - GPT_BACKUP_SECTORS - 1 if table == "gpt" else sectors
+
+
+def _check_numbering(disk: Disk) -> None:
+    if disk.table == "gpt":
+        numbers = [p.number for p in disk.partitions]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise UsageError(
+                f"The image's GPT partitions are numbered {numbers}; restoring gaps in "
+                "partition numbering is not supported yet."
+            )
+    else:
+        primaries = [p.number for p in disk.partitions if p.kind != "logical"]
+        logicals = [p.number for p in disk.partitions if p.kind == "logical"]
+        if primaries != list(range(1, len(primaries) + 1)) or logicals != list(
+            range(5, 5 + len(logicals))
+        ):
+            raise UsageError(
+                "The image's MBR partitions have gaps in their numbering; restoring "
+                "that is not supported yet."
+            )
+
+
+def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions) -> RestorePlan:
+    if len(manifest.disks) != 1:
+        raise UsageError(
+            f"Image {manifest.id} holds {len(manifest.disks)} disks; "
+            "restoring multi-disk images is not supported yet."
+        )
+    disk = manifest.disks[0]
+    check_target(target)
+    ss = disk.logical_sector_size
+    if target.logical_sector_size != ss:
+        raise TargetRefusedError(
+            f"{target.path} has {target.logical_sector_size}-byte sectors; the image was made "
+            f"on a disk with {ss}-byte sectors, so its layout cannot be copied."
+        )
+    _check_numbering(disk)
+    target_sectors = target.size_bytes // ss
+    src_end = _usable_end(disk.table, disk.sectors)
+    dst_end = _usable_end(disk.table, target_sectors)
+    needed_end = max((p.start + p.size for p in disk.partitions), default=0)
+    if needed_end > dst_end:
+        need = (needed_end + (GPT_BACKUP_SECTORS + 1 if disk.table == "gpt" else 0)) * ss
+        raise TargetTooSmallError(
+            f"Target disk {target.path} is {human_bytes(target.size_bytes)} "
+            f"({target.size_bytes} bytes); the image's partitions need "
+            f"{human_bytes(need)} ({need} bytes). Use a disk at least that large."
+        )
+
+    plans = []
+    for p in sorted(disk.partitions, key=lambda x: x.start):
+        data_bytes = 0
+        if p.data:
+            data_bytes = p.data.stored_chunk_bytes + p.data.zero_bytes
+        plans.append(
+            PartitionPlan(
+                number=p.number, kind=p.kind, start=p.start, size=p.size,
+                source_start=p.start, source_size=p.size, type=p.type,
+                filesystem=p.filesystem, fs_label=p.fs_label, method=p.method,
+                data_bytes=data_bytes,
+            )
+        )
+
+    if options.grow:
+        _grow(plans, disk.table, dst_end - src_end)
+
+    steps = ["check-target", "wipe-signatures", "write-partition-table", "write-boot-areas",
+             "write-data"]
+    if options.verify_first:
+        steps.insert(1, "verify-image")
+    if options.verify:
+        steps.append("verify-written-data")
+    if any(p.method == METHOD_RECREATE for p in plans):
+        steps.append("recreate-swap")
+    if any(p.grow_filesystem for p in plans):
+        steps.append("grow-filesystems")
+    steps.append("sync")
+    total = sum(p.data_bytes for p in plans) + sum(
+        a.data.stored_chunk_bytes + a.data.zero_bytes for a in disk.boot_areas
+    )
+    plans.sort(key=lambda x: x.number)
+    return RestorePlan(
+        image_id=manifest.id, target=target, options=options, table=disk.table,
+        disk_id=disk.id, sector_size=ss, partitions=plans, steps=steps, data_bytes=total,
+    )
+
+
+def _grow(plans: list[PartitionPlan], table: str, extra: int) -> None:
+    """Give the extra sectors to the largest growable partition; shift later ones."""
+    extra -= extra % ALIGN
+    if extra <= 0:
+        return
+    candidates = [p for p in plans if p.filesystem in GROWABLE and p.kind != "logical"]
+    if not candidates:
+        return
+    grow = max(candidates, key=lambda p: p.size)
+    after = [p for p in plans if p.start > grow.start]
+    if any(p.kind in ("extended", "logical") for p in after):
+        return  # moving an extended container is not supported: keep the exact layout
+    grow.size += extra
+    grow.grow_filesystem = True
+    for p in after:
+        p.start += extra
+    if table == "dos" and any((p.start + p.size) > 0xFFFFFFFF for p in plans):
+        grow.size -= extra
+        grow.grow_filesystem = False
+        for p in after:
+            p.start -= extra
+
