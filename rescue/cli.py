@@ -12,6 +12,8 @@ from rescue.errors import RescueError
 # Each module registers one or more subcommands (see rescue/commands/__init__.py).
 COMMAND_MODULES = [
     "rescue.commands.image_commands",
+    "rescue.commands.devices",
+    "rescue.commands.compat",
 ]
 
 
