@@ -98,7 +98,7 @@ class RescueApp(App[int]):
     # -- actions on the machine (through services, in threads) -----------------------
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         worker = self.run_worker(lambda: fn(*args), thread=True, group="service")
-        return await worker.wait()  # type: ignore[no-any-return]
+        return await worker.wait()
 
     @work(group="power")
     async def power(self, action: str) -> None:

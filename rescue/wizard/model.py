@@ -69,7 +69,8 @@ class Verdict:
 
 @dataclass
 class RestoreOptions:
-    repartition: bool = True
+    repartition: bool = True  # the target gets the image's partition table (required)
+    grow: bool = True  # the largest ext partition grows to fill a larger disk
     verify: bool = True
 
 

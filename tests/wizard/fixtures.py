@@ -50,10 +50,11 @@ DISKS = [
               "/dev/disk/by-id/ata-Samsung_SSD_870_S5Y1NJ0R123456", "sata",
               partitions=("sda1 ntfs 'Windows'", "sda2 ntfs 'Data'"), has_data=True),
     DiskEntry("/dev/sdb", "sdb", "SanDisk Ultra", "4C530001", 32 * GB, transport="usb",
-              eligible=False, reason="This disk holds the system image.",
+              eligible=False, reason="it holds the selected image repository",
               partitions=("sdb1 exfat 'RESCUE'",), has_data=True),
     DiskEntry("/dev/sdc", "sdc", "Rescue Live USB", "AA00BB11", 8 * GB, transport="usb",
-              eligible=False, reason="This is the disk the rescue system runs from.",
+              eligible=False,
+              reason="it holds the running rescue system (boot medium or current root)",
               partitions=("sdc1 iso9660 'RESCUE_LIVE'",), has_data=True),
 ]
 

@@ -83,7 +83,7 @@ class SelectImageScreen(WizardScreen):
         self.query_one("#mode", RadioSet).focus()
         self.load_images()
         self._stop_watch = None
-        self.watch()
+        self.start_watch()
 
     def refill(self) -> None:
         self.fill()
@@ -93,7 +93,7 @@ class SelectImageScreen(WizardScreen):
             self._stop_watch()
 
     @work(thread=True, group="watch")
-    def watch(self) -> None:
+    def start_watch(self) -> None:
         stop = self.services.watch_media(self.media_changed)
         self._stop_watch = stop
 

@@ -74,6 +74,8 @@ class SummaryScreen(WizardScreen):
                                                                  else _("no")))
             + "   " + _("Verify after restore") + ": " + (_("yes") if opts.verify else _("no"))
         )
+        out.append("  " + _("Grow the largest partition to fill the disk") + ": "
+                   + (_("yes") if opts.grow else _("no")))
         out.append(verdict_text(st.verdict))
         return "\n".join(out)
 

@@ -33,7 +33,8 @@ def verdict_text(verdict: Verdict | None) -> str:
 
 
 def reason_text(disk: DiskEntry) -> str:
-    return _(disk.reason) if disk.reason else _("Available")
+    return _("Protected: {reason}").format(reason=disk.reason) if not disk.eligible else _(
+        "Available")
 
 
 class TargetScreen(WizardScreen):
@@ -60,11 +61,17 @@ class TargetScreen(WizardScreen):
                                value=self.state.options.repartition, id="repartition")
                 yield Checkbox(_("Verify after restore"), value=self.state.options.verify,
                                id="verify")
+            with Horizontal(id="option-row2"):
+                yield Checkbox(_("Grow the largest partition to fill the disk"),
+                               value=self.state.options.grow, id="grow")
             yield Static(verdict_text(self.state.verdict), id="verdict")
         yield self.buttons(
             Button(_("Back"), id="back"),
-            Button(_("Next"), id="next", variant="primary", disabled=self.state.target is None),
+            Button(_("Next"), id="next", variant="primary", disabled=not self.ready()),
         )
+
+    def ready(self) -> bool:
+        return self.state.target is not None and self.state.options.repartition
 
     def selection_text(self) -> str:
         if self.error:
@@ -74,6 +81,9 @@ class TargetScreen(WizardScreen):
         if not any(d.eligible for d in self.disks):
             return _("No disk can receive the image. Connect a disk at least as large "
                      "as the image's data and it will appear here.")
+        if not self.state.options.repartition:
+            return _("The target disk must get the image's partition table: tick "
+                     "'Format and repartition disks' to continue.")
         target = self.state.target
         if target is None:
             return _("Several disks are available: choose one and press Enter.")
@@ -133,7 +143,7 @@ class TargetScreen(WizardScreen):
             if self.state.target.path in paths:
                 table.move_cursor(row=paths.index(self.state.target.path))
         self.query_one("#selection", Static).update(self.selection_text())
-        self.query_one("#next", Button).disabled = self.state.target is None
+        self.query_one("#next", Button).disabled = not self.ready()
 
     @on(DataTable.RowHighlighted, "#disks")
     def highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -141,7 +151,7 @@ class TargetScreen(WizardScreen):
         if disk is not None and not disk.eligible:
             self.query_one("#selection", Static).update(
                 _("{disk} cannot be chosen: {reason}").format(
-                    disk=disk.path, reason=_(disk.reason)))
+                    disk=disk.path, reason=disk.reason))
         else:
             self.query_one("#selection", Static).update(self.selection_text())
 
@@ -160,6 +170,11 @@ class TargetScreen(WizardScreen):
     @on(Checkbox.Changed, "#repartition")
     def repartition(self, event: Checkbox.Changed) -> None:
         self.state.options.repartition = event.value
+        self.fill()
+
+    @on(Checkbox.Changed, "#grow")
+    def grow(self, event: Checkbox.Changed) -> None:
+        self.state.options.grow = event.value
 
     @on(Checkbox.Changed, "#verify")
     def verify(self, event: Checkbox.Changed) -> None:
@@ -171,7 +186,7 @@ class TargetScreen(WizardScreen):
 
     @on(Button.Pressed, "#next")
     def next(self) -> None:
-        if self.state.target is None:
+        if not self.ready():
             return
         from rescue.wizard.screens.summary import SummaryScreen
 
