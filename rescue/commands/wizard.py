@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 class _PrintingDryRun(DryRunRunner):
-    def run(self, argv: Sequence[str], **kwargs: Any) -> Result:  # type: ignore[override]
+    def run(self, argv: Sequence[str], **kwargs: Any) -> Result:
         print(f"(simulated) {' '.join(str(a) for a in argv)}", file=sys.stderr, flush=True)
         return super().run(argv, **kwargs)
 
