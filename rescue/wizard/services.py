@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from rescue.errors import RescueError, UsageError
 from rescue.events import Sink
+from rescue.i18n import _
 from rescue.runner import CommandRunner
 from rescue.wizard.model import (
     DiskEntry,
@@ -208,7 +209,7 @@ class EngineServices:
 
         manifest = Repository.open(image.location).load_manifest(image.id)
         if not manifest.hardware:
-            return Verdict("unknown", summary="The image records no hardware profile.")
+            return Verdict("unknown", summary=_("The image records no hardware profile."))
         if self._machine is None:
             self._machine = collect_profile()
         verdict = compare(HardwareProfile.from_dict(manifest.hardware), self._machine)

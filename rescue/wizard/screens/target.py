@@ -19,6 +19,9 @@ def verdict_text(verdict: Verdict | None) -> str:
     if verdict.level == "same" and not verdict.other:
         return _("Hardware: this computer matches the one the image was made on.")
     lines = []
+    if verdict.level == "blocked":
+        lines.append(_("Warning: the restored system is not expected to start on this "
+                       "computer."))
     if verdict.boot_critical:
         lines.append(_("Boot-critical differences: {items}").format(
             items="; ".join(verdict.boot_critical)))
