@@ -40,11 +40,13 @@ class RescueApp(App[int]):
         restart_countdown: int = 30,
         clock: Callable[[], float] = time.monotonic,
         default_backup_name: str | None = None,
+        countdown_interval: float = 1.0,
     ) -> None:
         super().__init__()
         self.services = services
         self.state = state or WizardState()
         self.restart_countdown = restart_countdown
+        self.countdown_interval = countdown_interval
         self.clock = clock
         self.keymap_status = ""
         self.default_backup_name = default_backup_name or (
@@ -101,11 +103,13 @@ class RescueApp(App[int]):
         return await worker.wait()
 
     @work(group="power")
-    async def power(self, action: str) -> None:
+    async def power(self, action: str, confirm: bool = True) -> None:
         question = (_("Restart the computer now?") if action == "reboot"
                     else _("Shut down the computer now?"))
         label = _("Restart") if action == "reboot" else _("Shut down")
-        if not await self.push_screen_wait(ConfirmDialog(question, label, _("Cancel"))):
+        if confirm and not await self.push_screen_wait(
+            ConfirmDialog(question, label, _("Cancel"))
+        ):
             return
         try:
             await self.in_thread(self.services.power, action)
@@ -113,6 +117,9 @@ class RescueApp(App[int]):
             self.notify(describe_error(exc), severity="error")
 
     def open_shell(self) -> None:
+        if self.is_headless:  # tests: nothing to suspend
+            self.services.shell()
+            return
         try:
             with self.suspend():
                 print(_("Type 'exit' to return to the wizard."), flush=True)

@@ -99,8 +99,10 @@ class FixtureServices:
         sink(StageStarted("restore-data", "Writing partition 2 (ext4, 40.0 GB)", total))
         sink(Progress("restore-data", total // 4, total, 60.0, 85_000_000.0, 180.0))
         if self.block_run is not None:
-            while not cancel.is_set() and not self.block_run.wait(0.05):
-                pass
+            # Wait for the test (at most 20 s, so a snapshot run never hangs at exit).
+            for _ in range(400):
+                if cancel.is_set() or self.block_run.wait(0.05):
+                    break
         if cancel.is_set():
             sink(LogMessage("warning", "Cancelled after the current chunk."))
             raise Cancelled("The restore was cancelled; the target disk is incomplete.")

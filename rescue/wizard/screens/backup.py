@@ -127,6 +127,7 @@ class BackupDestinationScreen(WizardScreen):
         if self.media:
             options.add_options(
                 [Option(f"{path}  {desc}", id=path) for path, desc in self.media])
+            options.highlighted = 0
         else:
             options.add_option(Option(_("None found: type a folder below."), disabled=True))
 

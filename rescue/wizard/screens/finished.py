@@ -95,7 +95,7 @@ class FinishedScreen(WizardScreen):
     def on_mount(self) -> None:
         if self.counting():
             self.remaining = self.rapp.restart_countdown
-            self.timer = self.set_interval(1.0, self.tick)
+            self.timer = self.set_interval(self.rapp.countdown_interval, self.tick)
         self.refill()
         first = "#logs" if not self.outcome.ok else "#reboot"
         self.query_one(first, Button).focus()
@@ -107,7 +107,7 @@ class FinishedScreen(WizardScreen):
         self.remaining -= 1
         if self.remaining <= 0:
             self.action_stop_countdown()
-            self.rapp.power("reboot")
+            self.rapp.power("reboot", confirm=False)  # the countdown was the warning
             return
         self.refill()
 

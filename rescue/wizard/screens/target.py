@@ -152,9 +152,11 @@ class TargetScreen(WizardScreen):
     def highlighted(self, event: DataTable.RowHighlighted) -> None:
         disk = self.disk_at(event.cursor_row)
         if disk is not None and not disk.eligible:
-            self.query_one("#selection", Static).update(
-                _("{disk} cannot be chosen: {reason}").format(
-                    disk=disk.path, reason=disk.reason))
+            lines = [_("{disk} cannot be chosen: {reason}").format(
+                disk=disk.path, reason=disk.reason)]
+            if not any(d.eligible for d in self.disks):
+                lines.insert(0, self.selection_text())
+            self.query_one("#selection", Static).update("\n".join(lines))
         else:
             self.query_one("#selection", Static).update(self.selection_text())
 
