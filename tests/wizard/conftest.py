@@ -3,10 +3,9 @@ sample system on loop devices (session-wide, detached at the end)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -27,21 +26,6 @@ def english() -> Iterator[None]:
     yield
     i18n.set_language("en")
     i18n.set_format("en_US")
-
-
-def run_async(coro: Awaitable[None]) -> None:
-    asyncio.run(coro)  # type: ignore[arg-type]
-
-
-async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 30.0,
-                   what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; screen is "
-                                 f"{type(pilot.app.screen).__name__}")
-        await pilot.pause(0.05)
 
 
 @pytest.fixture(scope="session")

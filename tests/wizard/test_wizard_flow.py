@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import run_async, wait_for
 from wizard_fakes import DISKS, IMAGES, FixtureServices
+from wizard_helpers import run_async, wait_for
 
 from rescue.errors import DeviceError, TargetTooSmallError
 from rescue.wizard.app import RescueApp

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_async, wait_for
 from loopdev import MiB
 from wizard_disks import check_restored
+from wizard_helpers import run_async, wait_for
 
 from rescue.runner import DryRunRunner
 from rescue.wizard.app import RescueApp

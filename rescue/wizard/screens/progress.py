@@ -20,9 +20,10 @@ class ProgressScreen(WizardScreen):
     STEP = 7
     BACK = False
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, start: bool = True) -> None:
         super().__init__()
         self.kind = kind
+        self.start = start  # False: show only (screenshots feed events by hand)
         self.stage_title = ""
         self.finished_bytes = 0
         self.stage_done = 0
@@ -59,7 +60,8 @@ class ProgressScreen(WizardScreen):
         self.state.cancel.clear()
         self.refill()
         self.query_one("#cancel", Button).focus()
-        self.run_job()
+        if self.start:
+            self.run_job()
 
     @work(thread=True, exclusive=True, group="job")
     def run_job(self) -> None:
@@ -116,7 +118,8 @@ class ProgressScreen(WizardScreen):
         remaining = (total - done) / self.rate if self.rate > 0 else None
         self.query_one("#numbers", Static).update(
             "\n".join((
-                _("{done} of {total}").format(done=format_size(done), total=format_size(total)),
+                _("{done} of {total}").format(done=format_size(done), total=format_size(total))
+                + f" ({int(100 * done / total)} %)",
                 _("Throughput: {rate}").format(rate=format_rate(self.rate)),
                 _("Elapsed: {elapsed}   Remaining: {remaining}").format(
                     elapsed=format_duration(elapsed), remaining=format_duration(remaining)),

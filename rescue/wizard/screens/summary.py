@@ -69,13 +69,10 @@ class SummaryScreen(WizardScreen):
         else:
             out.append("  " + _("The disk is empty: nothing will be lost."))
         opts = st.options
-        out.append(
-            "  " + (_("Format and repartition disks") + ": " + (_("yes") if opts.repartition
-                                                                 else _("no")))
-            + "   " + _("Verify after restore") + ": " + (_("yes") if opts.verify else _("no"))
-        )
-        out.append("  " + _("Grow the largest partition to fill the disk") + ": "
-                   + (_("yes") if opts.grow else _("no")))
+        for label, value in ((_("Format and repartition disks"), opts.repartition),
+                             (_("Verify after restore"), opts.verify),
+                             (_("Grow the largest partition to fill the disk"), opts.grow)):
+            out.append(f"  {label}: {_('yes') if value else _('no')}")
         out.append(verdict_text(st.verdict))
         return "\n".join(out)
 

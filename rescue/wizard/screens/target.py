@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.widgets import Button, Checkbox, DataTable, Static
 
 from rescue.i18n import _, format_size
@@ -56,17 +56,15 @@ class TargetScreen(WizardScreen):
         with Vertical(id="body"):
             yield Static(_("Choose the disk to restore to"), classes="heading")
             table: DataTable[str] = DataTable(id="disks", cursor_type="row")
-            table.add_columns(_("Disk"), _("Model"), _("Serial"), _("Size"), _("State"))
+            table.add_columns(_("Disk"), _("Size"), _("State"), _("Model"), _("Serial"))
             yield table
             yield Static(self.selection_text(), id="selection")
-            with Horizontal(id="option-row"):
-                yield Checkbox(_("Format and repartition disks"),
-                               value=self.state.options.repartition, id="repartition")
-                yield Checkbox(_("Verify after restore"), value=self.state.options.verify,
-                               id="verify")
-            with Horizontal(id="option-row2"):
-                yield Checkbox(_("Grow the largest partition to fill the disk"),
-                               value=self.state.options.grow, id="grow")
+            yield Checkbox(_("Format and repartition disks"),
+                           value=self.state.options.repartition, id="repartition")
+            yield Checkbox(_("Verify after restore"), value=self.state.options.verify,
+                           id="verify")
+            yield Checkbox(_("Grow the largest partition to fill the disk"),
+                           value=self.state.options.grow, id="grow")
             yield Static(verdict_text(self.state.verdict), id="verdict")
         yield self.buttons(
             Button(_("Back"), id="back"),
@@ -138,8 +136,8 @@ class TargetScreen(WizardScreen):
         for disk in self.disks:
             mark = "●" if self.state.target and disk.path == self.state.target.path else " "
             table.add_row(
-                f"{mark} {disk.name}", disk.model or "-", disk.serial or "-",
-                format_size(disk.size_bytes), reason_text(disk), key=disk.path,
+                f"{mark} {disk.name}", format_size(disk.size_bytes), reason_text(disk),
+                disk.model or "-", disk.serial or "-", key=disk.path,
             )
         if self.state.target is not None:
             paths = [d.path for d in self.disks]
