@@ -59,7 +59,8 @@ class _PrintingDryRun(DryRunRunner):
         return super().run(argv, **kwargs)
 
 
-def build_services(args: argparse.Namespace) -> EngineServices:
+def build_services(args: argparse.Namespace, interactive_free: bool) -> EngineServices:
+    """The real services; *interactive_free*: no TUI, so simulated power actions print."""
     from rescue.wizard.services import LOG_FILE
 
     wanted = {os.path.realpath(d) for d in args.disk}
@@ -69,7 +70,8 @@ def build_services(args: argparse.Namespace) -> EngineServices:
         log_file=Path(args.log) if args.log else LOG_FILE,
         disk_filter=(lambda path: os.path.realpath(path) in wanted) if wanted else None,
         scan_media=not args.no_media_search,
-        power_runner=_PrintingDryRun() if args.simulate_power else None,
+        power_runner=(_PrintingDryRun() if interactive_free else DryRunRunner())
+        if args.simulate_power else None,
     )
 
 
@@ -97,7 +99,7 @@ def _cmdline_answers(args: argparse.Namespace) -> Answers | None:
 
 def run(args: argparse.Namespace) -> int:
     answers = _cmdline_answers(args)
-    services = build_services(args)
+    services = build_services(args, interactive_free=answers is not None)
     try:
         if answers is not None:
             from rescue.wizard import headless

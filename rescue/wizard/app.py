@@ -115,6 +115,9 @@ class RescueApp(App[int]):
             await self.in_thread(self.services.power, action)
         except Exception as exc:  # noqa: BLE001
             self.notify(describe_error(exc), severity="error")
+            return
+        self.notify(_("Restarting…") if action == "reboot" else _("Shutting down…"),
+                    timeout=30)
 
     def open_shell(self) -> None:
         if self.is_headless:  # tests: nothing to suspend

@@ -8,13 +8,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.timer import Timer
-from textual.widgets import Button, DataTable, RadioButton, RadioSet, Static
+from textual.widgets import Button, DataTable, RadioSet, Static
 
 from rescue.i18n import _, format_datetime, format_size
 from rescue.wizard.model import ImageEntry
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import InputDialog
 from rescue.wizard.services import describe_error
+from rescue.wizard.widgets import Radio
 
 
 def describe_location(image: ImageEntry) -> str:
@@ -39,12 +40,12 @@ class SelectImageScreen(WizardScreen):
         st = self.state
         with Vertical(id="body"):
             with RadioSet(id="mode"):
-                yield RadioButton(
+                yield Radio(
                     _("Use the latest available system image (recommended)"),
                     value=st.use_latest,
                     id="latest",
                 )
-                yield RadioButton(_("Select a system image"), value=not st.use_latest, id="pick")
+                yield Radio(_("Select a system image"), value=not st.use_latest, id="pick")
             yield Static(self.latest_text(), id="latest-info")
             table: DataTable[str] = DataTable(id="images", cursor_type="row")
             table.add_columns(_("Computer"), _("Date and time"), _("Name"), _("Size"),
@@ -148,7 +149,7 @@ class SelectImageScreen(WizardScreen):
 
     @on(DataTable.RowSelected, "#images")
     def row_selected(self) -> None:
-        self.query_one("#pick", RadioButton).value = True
+        self.query_one("#pick", Radio).value = True
         self.state.use_latest = False
         self.next()
 

@@ -11,6 +11,7 @@ from rescue.i18n import _, format_size
 from rescue.wizard.model import DiskEntry, Verdict
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.services import describe_error
+from rescue.wizard.widgets import Check
 
 
 def verdict_text(verdict: Verdict | None) -> str:
@@ -59,11 +60,11 @@ class TargetScreen(WizardScreen):
             table.add_columns(_("Disk"), _("Size"), _("State"), _("Model"), _("Serial"))
             yield table
             yield Static(self.selection_text(), id="selection")
-            yield Checkbox(_("Format and repartition disks"),
+            yield Check(_("Format and repartition disks"),
                            value=self.state.options.repartition, id="repartition")
-            yield Checkbox(_("Verify after restore"), value=self.state.options.verify,
+            yield Check(_("Verify after restore"), value=self.state.options.verify,
                            id="verify")
-            yield Checkbox(_("Grow the largest partition to fill the disk"),
+            yield Check(_("Grow the largest partition to fill the disk"),
                            value=self.state.options.grow, id="grow")
             yield Static(verdict_text(self.state.verdict), id="verdict")
         yield self.buttons(
