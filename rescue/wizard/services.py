@@ -267,7 +267,8 @@ class EngineServices:
                 continue
             for part in disk.partitions:
                 for mp in part.mountpoints:
-                    if not part.read_only:
+                    # The image search's own read-only mounts are no destination.
+                    if not part.read_only and "rescue-catalog-" not in mp:
                         label = f" '{part.label}'" if part.label else ""
                         found.append((mp, f"{part.name}{label} ({part.fstype}, "
                                           f"{disk.transport or disk.kind})"))

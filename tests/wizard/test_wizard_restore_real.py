@@ -247,3 +247,52 @@ def test_backup_through_the_wizard(loops, tmp_path):
     assert [i.name for i in images] == ["wizard-backup"]
     assert images[0].computer == "demo-pc"
     assert json.dumps(images[0].to_dict())
+
+
+def test_images_appear_when_a_disk_with_a_repository_is_plugged_in(real_backup, tmp_path):
+    """Hot-plug for real: a filesystem holding a repository is attached as a loop device
+    while the image list is open; the udev monitor, the catalog (read-only mount) and
+    the screen bring its image into the list."""
+    import subprocess
+
+    from wizard_helpers import wait_for as wait
+
+    stick = tmp_path / "stick.img"
+    tree = tmp_path / "stick-tree"
+    import shutil
+
+    shutil.copytree(real_backup.repo, tree / "rescue")
+    with open(stick, "wb") as f:
+        f.truncate(64 * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "STICK", "-d", str(tree), str(stick)],
+                   check=True, capture_output=True)
+
+    def ours(path: str) -> bool:
+        backing = Path(f"/sys/class/block/{Path(path).name}/loop/backing_file")
+        return backing.exists() and backing.read_text().strip() == str(stick)
+
+    services = EngineServices(include_loop=True, disk_filter=ours, scan_media=True,
+                              power_runner=DryRunRunner(), log_file=tmp_path / "log")
+    app = RescueApp(services, WizardState(), restart_countdown=0)
+    attached: list[str] = []
+
+    async def walk() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await to_select_image(pilot)
+            screen = pilot.app.screen
+            await wait(pilot, lambda: screen.loaded and screen._stop_watch is not None)
+            assert screen.query_one("#images").row_count == 0
+            dev = subprocess.run(["losetup", "-f", "--show", str(stick)], check=True,
+                                 capture_output=True, text=True).stdout.strip()
+            attached.append(dev)
+            await wait(pilot, lambda: screen.query_one("#images").row_count == 1,
+                       timeout=30, what="the plugged-in image")
+            info = str(screen.query_one("#latest-info").render())
+            assert "demo-pc" in info and "STICK" in info, info
+
+    try:
+        run_async(walk())
+    finally:
+        services.close()  # unmounts the catalog's read-only mount
+        for dev in attached:
+            subprocess.run(["losetup", "-d", dev], capture_output=True)
