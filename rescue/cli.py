@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import tempfile
+import time
+import traceback
 
 from rescue import __version__
-from rescue.errors import RescueError
+from rescue.errors import RescueError, from_oserror
 
 # Each module registers one or more subcommands (see rescue/commands/__init__.py).
 COMMAND_MODULES = [
@@ -49,3 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rescue: interrupted.", file=sys.stderr)
         return 130
+    except OSError as exc:
+        err = from_oserror(exc, f"rescue {args.command}")
+        print(f"rescue: {err}", file=sys.stderr)
+        return err.exit_code
+    except Exception:  # a bug: keep the traceback out of the technician's way
+        path = _save_crash_log()
+        print(f"rescue: internal error in 'rescue {args.command}'. This is a bug; the "
+              f"details are in {path}. Nothing more was written after the error.",
+              file=sys.stderr)
+        return 70
+
+
+def _save_crash_log() -> str:
+    directory = "/var/log/rescue" if os.access("/var/log", os.W_OK) else tempfile.gettempdir()
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"crash-{time.strftime('%Y%m%d-%H%M%S')}.log")
+    with open(path, "w") as f:
+        f.write(" ".join(sys.argv) + "\n\n" + traceback.format_exc())
+    return path

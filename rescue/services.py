@@ -58,9 +58,12 @@ def run_restore(
     sink: Sink = null_sink,
     cancel: threading.Event | None = None,
     runner: CommandRunner | None = None,
+    report_path: str | None = None,
 ) -> RestoreReport:
+    """Carry out the plan. The report (JSON) is written to *report_path* whether the
+    restore succeeds or fails."""
     restorer = Restorer(prepared.repo, prepared.manifest, prepared.plan,
-                        runner or CommandRunner(), sink, cancel)
+                        runner or CommandRunner(), sink, cancel, report_path=report_path)
     return restorer.run()
 
 

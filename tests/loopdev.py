@@ -35,6 +35,8 @@ def loop_device(backing: Path, size: int | None = None) -> Iterator[str]:
         with open(backing, "wb") as f:
             f.truncate(size)
     dev = sh("losetup", "-f", "--show", backing).strip()
+    # A loop device reused from an earlier user may still carry partitions it added.
+    subprocess.run(["partx", "-d", dev], capture_output=True)
     try:
         yield dev
     finally:
@@ -50,6 +52,7 @@ def partition(dev: str, sfdisk_script: str) -> list[str]:
 
 def refresh_partitions(dev: str) -> list[str]:
     subprocess.run(["partx", "-u", dev], capture_output=True)
+    subprocess.run(["partx", "-a", dev], capture_output=True)  # logical partitions
     settle()
     name = Path(dev).name
     parts = sorted(

@@ -61,9 +61,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="read back and compare everything written")
     p.add_argument("--verify-first", action="store_true",
                    help="verify the whole image before writing anything")
+    p.add_argument("--delta", "--resume", dest="delta", action="store_true",
+                   help="skip chunks the target already holds: resumes an interrupted "
+                   "restore, or refreshes a disk restored from an earlier image (each "
+                   "chunk on the target is hashed and compared)")
     p.add_argument("--force", action="store_true",
                    help="restore even if the hardware verdict is 'blocked'")
-    p.add_argument("--report", metavar="FILE", help="write the restore report (JSON) here")
+    p.add_argument("--report", metavar="FILE",
+                   help="write the restore report (JSON) here, also when the restore fails")
     p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
     p.set_defaults(func=cmd_restore)
 
@@ -161,7 +166,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     runner = CommandRunner()
     options = RestoreOptions(grow=not args.no_grow, verify=args.verify,
-                             verify_first=args.verify_first, force=args.force)
+                             verify_first=args.verify_first, force=args.force,
+                             delta=args.delta)
     prepared = services.prepare_restore(args.repo, args.image, args.disk, options, runner)
     plan = prepared.plan
     if args.dry_run:
@@ -181,18 +187,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if answer != "YES":
             print("Nothing was written.")
             return 1
-    cancel = threading.Event()
-    try:
-        report = services.run_restore(prepared, _sink(args), cancel, runner)
-    except KeyboardInterrupt:
-        cancel.set()
-        raise
-    finally:
-        pass
-    if args.report:
-        with open(args.report, "w") as f:
-            f.write(report.to_json())
+    report = services.run_restore(prepared, _sink(args), None, runner, args.report)
     print(f"Restored image {report.image_id} onto {report.target}: "
-          f"{human_bytes(report.bytes_written)} in {report.elapsed:.1f} s"
+          f"{human_bytes(report.bytes_written)} written in {report.elapsed:.1f} s"
+          + (f", {human_bytes(report.bytes_skipped)} already in place"
+             if args.delta else "")
           + (", verified" if report.verified else ""))
     return 0

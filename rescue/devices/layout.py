@@ -43,12 +43,15 @@ def blkid(node: str, runner: CommandRunner) -> dict[str, str]:
 
 
 def choose_method(p: Partition) -> str:
+    from rescue.fs import partclone
     from rescue.fs.ext import EXT_TYPES
     from rescue.fs.fat import FAT_TYPES
 
     if p.kind == "extended":
         return METHOD_NONE
     if p.filesystem in EXT_TYPES or p.filesystem in FAT_TYPES:
+        return METHOD_USED_BLOCKS
+    if partclone.supported(p.filesystem):
         return METHOD_USED_BLOCKS
     if p.filesystem == "swap":
         return METHOD_RECREATE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from rescue.devices.blockdev import device_facts, require_block_device, sysfs_attr
@@ -12,7 +13,7 @@ from rescue.devices.mounts import (
     disk_use,
     parent_disk_devnum,
 )
-from rescue.plan.restore import TargetInfo
+from rescue.plan.restore import TargetInfo, table_layout
 from rescue.runner import CommandRunner
 
 BOOT_MEDIUM_MOUNTS = ("/", "/run/live/medium", "/lib/live/mount/medium")
@@ -55,6 +56,11 @@ def probe_target(path: str, repo_path: str | None, runner: CommandRunner) -> Tar
     probe = runner.run(["blkid", "-p", "-o", "export", path], check=False)
     info = dict(line.split("=", 1) for line in probe.stdout.splitlines() if "=" in line)
     signatures = [info["TYPE"]] if "TYPE" in info else []
+    existing_id = ""
+    existing_layout: list[list[str | int]] = []
+    table = runner.run(["sfdisk", "-J", path], check=False)
+    if table.returncode == 0 and table.stdout.strip():
+        existing_id, existing_layout = table_layout(json.loads(table.stdout)["partitiontable"])
     return TargetInfo(
         path=path,
         size_bytes=int(facts["size_bytes"]),
@@ -69,4 +75,6 @@ def probe_target(path: str, repo_path: str | None, runner: CommandRunner) -> Tar
         existing_table=info.get("PTTYPE", ""),
         existing_partitions=len(nums) - 1,
         existing_signatures=signatures,
+        existing_id=existing_id,
+        existing_layout=existing_layout,
     )

@@ -28,7 +28,7 @@ from rescue.events import (
     human_bytes,
     null_sink,
 )
-from rescue.fs import ext, fat
+from rescue.fs import ext, fat, partclone
 from rescue.fs.usedmap import UsedMap
 from rescue.hardware.profile import collect_profile, firmware_type
 from rescue.image import chunks as codec
@@ -129,6 +129,9 @@ def prepare_backup(
             if p.method == METHOD_USED_BLOCKS:
                 if p.filesystem in ext.EXT_TYPES:
                     used[p.number] = ext.used_map(nodes[p.number], length, runner)
+                elif partclone.supported(p.filesystem):
+                    used[p.number] = partclone.used_map(
+                        str(p.filesystem), nodes[p.number], length, runner)
                 else:
                     offset = p.start * layout.logical_sector_size
                     used[p.number] = fat.used_map_from_device(fd, offset, length)

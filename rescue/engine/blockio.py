@@ -5,6 +5,7 @@ fault-injecting subclass (an I/O error mid-stream cannot be produced for real)."
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -15,6 +16,17 @@ from rescue.errors import TargetRefusedError, from_oserror
 BLKZEROOUT = 0x127F
 BLKFLSBUF = 0x1261
 _ZERO_BUF = bytes(4 * 1024 * 1024)
+WRITEBACK_EVERY = 32 * 1024 * 1024  # start writeback after this many dirty bytes
+SYNC_FILE_RANGE_WRITE = 2
+
+_sync_file_range: ctypes._NamedFuncPointer | None
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _sync_file_range = _libc.sync_file_range
+    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong,
+                                 ctypes.c_uint]
+except (OSError, AttributeError):  # pragma: no cover - not glibc
+    _sync_file_range = None
 
 
 class BlockTarget:
@@ -25,9 +37,12 @@ class BlockTarget:
         except OSError as exc:
             raise from_oserror(exc, f"Opening {path} for writing") from exc
         self._zeroout = True
+        self._dirty_lo: int | None = None
+        self._dirty_hi = 0
 
     def pwrite(self, data: bytes | memoryview, offset: int) -> None:
         view = memoryview(data)
+        start = offset
         try:
             while view:
                 n = os.pwrite(self.fd, view, offset)
@@ -35,6 +50,16 @@ class BlockTarget:
                 offset += n
         except OSError as exc:
             raise from_oserror(exc, f"Writing to {self.path} at byte {offset}") from exc
+        self._note_dirty(start, offset)
+
+    def _note_dirty(self, start: int, end: int) -> None:
+        """Start writeback early, so the disk works while the next chunks are being
+        decoded instead of everything waiting in the page cache for the final fsync."""
+        lo = start if self._dirty_lo is None else min(self._dirty_lo, start)
+        self._dirty_lo, self._dirty_hi = lo, max(self._dirty_hi, end)
+        if self._dirty_hi - lo >= WRITEBACK_EVERY and _sync_file_range is not None:
+            _sync_file_range(self.fd, lo, self._dirty_hi - lo, SYNC_FILE_RANGE_WRITE)
+            self._dirty_lo, self._dirty_hi = None, 0
 
     def zero(self, offset: int, length: int) -> None:
         """Make [offset, offset+length) read as zero (WRITE ZEROES / discard when the

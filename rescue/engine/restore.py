@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from rescue.devices.blockdev import device_facts, partition_node
+from rescue.devices.blockdev import device_facts
 from rescue.devices.mounts import disk_use
 from rescue.engine import partition as pt
 from rescue.engine.blockio import BlockTarget, ensure_exclusive
@@ -26,7 +25,7 @@ from rescue.events import (
     human_bytes,
     null_sink,
 )
-from rescue.fs import ext
+from rescue.fs import grow
 from rescue.image import chunks as codec
 from rescue.image.manifest import METHOD_RECREATE, ChunkedData, Disk, Manifest
 from rescue.image.repository import Repository
@@ -63,6 +62,7 @@ class RestoreReport:
     error: str = ""
     elapsed: float = 0.0
     bytes_written: int = 0
+    bytes_skipped: int = 0  # delta restore: chunks the target already held
     throughput: float = 0.0
     verified: bool | None = None
     steps: list[StepResult] = field(default_factory=list)
@@ -140,10 +140,12 @@ class Restorer:
     def __init__(self, repo: Repository, manifest: Manifest, plan: RestorePlan,
                  runner: CommandRunner, sink: Sink = null_sink,
                  cancel: threading.Event | None = None,
-                 target_factory: type[BlockTarget] = BlockTarget) -> None:
+                 target_factory: type[BlockTarget] = BlockTarget,
+                 report_path: str | None = None) -> None:
         self.repo, self.manifest, self.plan = repo, manifest, plan
         self.runner, self.sink, self.cancel = runner, sink, cancel
         self.target_factory = target_factory
+        self.report_path = report_path
         self.disk: Disk = manifest.disks[0]
         self.report = RestoreReport(
             image_id=manifest.id, target=plan.target.path,
@@ -180,22 +182,26 @@ class Restorer:
         start = time.monotonic()
         try:
             self.preflight()
-            self._prepare_disk()
+            if self.plan.reuse_table:
+                self._step("keep-partition-table", "done", "the target already has this layout")
+            else:
+                self._prepare_disk()
             nodes = pt.tell_kernel(self.plan.target.path,
                                    [p.number for p in self.plan.partitions], self.runner)
             self.report.partitions = nodes
-            for pp in self.plan.partitions:
-                if pp.kind != "extended":
-                    self.runner.run(["wipefs", "-a", "-q", nodes[pp.number]], check=False)
+            if not self.plan.reuse_table:
+                for pp in self.plan.partitions:
+                    if pp.kind != "extended":
+                        self.runner.run(["wipefs", "-a", "-q", nodes[pp.number]], check=False)
             self._write_data()
             self._recreate_swap(nodes)
             self._grow(nodes)
             self.report.result = "ok"
-        except Cancelled:
+        except (Cancelled, KeyboardInterrupt):
             self.report.result = "cancelled"
             self.report.error = (
                 "The restore was cancelled; the target disk is incomplete and will not boot. "
-                "Run the restore again to complete it."
+                "Run the restore again (with --resume to keep what is already written)."
             )
             raise Cancelled(self.report.error) from None
         except RescueError as exc:
@@ -204,6 +210,9 @@ class Restorer:
             raise
         finally:
             self.report.elapsed = time.monotonic() - start
+            if self.report_path:
+                with open(self.report_path, "w") as f:
+                    f.write(self.report.to_json())
         return self.report
 
     def _prepare_disk(self) -> None:
@@ -222,6 +231,15 @@ class Restorer:
         blob = self.repo.read_chunk(job.digest, job.where)
         return codec.decode_chunk(job.digest, blob, job.length, job.where)
 
+    def _already_there(self, target: BlockTarget, job: WriteJob) -> bool:
+        """Delta restore: does the target hold this chunk's bytes already?"""
+        current = target.pread(job.length, job.offset)
+        if len(current) != job.length:
+            return False
+        if job.digest is None:
+            return codec.is_zero(current)
+        return codec.chunk_hash(current) == job.digest
+
     def _write_data(self) -> None:
         jobs = write_jobs(self.manifest, self.plan)
         total = sum(j.length for j in jobs)
@@ -229,21 +247,33 @@ class Restorer:
         self.sink(StageStarted("write-data", f"Writing {human_bytes(total)} to "
                                f"{self.plan.target.path}", total))
         target = self.target_factory(self.plan.target.path)
+        delta = self.plan.options.delta
+        skipped = 0
+
+        def fetch(job: WriteJob) -> bytes | None | bool:
+            if delta and self._already_there(target, job):
+                return True
+            return self._decode(job)
+
         try:
-            for job, raw in ordered_map(self._decode, iter_jobs(jobs), DECODE_WORKERS, DEPTH,
+            for job, raw in ordered_map(fetch, iter(jobs), DECODE_WORKERS, DEPTH,
                                         self.cancel):
-                if raw is None:
+                if raw is True:
+                    skipped += job.length
+                elif raw is None:
                     target.zero(job.offset, job.length)
-                else:
+                elif isinstance(raw, bytes):
                     target.pwrite(raw, job.offset)
                 meter.add(job.length)
             target.flush()
-            self.report.bytes_written = meter.done
+            self.report.bytes_skipped = skipped
+            self.report.bytes_written = meter.done - skipped
             self.report.throughput = meter.done / max(meter.elapsed, 1e-9)
             self._step("write-boot-areas", "done")
             self._step("write-data", "done",
                        f"{human_bytes(meter.done)} in {meter.elapsed:.1f} s "
-                       f"({human_bytes(self.report.throughput)}/s)")
+                       f"({human_bytes(self.report.throughput)}/s)"
+                       + (f", {human_bytes(skipped)} already in place" if delta else ""))
             self.sink(StageFinished("write-data", meter.elapsed, meter.done))
             if self.plan.options.verify:
                 self._verify_written(target, jobs)
@@ -268,7 +298,7 @@ class Restorer:
                     f"{self.plan.target.path}; the disk may be failing."
                 )
 
-        for job, _ in ordered_map(check, iter_jobs(jobs), DECODE_WORKERS, DEPTH, self.cancel):
+        for job, _ in ordered_map(check, iter(jobs), DECODE_WORKERS, DEPTH, self.cancel):
             meter.add(job.length)
         self.report.verified = True
         self.sink(StageFinished("verify-written-data", meter.elapsed, meter.done))
@@ -289,21 +319,14 @@ class Restorer:
 
     def _grow(self, nodes: dict[int, str]) -> None:
         for pp in self.plan.partitions:
-            if pp.grow_filesystem and pp.filesystem in ext.EXT_TYPES:
+            if pp.grow_filesystem and pp.filesystem:
                 size = human_bytes(pp.size * self.plan.sector_size)
                 self.sink(LogMessage("info", f"Growing the {pp.filesystem} filesystem on "
                                      f"partition {pp.number} to {size}"))
-                ext.grow(nodes[pp.number], self.runner)
+                grow.grow(pp.filesystem, nodes[pp.number], self.runner)
                 self._step("grow-filesystems", "done", f"partition {pp.number}")
 
     def _step(self, name: str, status: str, detail: str = "") -> None:
         self.report.steps.append(StepResult(name, status, detail))
         self.sink(LogMessage("info", f"{name}: {status}{' - ' + detail if detail else ''}"))
 
-
-def iter_jobs(jobs: list[WriteJob]) -> Iterator[WriteJob]:
-    yield from jobs
-
-
-def partition_nodes(path: str, numbers: list[int]) -> dict[int, str]:
-    return {n: partition_node(path, n) for n in numbers}

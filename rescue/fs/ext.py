@@ -14,9 +14,10 @@ EXT_TYPES = {"ext2", "ext3", "ext4"}
 _RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 
 
-def parse_dumpe2fs(text: str, length: int) -> UsedMap:
+def parse_dumpe2fs(text: str, length: int,
+                   free_extra: list[tuple[int, int]] | None = None) -> UsedMap:
     block_size = total = None
-    free: list[tuple[int, int]] = []
+    free: list[tuple[int, int]] = list(free_extra or [])
     for line in text.splitlines():
         stripped = line.strip()
         if line.startswith("Block size:"):
@@ -36,9 +37,55 @@ def parse_dumpe2fs(text: str, length: int) -> UsedMap:
     return blocks_to_ranges(free, total, block_size, length)
 
 
+_EXTENT = re.compile(r"\((\d+)(?:-(\d+))?\):(\d+)(?:-(\d+))?")
+
+
+def header_fields(dumpe2fs_text: str) -> dict[str, str]:
+    fields = {}
+    for line in dumpe2fs_text.splitlines():
+        if not line.strip():
+            break
+        if ":" in line:
+            key, value = line.split(":", 1)
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def journal_log_blocks(stat_text: str) -> list[tuple[int, int]]:
+    """Physical block runs of the journal's log area: every data extent of the journal
+    inode except its first logical block (the journal superblock, which stays)."""
+    runs = []
+    for m in _EXTENT.finditer(stat_text):
+        lfirst = int(m.group(1))
+        plast = int(m.group(4) or m.group(3))
+        pfirst = int(m.group(3))
+        if lfirst == 0:
+            pfirst += 1
+        if pfirst <= plast:
+            runs.append((pfirst, plast))
+    return runs
+
+
+def empty_journal(fields: dict[str, str]) -> bool:
+    """True when the internal journal holds nothing to replay (clean unmount)."""
+    return (
+        fields.get("Journal inode") == "8"
+        and fields.get("Journal start") == "0"
+        and "needs_recovery" not in fields.get("Filesystem features", "")
+        and fields.get("Filesystem state", "").startswith("clean")
+    )
+
+
 def used_map(device: str, length: int, runner: CommandRunner) -> UsedMap:
+    """Blocks in use, less the log area of an empty journal: after a clean unmount the
+    journal says "start 0" and its log blocks are never read, so they are not copied."""
     result = runner.run(["dumpe2fs", device], what=f"Reading the ext filesystem on {device}")
-    return parse_dumpe2fs(result.stdout, length)
+    fields = header_fields(result.stdout)
+    free_extra: list[tuple[int, int]] = []
+    if empty_journal(fields):
+        stat = runner.run(["debugfs", "-c", "-R", "stat <8>", device], check=False)
+        free_extra = journal_log_blocks(stat.stdout.split("EXTENTS:", 1)[-1])
+    return parse_dumpe2fs(result.stdout, length, free_extra)
 
 
 def grow(device: str, runner: CommandRunner) -> None:

@@ -10,7 +10,7 @@ import zstandard
 
 from rescue.errors import ImageCorruptError
 
-DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+DEFAULT_CHUNK_SIZE = 1024 * 1024
 DEFAULT_LEVEL = 3
 
 _local = threading.local()

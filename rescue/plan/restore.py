@@ -8,11 +8,11 @@ from typing import Any
 
 from rescue.errors import TargetRefusedError, TargetTooSmallError, UsageError
 from rescue.events import human_bytes
+from rescue.fs.grow import GROWABLE
 from rescue.image.manifest import METHOD_RECREATE, Disk, Manifest
 
 ALIGN = 2048  # sectors: 1 MiB at 512-byte sectors
 GPT_BACKUP_SECTORS = 33  # backup partition entries (32) + backup header (1)
-GROWABLE = {"ext2", "ext3", "ext4"}
 
 
 @dataclass
@@ -32,6 +32,10 @@ class TargetInfo:
     existing_table: str = ""  # "gpt" | "dos" | "" (none)
     existing_partitions: int = 0
     existing_signatures: list[str] = field(default_factory=list)
+    # the table on the target now: disk id and (number, start, size, type, uuid) per
+    # partition, so a delta restore can tell whether the layout is already in place
+    existing_id: str = ""
+    existing_layout: list[list[str | int]] = field(default_factory=list)
 
     @property
     def holds_data(self) -> bool:
@@ -52,6 +56,7 @@ class RestoreOptions:
     verify_first: bool = False  # verify the whole image before writing anything
     force: bool = False  # restore even when the hardware verdict says "blocked"
     skip_fixups: list[str] = field(default_factory=list)
+    delta: bool = False  # skip chunks the target already holds (resume, refresh)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +97,7 @@ class RestorePlan:
     partitions: list[PartitionPlan]
     steps: list[str]
     data_bytes: int
+    reuse_table: bool = False  # delta restore onto a disk that already has this layout
 
     def partition(self, number: int) -> PartitionPlan:
         return next(p for p in self.partitions if p.number == number)
@@ -107,6 +113,7 @@ class RestorePlan:
             "partitions": [asdict(p) for p in self.partitions],
             "steps": list(self.steps),
             "data_bytes": self.data_bytes,
+            "reuse_table": self.reuse_table,
         }
 
     def summary_lines(self) -> list[str]:
@@ -196,7 +203,6 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
         )
     _check_numbering(disk)
     target_sectors = target.size_bytes // ss
-    src_end = _usable_end(disk.table, disk.sectors)
     dst_end = _usable_end(disk.table, target_sectors)
     needed_end = max((p.start + p.size for p in disk.partitions), default=0)
     if needed_end > dst_end:
@@ -221,11 +227,19 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
             )
         )
 
-    if options.grow:
-        _grow(plans, disk.table, dst_end - src_end)
+    if options.grow and target_sectors > disk.sectors:
+        # fill the disk: free space at the end of the source is taken up too
+        _grow(plans, disk.table, dst_end - needed_end)
 
-    steps = ["check-target", "wipe-signatures", "write-partition-table", "write-boot-areas",
-             "write-data"]
+    layout = [[p.number, p.start, p.size, p.type.upper(), (_src_uuid(disk, p.number))]
+              for p in sorted(plans, key=lambda x: x.number)]
+    reuse_table = bool(options.delta and target.existing_id.lower() == disk.id.lower()
+                       and target.existing_layout == layout)
+    if reuse_table:
+        steps = ["check-target", "keep-partition-table", "write-boot-areas", "write-changed-data"]
+    else:
+        steps = ["check-target", "wipe-signatures", "write-partition-table",
+                 "write-boot-areas", "write-changed-data" if options.delta else "write-data"]
     if options.verify_first:
         steps.insert(1, "verify-image")
     if options.verify:
@@ -242,7 +256,24 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
     return RestorePlan(
         image_id=manifest.id, target=target, options=options, table=disk.table,
         disk_id=disk.id, sector_size=ss, partitions=plans, steps=steps, data_bytes=total,
+        reuse_table=reuse_table,
     )
+
+
+def _src_uuid(disk: Disk, number: int) -> str:
+    return (disk.partition(number).uuid or "").upper()
+
+
+def table_layout(sfdisk_table: dict) -> tuple[str, list[list[str | int]]]:
+    """(disk id, [[number, start, size, TYPE, UUID], ...]) from `sfdisk -J` output, in the
+    form plan_restore compares with."""
+    rows: list[list[str | int]] = []
+    for entry in sfdisk_table.get("partitions", []):
+        node = str(entry["node"])
+        number = int(node[len(node.rstrip("0123456789")):])
+        rows.append([number, int(entry["start"]), int(entry["size"]),
+                     str(entry["type"]).upper(), str(entry.get("uuid", "")).upper()])
+    return str(sfdisk_table.get("id", "")), sorted(rows)
 
 
 def _grow(plans: list[PartitionPlan], table: str, extra: int) -> None:
