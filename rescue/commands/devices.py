@@ -2,6 +2,7 @@
 
     rescue devices [--json] [--include-loop] [--repo PATH]... [--machine FILE]
     rescue devices --dump FILE [--include-loop] [--boot-disk DISK]
+    rescue devices --watch [--include-loop]     # print disks plugged in/out until Ctrl-C
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--boot-disk", metavar="DISK",
         help="with --dump: the disk whose bus and drivers the hardware profile records",
+    )
+    p.add_argument(
+        "--watch", action="store_true",
+        help="keep running and report disks as they are plugged in or removed (Ctrl-C ends)",
     )
     p.set_defaults(func=run)
 
@@ -89,7 +94,27 @@ def format_inventory(inv: Inventory) -> list[str]:
     return lines
 
 
+def watch(include_loop: bool, repos: list[str]) -> int:
+    """Print each debounced batch of disk events and the eligible disks after it."""
+    import queue
+
+    from rescue.devices.monitor import DeviceEvent, DiskMonitor
+
+    batches: queue.Queue[list[DeviceEvent]] = queue.Queue()
+    with DiskMonitor(batches.put, include_loop=include_loop):
+        print("Watching for disks (Ctrl-C to stop).", flush=True)
+        while True:
+            batch = batches.get()
+            for e in batch:
+                print(f"{e.action:<7} {e.devtype:<9} {e.path}", flush=True)
+            inv = probe_inventory(include_loop=include_loop, repo_paths=repos)
+            names = ", ".join(d.path for d in inv.eligible_disks()) or "none"
+            print(f"eligible targets now: {names}", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.watch:
+        return watch(args.include_loop, args.repo)
     if args.machine:
         machine = Machine.load(args.machine)
         inv = machine.inventory

@@ -4,7 +4,7 @@ from a recorded JSON file.
 Public API::
 
     probe_inventory(include_loop: bool = False, runner: CommandRunner | None = None,
-                    repo_paths: Iterable[str] = ()) -> Inventory
+                    repo_paths: Iterable[str] = (), use_udev: bool | None = None) -> Inventory
     Inventory.load(path) / Inventory.from_dict(d) / inv.to_dict() / inv.dump(path)
     inv.disk(ref) -> Disk | None          # ref: "sda", "/dev/sda", "8:0" or a by-id path
     inv.locate(ref) -> (Disk, Partition | None) | None
@@ -502,14 +502,19 @@ def probe_inventory(
     include_loop: bool = False,
     runner: CommandRunner | None = None,
     repo_paths: Iterable[str] = (),
+    use_udev: bool | None = None,
 ) -> Inventory:
-    """Read-only: every disk of the running machine, with eligibility assessed."""
+    """Read-only: every disk of the running machine, with eligibility assessed.
+
+    ``use_udev``: trust the udev database for filesystem fields (default: when a udev
+    daemon runs); ``False`` probes every device with ``blkid -p`` instead."""
     import pyudev
 
     from rescue.devices.eligibility import assess
 
     runner = runner or CommandRunner()
-    use_udev = udevd_running()
+    if use_udev is None:
+        use_udev = udevd_running()
     mounts, swaps = _mount_table()
     context = pyudev.Context()
     disks: dict[str, Disk] = {}

@@ -21,6 +21,7 @@ when a udev daemon runs, else ``"kernel"``. Loop, zram and RAM devices are ignor
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import threading
@@ -30,6 +31,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rescue.devices.inventory import udevd_running
+from rescue.errors import DeviceError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,16 @@ class DiskMonitor:
 
         if self._thread is not None:
             return self
-        context = pyudev.Context()
-        monitor = pyudev.Monitor.from_netlink(context, source=self.source)
-        monitor.filter_by(subsystem="block")
-        monitor.start()  # bind the socket now: events after start() are not lost
+        try:
+            context = pyudev.Context()
+            monitor = pyudev.Monitor.from_netlink(context, source=self.source)
+            monitor.filter_by(subsystem="block")
+            monitor.start()  # bind the socket now: events after start() are not lost
+        except (OSError, ValueError) as exc:
+            raise DeviceError(
+                f"Cannot watch for disks being plugged in ({exc}); "
+                "the list of disks will not update by itself; rescan to refresh it."
+            ) from exc
         self._monitor = monitor
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="rescue-disk-monitor", daemon=True)
@@ -158,6 +168,9 @@ class DiskMonitor:
                 if pending and (now >= last + self.quiet or now >= first + self.max_delay):
                     batch = list(pending.values())
                     pending.clear()
-                    self.callback(batch)
+                    try:
+                        self.callback(batch)
+                    except Exception:  # a broken consumer must not stop the monitor
+                        log.exception("disk monitor callback failed")
         except Exception as exc:  # reported, never raised into the app's thread
             self.error = exc

@@ -31,7 +31,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rescue.errors import IncompatibleImageError
-from rescue.hardware.profile import HardwareProfile, HwDevice, normalize_arch
+from rescue.hardware.profile import (
+    BootDisk,
+    HardwareProfile,
+    HwDevice,
+    driver_module,
+    normalize_arch,
+)
 
 BOOT_CRITICAL = "boot-critical"
 OTHER = "other"
@@ -247,29 +253,48 @@ def _compare_firmware(
     return diffs, uefi_entry
 
 
+def _controller_modules(p: HardwareProfile) -> list[str]:
+    out: list[str] = []
+    for d in p.storage:
+        m = driver_module(d.driver, d.module) if d.driver else None
+        if m and m not in out:
+            out.append(m)
+    return out
+
+
+def _real_disk(p: HardwareProfile) -> BootDisk | None:
+    """The boot disk unless it is a stand-in (loop device in tests and demos) or unknown."""
+    d = p.boot_disk
+    return d if d is not None and d.bus not in ("", "loop", "virtual") else None
+
+
 def _compare_storage(
     img: HardwareProfile, mach: HardwareProfile
 ) -> tuple[list[Difference], list[str]]:
     diffs: list[Difference] = []
     need = mach.storage_modules()
     have = img.storage_modules()
-    src_disk, dst_disk = img.boot_disk, mach.boot_disk
+    src_disk, dst_disk = _real_disk(img), _real_disk(mach)
+    if dst_disk is None:
+        # Target disk unknown: only a controller the source did not have at all counts.
+        have = have + [m for m in _controller_modules(img) if m not in have]
     if src_disk and dst_disk and src_disk.bus and dst_disk.bus and src_disk.bus != dst_disk.bus:
         diffs.append(Difference(
             "boot_disk.bus", BOOT_CRITICAL, src_disk.bus, dst_disk.bus,
             f"The system disk moves from {src_disk.bus} to {dst_disk.bus}: its device name "
-            "changes (e.g. /dev/sda becomes /dev/nvme0n1), so anything naming the disk by "
+            f"changes (e.g. /dev/{src_disk.name or 'sda'} becomes "
+            f"/dev/{dst_disk.name or 'nvme0n1'}), so anything naming the disk by "
             "device path (fstab, boot loader, crypttab) would point nowhere.",
             "The restore keeps filesystem and partition UUIDs and checks that fstab and the "
             "boot loader refer to them, rewriting device paths where found.",
             EFFECT_FIXUP))
     missing = [m for m in need if m not in have]
     if missing:
-        src_names = ", ".join(have) or "unknown"
-        dst_names = ", ".join(need)
+        src_names = (src_disk.controller if src_disk else "") or ", ".join(have) or "unknown"
+        dst_names = (dst_disk.controller if dst_disk else "") or ", ".join(need)
         diffs.append(Difference(
             "storage.driver", BOOT_CRITICAL, src_names, dst_names,
-            f"storage controller changed from {src_names} to {dst_names}: the restored "
+            f"Storage controller changed from {src_names} to {dst_names}: the restored "
             f"system's initramfs must contain {', '.join(missing)} or the kernel cannot "
             "find its root filesystem.",
             f"The restore adds {', '.join(missing)} to the initramfs (rebuilt in a chroot).",

@@ -32,6 +32,9 @@ from typing import Any
 
 PROFILE_SCHEMA = 1
 
+# Drivers in a disk's chain that say nothing about its controller.
+_GENERIC_DRIVERS = {"sd", "sr", "virtio-pci", "virtio_pci", "pcieport", "usb", "hub", "scsi_host"}
+
 # PCI base classes / subclasses we care about (class code is 0xBBSSPP).
 PCI_STORAGE = 0x01
 PCI_NETWORK = 0x02
@@ -153,6 +156,16 @@ class BootDisk:
     drivers: list[str] = field(default_factory=list)  # disk -> root, e.g. ["sd", "ahci"]
     modules: list[str] = field(default_factory=list)  # loadable modules among them
 
+    @property
+    def controller(self) -> str:
+        """The driver of the controller the disk hangs off ("ahci", "nvme", "virtio_blk",
+        "uas", "megaraid_sas"): the first driver in the chain that is not a generic
+        disk, bus or bridge driver."""
+        for d in self.drivers:
+            if d not in _GENERIC_DRIVERS:
+                return d
+        return self.drivers[0] if self.drivers else ""
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BootDisk:
         return cls(
@@ -229,7 +242,9 @@ class HardwareProfile:
         """Kernel modules the storage stack of this machine needs to reach its boot disk
         (the boot disk's chain when known, else every storage controller's driver)."""
         names: list[str | None]
-        if self.boot_disk and self.boot_disk.modules:
+        if self.boot_disk and self.boot_disk.bus in ("loop", "virtual"):
+            names = [driver_module(d.driver, d.module) for d in self.storage if d.driver]
+        elif self.boot_disk and self.boot_disk.modules:
             names = list(self.boot_disk.modules)
         elif self.boot_disk and self.boot_disk.drivers:
             names = [driver_module(d) for d in self.boot_disk.drivers]
@@ -541,6 +556,9 @@ def boot_disk_info(name: str, root: str = "/") -> BootDisk | None:
     sysdir = Path(root) / "sys/class/block" / name
     if not sysdir.exists():
         return None
+    if (sysdir / "partition").exists():  # a partition was named: its disk is meant
+        sysdir = sysdir.resolve().parent
+        name = sysdir.name
     real = str(sysdir.resolve())
     drivers, modules = driver_chain(real)
     model = _read(sysdir / "device/model")
