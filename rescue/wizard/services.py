@@ -102,6 +102,7 @@ class EngineServices:
         self.log_file = log_file
         self.disk_filter = disk_filter
         self.scan_media = scan_media
+        self.report_file = log_file.with_name("rescue-restore-report.json")
         self._catalog: contextlib.ExitStack | None = None
         self._lock = threading.Lock()
         self._machine: Any = None
@@ -213,6 +214,7 @@ class EngineServices:
         if self._machine is None:
             self._machine = collect_profile()
         verdict = compare(HardwareProfile.from_dict(manifest.hardware), self._machine)
+        self._log("hardware verdict: " + json.dumps(verdict.to_dict()))
 
         def line(d: Any) -> str:
             return f"{d.component}: {d.source or '-'} -> {d.target or '-'}. {d.action}"
@@ -250,7 +252,8 @@ class EngineServices:
         self._log(f"restore started: {prepared.lines[0] if prepared.lines else ''}")
         try:
             report = services.run_restore(prepared.handle, _logging_sink(sink, self._log),
-                                          cancel, self.runner)
+                                          cancel, self.runner,
+                                          report_path=str(self.report_file))
         except Exception as exc:
             self._log(f"restore ended: {describe_error(exc)}")
             raise
@@ -348,6 +351,8 @@ class EngineServices:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         target = dest / f"rescue-logs-{stamp}.txt"
         text = self.log_file.read_text() if self.log_file.exists() else "(no wizard log)\n"
+        if self.report_file.exists():
+            text += "\n--- restore report ---\n" + self.report_file.read_text()
         journal = self.runner.run(["journalctl", "-b", "--no-pager", "-n", "2000"], check=False)
         try:
             target.write_text(text + "\n--- journal ---\n" + journal.stdout)

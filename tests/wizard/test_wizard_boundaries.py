@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from wizard_fixtures import english  # noqa: F401 (fixtures)
+
 import rescue
 
 PACKAGE = Path(rescue.__file__).resolve().parent

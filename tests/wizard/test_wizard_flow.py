@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from wizard_fakes import DISKS, IMAGES, FixtureServices
+from wizard_fixtures import english  # noqa: F401 (fixtures)
 from wizard_helpers import run_async, wait_for
 
 from rescue.errors import DeviceError, TargetTooSmallError

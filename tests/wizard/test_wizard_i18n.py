@@ -8,6 +8,7 @@ import subprocess
 from datetime import datetime
 
 import pytest
+from wizard_fixtures import english  # noqa: F401 (fixtures)
 
 from rescue import i18n
 from rescue.i18n import _

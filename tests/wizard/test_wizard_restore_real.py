@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from wizard_fixtures shadow as parameters)
 """The wizard on real parts: the real engine restores a real image onto a loop device,
 driven through every screen with the Pilot. Also the real refusals (no image, corrupt
 image, target too small) and a real backup."""
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from loopdev import MiB
 from wizard_disks import check_restored
+from wizard_fixtures import english, loops, real_backup  # noqa: F401 (fixtures)
 from wizard_helpers import run_async, wait_for
 
 from rescue.runner import DryRunRunner

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input
 from wizard_fakes import DISKS, IMAGES, FixtureServices
+from wizard_fixtures import english  # noqa: F401 (fixtures)
 from wizard_helpers import wait_for
 
 from rescue import i18n

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from wizard_fixtures shadow as parameters)
 """A real terminal: tmux runs `rescue wizard` at 80x24 on loop devices, send-keys walks
 it with the keyboard only, capture-pane checks each screen, and the restored disk is
 checked afterwards."""
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from loopdev import MiB
 from wizard_disks import check_restored
+from wizard_fixtures import english, loops, real_backup  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.root
 

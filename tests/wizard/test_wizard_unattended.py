@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from wizard_fixtures shadow as parameters)
 """Unattended mode: answers from a kernel command line or a job file; the real engine
 runs a restore from each onto a loop device; missing or ambiguous answers stop."""
 
@@ -11,6 +12,7 @@ import pytest
 from loopdev import MiB
 from wizard_disks import check_restored
 from wizard_fakes import IMAGES, FixtureServices
+from wizard_fixtures import english, loops, real_backup  # noqa: F401 (fixtures)
 
 from rescue.errors import ImageNotFoundError, TargetRefusedError, UsageError
 from rescue.unattended import load_job, parse_cmdline, parse_job, validate

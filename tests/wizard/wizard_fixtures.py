@@ -1,5 +1,8 @@
-"""Fixtures of the wizard tests: deterministic fixture services, and a real backed-up
-sample system on loop devices (session-wide, detached at the end)."""
+"""Fixtures of the wizard tests: English by default, blank loop devices, and a real
+backed-up sample system on loop devices (session-wide, detached at the end).
+
+Each test module imports them. This is not a conftest.py on purpose: other tests in the
+suite do `from conftest import ...`, which a second conftest module would shadow."""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/loopdev.py
 from loopdev import loop_device  # noqa: E402
 
 from rescue import i18n  # noqa: E402
+
+__all__ = ["english", "loops", "real_backup"]
 
 
 @pytest.fixture(autouse=True)
