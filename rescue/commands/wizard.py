@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rescue.errors import UsageError
 from rescue.runner import CommandRunner, DryRunRunner, Result
 from rescue.unattended import Answers
 from rescue.wizard.services import EngineServices
@@ -75,11 +76,12 @@ def build_services(args: argparse.Namespace, interactive_free: bool) -> EngineSe
     )
 
 
-def _cmdline_answers(args: argparse.Namespace) -> Answers | None:
+def _cmdline_answers(args: argparse.Namespace) -> tuple[Answers | None, Answers | None]:
+    """(answers for an unattended run, presets for the interactive wizard)."""
     from rescue import unattended
 
     if args.job:
-        return unattended.load_job(args.job)
+        return unattended.load_job(args.job), None
     if args.cmdline is not None:
         text = args.cmdline
         if text == "/proc/cmdline" or (text.startswith("/") and Path(text).is_file()):
@@ -90,15 +92,26 @@ def _cmdline_answers(args: argparse.Namespace) -> Answers | None:
 
             raise UsageError("The kernel command line holds no rescue.* answers "
                              "(for example rescue.action=restore).")
-        return answers
+        return answers, None
     try:
-        return unattended.parse_cmdline(Path("/proc/cmdline").read_text())
-    except OSError:
-        return None
+        return boot_answers(Path("/proc/cmdline").read_text())
+    except (OSError, UsageError):
+        return None, None
+
+
+def boot_answers(cmdline: str) -> tuple[Answers | None, Answers | None]:
+    """Only rescue.action makes a boot unattended; rescue.lang=de alone (a boot menu
+    entry per language) just presets the interactive wizard."""
+    from rescue import unattended
+
+    found = unattended.parse_cmdline(cmdline)
+    if found is not None and found.action:
+        return found, None
+    return None, found
 
 
 def run(args: argparse.Namespace) -> int:
-    answers = _cmdline_answers(args)
+    answers, presets = _cmdline_answers(args)
     services = build_services(args, interactive_free=answers is not None)
     try:
         if answers is not None:
@@ -107,16 +120,24 @@ def run(args: argparse.Namespace) -> int:
             answers.repos = [*answers.repos, *args.repo]
             outcome = headless.run(answers, services)
             return 0 if outcome.ok else 1
+        from rescue import i18n
         from rescue.wizard.app import RescueApp
         from rescue.wizard.model import WizardState
 
         state = WizardState(locations=list(args.repo))
-        if args.lang:
-            from rescue import i18n
-
-            state.language = args.lang
-            state.region = i18n.DEFAULT_FORMAT.get(args.lang, "en_US")
-            state.keymap = i18n.DEFAULT_KEYMAP.get(args.lang, "us")
+        lang = args.lang or (presets.lang if presets else "")
+        if lang:
+            if lang not in i18n.LANGUAGES:
+                raise UsageError(f"Language {lang!r} is not available; use one of "
+                                 f"{', '.join(i18n.LANGUAGES)}.")
+            state.language = lang
+            state.region = i18n.DEFAULT_FORMAT.get(lang, "en_US")
+            state.keymap = i18n.DEFAULT_KEYMAP.get(lang, "us")
+        if presets is not None:
+            if presets.format in i18n.FORMATS:
+                state.region = presets.format
+            state.keymap = presets.keymap or state.keymap
+            state.locations += [r for r in presets.repos if r not in state.locations]
         app = RescueApp(services, state, restart_countdown=args.restart_countdown)
         return app.run() or 0
     finally:

@@ -298,3 +298,28 @@ def test_images_appear_when_a_disk_with_a_repository_is_plugged_in(real_backup, 
         services.close()  # unmounts the catalog's read-only mount
         for dev in attached:
             subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+def test_no_eligible_target_on_a_real_inventory(real_backup, tmp_path):
+    """Every real disk filtered out (as on a machine with no disk but the stick): the
+    target screen says so and Next stays disabled."""
+    services = services_for([], tmp_path)
+    app = RescueApp(services, WizardState(locations=[str(real_backup.repo)]),
+                    restart_countdown=0)
+
+    async def walk() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await to_select_image(pilot)
+            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await press_button(pilot, "#next")
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "TargetScreen")
+            screen = pilot.app.screen
+            await wait_for(pilot, lambda: screen.loaded)
+            assert "No disk can receive the image" in str(
+                screen.query_one("#selection").render())
+            assert screen.query_one("#next").disabled and app.state.target is None
+
+    try:
+        run_async(walk())
+    finally:
+        services.close()

@@ -133,3 +133,13 @@ def test_unattended_restore_from_a_kernel_command_line(real_backup, loops, tmp_p
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "(simulated) systemctl reboot" in proc.stderr
     check_restored(target, tmp_path)
+
+
+def test_boot_command_line_without_action_only_presets_the_wizard():
+    from rescue.commands.wizard import boot_answers
+
+    assert boot_answers("quiet splash") == (None, None)
+    unattended, presets = boot_answers("quiet rescue.lang=fr rescue.keymap=fr")
+    assert unattended is None and presets is not None and presets.lang == "fr"
+    unattended, presets = boot_answers("rescue.action=restore rescue.target=/dev/sda")
+    assert unattended is not None and unattended.target == "/dev/sda" and presets is None
