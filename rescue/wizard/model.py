@@ -83,6 +83,9 @@ class Prepared:
     handle: Any = None
     loses_data: bool = False
     total_bytes: int = 0  # bytes the whole run moves (for the overall bar); 0 if unknown
+    # (title, bytes) of each volume in the order the data stage moves them; the progress
+    # screen names the current volume from the stage's byte count.
+    volumes: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass

@@ -242,8 +242,14 @@ class EngineServices:
         plan = prepared.plan
         self._log("restore plan: " + json.dumps(plan.to_dict()))
         total = plan.data_bytes * (2 if options.verify else 1)
+        boot = plan.data_bytes - sum(p.data_bytes for p in plan.partitions)
+        volumes = [("boot areas", boot)] if boot > 0 else []
+        for p in sorted(plan.partitions, key=lambda p: p.start):
+            if p.data_bytes:
+                label = f" '{p.fs_label}'" if p.fs_label else ""
+                volumes.append((f"{p.number}: {p.filesystem or p.kind}{label}", p.data_bytes))
         return Prepared("restore", list(plan.summary_lines()), prepared,
-                        plan.target.holds_data, total)
+                        plan.target.holds_data, total, volumes)
 
     def run_restore(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome:
         from rescue import services

@@ -69,7 +69,8 @@ async def goto(pilot, key: str) -> None:
             await pilot.press("enter")
             await wait_for(pilot, lambda: type(app.screen).__name__ == "TypedConfirmDialog")
     elif key == "progress":
-        st.prepared = Prepared("restore", [], total_bytes=20 * GB)
+        st.prepared = Prepared("restore", [], total_bytes=20 * GB, volumes=[
+            ("1: vfat 'EFI'", 12_000_000), ("2: ext4 'root'", 20 * GB - 12_000_000)])
         screen = ProgressScreen("restore", start=False)
         await app.push_screen(screen)
         total = 20 * GB

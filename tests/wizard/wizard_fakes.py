@@ -92,7 +92,8 @@ class FixtureServices:
             "write partitions 1-2 (20.0 GB of data), recreate swap 3",
             "grow partition 2 to fill the disk; verify; UEFI boot entry",
         ], handle=("restore", image.id, disk.path), loses_data=disk.has_data,
-            total_bytes=20 * GB)
+            total_bytes=20 * GB, volumes=[("1: vfat 'EFI'", 12_000_000),
+                                          ("2: ext4 'root'", 20 * GB - 12_000_000)])
 
     def _run(self, sink: Sink, cancel: threading.Event) -> None:
         total = 20 * GB

@@ -100,6 +100,20 @@ class ProgressScreen(WizardScreen):
             self.messages = [*self.messages, event.text][-2:]
         self.refill()
 
+    def current_volume(self) -> str:
+        """The volume the data stages are in, from their byte count and the plan."""
+        prepared = self.state.prepared
+        if not prepared or not prepared.volumes or not self.stage_total:
+            return ""
+        if sum(n for _, n in prepared.volumes) != self.stage_total:
+            return ""  # not a stage that walks the volumes in order
+        end = 0
+        for title, size in prepared.volumes:
+            end += size
+            if self.stage_done < end:
+                return title
+        return prepared.volumes[-1][0]
+
     def overall(self) -> tuple[int, int]:
         prepared = self.state.prepared
         done = self.finished_bytes + self.stage_done
@@ -111,9 +125,12 @@ class ProgressScreen(WizardScreen):
         self.query_one("#overall", ProgressBar).update(total=total, progress=done)
         self.query_one("#stage-bar", ProgressBar).update(
             total=max(self.stage_total, 1), progress=self.stage_done)
-        self.query_one("#stage", Static).update(
-            _("Now: {what}").format(what=self.stage_title) if self.stage_title
-            else _("Preparing…"))
+        now = (_("Now: {what}").format(what=self.stage_title) if self.stage_title
+               else _("Preparing…"))
+        volume = self.current_volume()
+        if volume:
+            now += "\n" + _("Volume: {volume}").format(volume=volume)
+        self.query_one("#stage", Static).update(now)
         elapsed = self.rapp.clock() - self.started
         remaining = (total - done) / self.rate if self.rate > 0 else None
         self.query_one("#numbers", Static).update(
