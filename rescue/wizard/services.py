@@ -38,7 +38,7 @@ from rescue.wizard.model import (
 class Services(Protocol):
     def find_images(self, locations: list[str]) -> list[ImageEntry]: ...
     def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]: ...
-    def compatibility(self, image: ImageEntry) -> Verdict: ...
+    def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict: ...
     def prepare_restore(
         self, image: ImageEntry, disk: DiskEntry, options: RestoreOptions
     ) -> Prepared: ...
@@ -105,7 +105,7 @@ class EngineServices:
         self.report_file = log_file.with_name("rescue-restore-report.json")
         self._catalog: contextlib.ExitStack | None = None
         self._lock = threading.Lock()
-        self._machine: Any = None
+        self._machines: dict[str, Any] = {}  # hardware profiles by target disk name
 
     def close(self) -> None:
         """Unmount what the image search mounted (read-only)."""
@@ -203,7 +203,8 @@ class EngineServices:
         inv = self._inventory(include_loop, [image.location] if image else [])
         return [_disk_entry(d) for d in inv.disks]
 
-    def compatibility(self, image: ImageEntry) -> Verdict:
+    def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict:
+        """The verdict for restoring *image* here (onto *disk*: its bus and driver count)."""
         from rescue.hardware.compat import BOOT_CRITICAL, compare
         from rescue.hardware.profile import HardwareProfile, collect_profile
         from rescue.image.repository import Repository
@@ -211,9 +212,10 @@ class EngineServices:
         manifest = Repository.open(image.location).load_manifest(image.id)
         if not manifest.hardware:
             return Verdict("unknown", summary=_("The image records no hardware profile."))
-        if self._machine is None:
-            self._machine = collect_profile()
-        verdict = compare(HardwareProfile.from_dict(manifest.hardware), self._machine)
+        key = disk.name if disk is not None else ""
+        if key not in self._machines:
+            self._machines[key] = collect_profile(boot_disk=key or None)
+        verdict = compare(HardwareProfile.from_dict(manifest.hardware), self._machines[key])
         self._log("hardware verdict: " + json.dumps(verdict.to_dict()))
 
         def line(d: Any) -> str:

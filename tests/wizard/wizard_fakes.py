@@ -78,7 +78,7 @@ class FixtureServices:
     def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]:
         return list(self.disks)
 
-    def compatibility(self, image: ImageEntry) -> Verdict:
+    def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict:
         return self.verdict
 
     def prepare_restore(self, image: ImageEntry, disk: DiskEntry,

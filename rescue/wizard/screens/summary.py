@@ -140,8 +140,9 @@ class SummaryScreen(WizardScreen):
         if prepared is None:
             return
         target = self.state.target
+        blocked = self.state.verdict is not None and self.state.verdict.level == "blocked"
         if self.kind == "restore" and target is not None and (
-            target.has_data or target.partitions or prepared.loses_data
+            target.has_data or target.partitions or prepared.loses_data or blocked
         ):
             self.app.push_screen(
                 TypedConfirmDialog(

@@ -111,16 +111,18 @@ class TargetScreen(WizardScreen):
 
     @work(thread=True, exclusive=True, group="verdict")
     def load_verdict(self) -> None:
-        image = self.state.image
+        image, target = self.state.image, self.state.target
         if image is None:
             return
         try:
-            verdict = self.services.compatibility(image)
+            verdict = self.services.compatibility(image, target)
         except Exception as exc:  # noqa: BLE001
             verdict = Verdict(level="unknown", summary=describe_error(exc))
-        self.app.call_from_thread(self.loaded_verdict, verdict)
+        self.app.call_from_thread(self.loaded_verdict, verdict, target)
 
-    def loaded_verdict(self, verdict: Verdict) -> None:
+    def loaded_verdict(self, verdict: Verdict, target: DiskEntry | None) -> None:
+        if target != self.state.target:
+            return  # an answer for an earlier choice of disk
         self.state.verdict = verdict
         self.query_one("#verdict", Static).update(verdict_text(verdict))
 
@@ -129,6 +131,7 @@ class TargetScreen(WizardScreen):
         eligible = [d for d in disks if d.eligible]
         if self.state.target is None and len(eligible) == 1:
             self.state.target = eligible[0]  # unambiguous: pre-selected
+            self.load_verdict()  # now for this disk's bus and driver
         self.fill()
 
     def fill(self) -> None:
@@ -168,6 +171,7 @@ class TargetScreen(WizardScreen):
         if disk is None or not disk.eligible:
             return
         self.state.target = disk
+        self.load_verdict()
         self.fill()
         self.query_one("#next", Button).focus()
 
