@@ -6,6 +6,7 @@ image, target too small) and a real backup."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from wizard_disks import check_restored
 from wizard_fixtures import english, loops, real_backup  # noqa: F401 (fixtures)
 from wizard_helpers import run_async, wait_for
 
+from rescue.events import Progress
 from rescue.runner import DryRunRunner
 from rescue.wizard.app import RescueApp
 from rescue.wizard.model import WizardState
@@ -323,3 +325,66 @@ def test_no_eligible_target_on_a_real_inventory(real_backup, tmp_path):
         run_async(walk())
     finally:
         services.close()
+
+
+class PausingServices(EngineServices):
+    """The real engine, paused at its first progress event until the test lets it go:
+    the test can press Cancel while the restore is really running."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def run_restore(self, prepared, sink, cancel):  # type: ignore[no-untyped-def]
+        def paused(event) -> None:  # type: ignore[no-untyped-def]
+            sink(event)
+            if isinstance(event, Progress) and not self.reached.is_set():
+                self.reached.set()
+                self.release.wait(60)
+
+        return super().run_restore(prepared, paused, cancel)
+
+
+def test_cancel_a_real_restore(real_backup, loops, tmp_path):
+    target = loops(256 * MiB, "target")
+    wanted = {target}
+    services = PausingServices(include_loop=True, disk_filter=lambda p: p in wanted,
+                               scan_media=False, power_runner=DryRunRunner(),
+                               log_file=tmp_path / "wizard.log")
+    app = RescueApp(services, WizardState(locations=[str(real_backup.repo)]),
+                    restart_countdown=0)
+
+    async def walk() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await to_select_image(pilot)
+            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await press_button(pilot, "#next")
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "TargetScreen")
+            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await press_button(pilot, "#next")
+            screen = pilot.app.screen
+            await wait_for(pilot, lambda: screen.prepared is not None or screen.error)
+            await press_button(pilot, "#finish")
+            await wait_for(pilot, lambda: services.reached.is_set(), what="engine running")
+            assert type(pilot.app.screen).__name__ == "ProgressScreen"
+            await press_button(pilot, "#cancel")
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "ConfirmDialog")
+            await press_button(pilot, "#yes")
+            await wait_for(pilot, lambda: app.state.cancel.is_set())
+            services.release.set()
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "FinishedScreen",
+                           timeout=60)
+            outcome = app.state.outcome
+            assert outcome is not None and outcome.cancelled and not outcome.ok, outcome
+            text = str(pilot.app.screen.query_one("#result").render())
+            assert "The restore was cancelled." in text and "will not start" in text
+
+    try:
+        run_async(walk())
+    finally:
+        services.release.set()
+        services.close()
+    report = json.loads(services.report_file.read_text())
+    assert report["result"] == "cancelled"
+    assert report["bytes_written"] < sum(p["data_bytes"] for p in report["plan"]["partitions"])
