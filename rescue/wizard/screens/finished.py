@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Button, Static
 
@@ -83,14 +83,18 @@ class FinishedScreen(WizardScreen):
         with Vertical(id="body"):
             yield Static(self.result_text(), id="result")
             yield Static(self.countdown_text(), id="countdown", classes="heading")
-        buttons = [Button(_("Restart now"), id="reboot", variant="primary"),
-                   Button(_("Shut down"), id="poweroff"),
-                   Button(_("Open a shell"), id="shell")]
+        # Two rows when there are more than three buttons: 80 columns hold three
+        # long (German, French) labels, not five.
+        extra = []
         if not self.outcome.ok:
-            buttons.insert(0, Button(_("Save logs"), id="logs", variant="warning"))
+            extra.append(Button(_("Save logs"), id="logs", variant="warning"))
         if self.kind == "backup" or not self.outcome.ok:
-            buttons.append(Button(_("Start over"), id="again"))
-        yield self.buttons(*buttons)
+            extra.append(Button(_("Start over"), id="again"))
+        main = Horizontal(Button(_("Restart now"), id="reboot", variant="primary"),
+                          Button(_("Shut down"), id="poweroff"),
+                          Button(_("Open a shell"), id="shell"), classes="button-row")
+        rows = [Horizontal(*extra, classes="button-row"), main] if extra else [main]
+        yield Vertical(*rows, id="buttons", classes=f"rows-{len(rows)}")
 
     def on_mount(self) -> None:
         if self.counting():
