@@ -406,3 +406,33 @@ def test_backup_flow_with_fixture_services():
 
     run_async(run())
     assert ("prepare_backup", "/dev/sda", "/media/usb/rescue", "web01") in svc.calls
+
+
+def test_media_changes_do_not_reload_images_under_a_later_step():
+    """A udev event while a later step is on screen (the restore rewriting the target's
+    table sends some) must not re-run the image search, which could unmount the
+    repository being read; the list reloads when the technician comes back."""
+    svc = FixtureServices()
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await press_button(pilot, "#next")
+            await on(pilot, "StartScreen")
+            await pilot.press("enter")
+            await on(pilot, "RepairScreen")
+            await pilot.press("enter")
+            await on(pilot, "SelectImageScreen")
+            select = pilot.app.screen
+            await wait_for(pilot, lambda: select.loaded and bool(svc.watchers))
+            await press_button(pilot, "#next")
+            await on(pilot, "TargetScreen")
+            searches = len([c for c in svc.calls if c[0] == "find_images"])
+            threading.Thread(target=svc.watchers[0]).start()
+            await pilot.pause(1.0)
+            assert len([c for c in svc.calls if c[0] == "find_images"]) == searches
+            await pilot.press("escape")
+            await on(pilot, "SelectImageScreen")
+            await wait_for(pilot, lambda: len(
+                [c for c in svc.calls if c[0] == "find_images"]) == searches + 1)
+
+    run_async(run())

@@ -30,6 +30,7 @@ class SelectImageScreen(WizardScreen):
         self.images: list[ImageEntry] = []
         self.error = ""
         self.loaded = False
+        self.stale = False
         self._stop_watch: Callable[[], None] | None = None
         self._debounce: Timer | None = None
 
@@ -89,6 +90,11 @@ class SelectImageScreen(WizardScreen):
     def refill(self) -> None:
         self.fill()
 
+    def on_screen_resume(self) -> None:
+        if self.stale:
+            self.stale = False
+            self.load_images()
+
     def on_unmount(self) -> None:
         if self._stop_watch:
             self._stop_watch()
@@ -103,6 +109,11 @@ class SelectImageScreen(WizardScreen):
         self.app.call_from_thread(self._schedule_reload)
 
     def _schedule_reload(self) -> None:
+        if self.app.screen is not self:
+            # Not on screen (a later step, maybe a restore reading from the catalog's
+            # mount): reload when the technician comes back, never underneath a restore.
+            self.stale = True
+            return
         if self._debounce:
             self._debounce.stop()
         self._debounce = self.set_timer(0.5, self.load_images)
