@@ -7,6 +7,7 @@ Public API::
         catalog.skipped     # list[Skipped]: what was not searched, and why
         catalog.repositories  # repository paths found (usable while the block is open)
     discover_images(inventory, extra_repos=(), runner=None, sink=None) -> list[FoundImage]
+    format_images(images) -> list[str]   # the table `rescue list` prints
 
 Each filesystem of the inventory (partitions, and whole-disk filesystems) is searched for
 repositories at its top and up to two directory levels down. Filesystems that are
@@ -247,6 +248,9 @@ def open_catalog(
         except RescueError as exc:
             skip(str(path), str(exc))
             return
+        except OSError as exc:  # an unreadable filesystem must not end the whole search
+            skip(str(path), f"it could not be read ({exc.strerror or exc})")
+            return
         catalog.repositories.append(str(path))
         sub = ""
         if top is not None:
@@ -337,3 +341,27 @@ def discover_images(
     this returns (see the module docstring)."""
     with open_catalog(inventory, extra_repos, runner, sink) as catalog:
         return list(catalog.images)
+
+
+def _when(img: FoundImage) -> str:
+    """Creation date and time as the source machine's clock showed it."""
+    text = img.created_local or img.created_utc
+    return text.replace("T", " ")[:16] if text else "?"
+
+
+def format_images(images: list[FoundImage]) -> list[str]:
+    """Lines for people: newest first, the recommended image marked."""
+    from rescue.events import human_bytes
+
+    if not images:
+        return ["No images found."]
+    lines = []
+    for img in images:
+        mark = "*" if img.recommended else " "
+        lines.append(
+            f"{mark} {img.id}  {_when(img)}  {img.computer or '?'}  {img.os_name or '?'}"
+            f"  {human_bytes(img.data_bytes)}"
+        )
+        lines.append(f"    {img.location}")
+    lines.append("* recommended (newest)")
+    return lines

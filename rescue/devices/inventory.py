@@ -121,7 +121,7 @@ class Disk:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Disk:
         data = _from_known(cls, d)
-        data["partitions"] = [Partition.from_dict(p) for p in d.get("partitions", [])]
+        data["partitions"] = [Partition.from_dict(p) for p in d.get("partitions") or []]
         return cls(**data)
 
     def devs(self) -> set[str]:
@@ -154,8 +154,8 @@ class Inventory:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Inventory:
         return cls(
-            disks=[Disk.from_dict(x) for x in d.get("disks", [])],
-            boot_devices=list(d.get("boot_devices", [])),
+            disks=[Disk.from_dict(x) for x in d.get("disks") or []],
+            boot_devices=list(d.get("boot_devices") or []),
             include_loop=bool(d.get("include_loop", False)),
             collected_utc=str(d.get("collected_utc", "")),
             source=str(d.get("source", "live")),

@@ -172,8 +172,8 @@ class BootDisk:
             name=str(d.get("name", "")),
             bus=str(d.get("bus", "")),
             model=str(d.get("model", "")),
-            drivers=list(d.get("drivers", [])),
-            modules=list(d.get("modules", [])),
+            drivers=list(d.get("drivers") or []),
+            modules=list(d.get("modules") or []),
         )
 
 
@@ -202,7 +202,7 @@ class HardwareProfile:
         arch = str(data.get("architecture", "") or cpu.architecture)
         if not cpu.architecture:
             cpu.architecture = arch
-        boot = data.get("boot_disk")
+        boot = data.get("boot_disk") if isinstance(data.get("boot_disk"), dict) else None
         sb = data.get("secure_boot")
         return cls(
             architecture=arch,
@@ -210,14 +210,14 @@ class HardwareProfile:
             secure_boot=None if sb is None else bool(sb),
             cpu=cpu,
             system=SystemInfo.from_dict(data.get("system") or {}),
-            storage=[HwDevice.from_dict(d) for d in data.get("storage", [])],
+            storage=_devices(data.get("storage")),
             boot_disk=BootDisk.from_dict(boot) if boot else None,
-            network=[HwDevice.from_dict(d) for d in data.get("network", [])],
-            display=[HwDevice.from_dict(d) for d in data.get("display", [])],
-            audio=[HwDevice.from_dict(d) for d in data.get("audio", [])],
+            network=_devices(data.get("network")),
+            display=_devices(data.get("display")),
+            audio=_devices(data.get("audio")),
             memory_bytes=int(data.get("memory_bytes", 0) or 0),
             schema=int(data.get("schema", PROFILE_SCHEMA) or PROFILE_SCHEMA),
-            extra=dict(data.get("extra", {})),
+            extra=dict(data.get("extra") or {}),
         )
 
     @classmethod
@@ -255,6 +255,10 @@ class HardwareProfile:
             if n and n not in out:
                 out.append(n)
         return out
+
+
+def _devices(items: Any) -> list[HwDevice]:
+    return [HwDevice.from_dict(d) for d in items or [] if isinstance(d, dict)]
 
 
 def module_name(driver: str) -> str:

@@ -204,3 +204,46 @@ def test_real_backup_carries_the_profile_and_is_compatible_here(gpt_backup) -> N
     proc = rescue_cli("compat", "--repo", str(gpt_backup.repo), "--image", gpt_backup.image_id)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("Verdict: compatible")
+
+
+@pytest.mark.parametrize(
+    ("fstype", "mkfs", "size", "argv"),
+    [
+        ("ntfs", ["mkntfs", "-Q", "-F", "-L", "WINREPO"], 32 * MiB, ["ntfs-3g", "-o", "ro"]),
+        ("xfs", ["mkfs.xfs", "-q", "-f", "-L", "XFSREPO"], 320 * MiB,
+         ["mount", "-t", "xfs", "-o", "ro,norecovery"]),
+        ("btrfs", ["mkfs.btrfs", "-q", "-f", "-L", "BTRREPO"], 128 * MiB,
+         ["mount", "-t", "btrfs", "-o", "ro,rescue=nologreplay"]),
+    ],
+)
+def test_catalog_mounts_other_filesystems_without_writing(
+    tmp_path: Path, fstype: str, mkfs: list[str], size: int, argv: list[str]
+) -> None:
+    if fstype == "ntfs" and not Path("/dev/fuse").exists():
+        pytest.skip("no /dev/fuse for ntfs-3g")
+    with attached(tmp_path / "fs.img", size) as dev:
+        sh(*mkfs, dev)
+        if fstype == "ntfs":
+            (tmp_path / "m").mkdir()
+            sh("ntfs-3g", dev, str(tmp_path / "m"))
+            try:
+                image_id = add_image(Repository.create(tmp_path / "m" / "Backups"),
+                                     "2026-06-01T07:00:00", "win-pc", {})
+            finally:
+                sh("umount", str(tmp_path / "m"))
+        else:
+            with mounted(dev, tmp_path / "m") as mp:
+                image_id = add_image(Repository.create(mp / "Backups"), "2026-06-01T07:00:00",
+                                     "pc", {})
+        before = sha256(tmp_path / "fs.img")
+        inv = Inventory(disks=[d for d in probe_inventory(include_loop=True).disks
+                               if d.path == dev])
+        assert inv.disks[0].fstype == fstype
+        runner = RecordingRunner()
+        with open_catalog(inv, runner=runner) as catalog:
+            assert [i.id for i in catalog.images] == [image_id]
+            assert catalog.images[0].repo_subdir == "Backups"
+            assert [c[: len(argv)] for c in runner.log if c[0] in ("mount", "ntfs-3g")] == [argv]
+            private = str(Path(catalog.mounts[0]).parent)
+        assert our_mounts(private) == []
+        assert sha256(tmp_path / "fs.img") == before

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import SRC_SIZE, rescue_cli, source_digest
 from loopdev import loop_device, mounted
+from realdisk import SRC_SIZE, rescue_cli, source_digest
 
 from rescue.demo.sample_system import build_gpt_system
 from rescue.image.repository import Repository

@@ -110,3 +110,12 @@ def test_boot_disk_of_this_machine_has_a_driver_chain() -> None:
     p = collect_profile(boot_disk=f"/dev/{disks[0]}")
     assert p.boot_disk is not None and p.boot_disk.name == disks[0]
     assert p.boot_disk.bus and p.boot_disk.drivers and p.storage_modules()
+
+
+def test_profile_with_nulls_and_junk_still_loads() -> None:
+    p = HardwareProfile.from_dict({
+        "architecture": "x86_64", "firmware": "bios", "storage": None, "network": [None],
+        "boot_disk": "sda", "extra": None, "cpu": None, "system": None,
+    })
+    assert p.storage == [] and p.network == [] and p.boot_disk is None
+    assert p.cpu.architecture == "x86_64"
