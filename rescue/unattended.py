@@ -50,6 +50,7 @@ KEYS = {
     "confirm": "yes: erase a target that holds data without asking",
     "verify": "read back and compare after restore (default yes)",
     "grow": "grow the largest partition to fill a larger disk (default yes)",
+    "force": "yes: restore even when the hardware verdict says the system will not start",
     "after": "reboot, poweroff or none (default none)",
 }
 ALIASES = {"language": "lang", "keyboard": "keymap", "destination": "repo", "dest": "repo",
@@ -70,6 +71,7 @@ class Answers:
     confirm: bool = False
     verify: bool = True
     grow: bool = True
+    force: bool = False
     after: str = "none"
     origin: str = ""  # "kernel command line" | "job file X"
 
@@ -98,7 +100,7 @@ def from_mapping(values: dict[str, Any], origin: str) -> Answers:
         if key not in KEYS:
             known = ", ".join(sorted(KEYS))
             raise UsageError(f"{origin}: unknown answer '{raw_key}'; known answers: {known}.")
-        if key in ("confirm", "verify", "grow"):
+        if key in ("confirm", "verify", "grow", "force"):
             setattr(answers, key, _bool(key, value, origin))
         elif key == "repo":
             items = value if isinstance(value, list) else str(value).split(",")

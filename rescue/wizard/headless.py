@@ -83,7 +83,8 @@ def run(answers: Answers, services: Services, out: IO[str] | None = None,
         disk = pick_disk(disks, answers.target, answers.origin, "target")
         say(_("Target: {path} {model} {size}").format(
             path=disk.path, model=disk.model, size=format_size(disk.size_bytes)))
-        options = RestoreOptions(repartition=True, grow=answers.grow, verify=answers.verify)
+        options = RestoreOptions(repartition=True, grow=answers.grow, verify=answers.verify,
+                                 force=answers.force)
         prepared = services.prepare_restore(image, disk, options)
         for line in prepared.lines:
             say("  " + line)

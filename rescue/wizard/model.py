@@ -72,6 +72,7 @@ class RestoreOptions:
     repartition: bool = True  # the target gets the image's partition table (required)
     grow: bool = True  # the largest ext partition grows to fill a larger disk
     verify: bool = True
+    force: bool = False  # restore although the hardware verdict says it will not start
 
 
 @dataclass

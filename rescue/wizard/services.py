@@ -239,7 +239,8 @@ class EngineServices:
 
         prepared = services.prepare_restore(
             image.location, image.id, disk.path,
-            PlanOptions(grow=options.grow, verify=options.verify), self.runner,
+            PlanOptions(grow=options.grow, verify=options.verify, force=options.force),
+            self.runner,
         )
         plan = prepared.plan
         self._log("restore plan: " + json.dumps(plan.to_dict()))

@@ -436,3 +436,36 @@ def test_media_changes_do_not_reload_images_under_a_later_step():
                 [c for c in svc.calls if c[0] == "find_images"]) == searches + 1)
 
     run_async(run())
+
+
+def test_blocked_verdict_offers_restore_anyway():
+    from rescue.wizard.model import Verdict
+
+    svc = FixtureServices(verdict=Verdict(
+        "blocked", ("firmware: uefi -> bios. The image boots only with UEFI.",), ()))
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await press_button(pilot, "#next")
+            await on(pilot, "StartScreen")
+            await pilot.press("enter")
+            await on(pilot, "RepairScreen")
+            await pilot.press("enter")
+            await on(pilot, "SelectImageScreen")
+            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await press_button(pilot, "#next")
+            await on(pilot, "TargetScreen")
+            screen = pilot.app.screen
+            force = screen.query_one("#force")
+            await wait_for(pilot, lambda: force.display, what="the force option")
+            verdict = str(screen.query_one("#verdict").render())
+            assert "not expected to start" in verdict and "UEFI" in verdict
+            force.focus()
+            await pilot.press("space")
+            assert pilot.app.state.options.force
+            await press_button(pilot, "#next")
+            await on(pilot, "SummaryScreen")
+            await wait_for(pilot, lambda: pilot.app.screen.prepared is not None)
+            assert "Restore anyway" in str(pilot.app.screen.query_one("#summary").render())
+
+    run_async(run())

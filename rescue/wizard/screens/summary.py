@@ -73,6 +73,9 @@ class SummaryScreen(WizardScreen):
                              (_("Verify after restore"), opts.verify),
                              (_("Grow the largest partition to fill the disk"), opts.grow)):
             out.append(f"  {label}: {_('yes') if value else _('no')}")
+        if opts.force:
+            out.append("  [b red]" + _("Restore anyway (the restored system may not start)")
+                       + "[/]")
         out.append(verdict_text(st.verdict))
         return "\n".join(out)
 

@@ -66,6 +66,10 @@ class TargetScreen(WizardScreen):
                            id="verify")
             yield Check(_("Grow the largest partition to fill the disk"),
                            value=self.state.options.grow, id="grow")
+            force = Check(_("Restore anyway (the restored system may not start)"),
+                          value=self.state.options.force, id="force")
+            force.display = self.blocked()
+            yield force
             yield Static(verdict_text(self.state.verdict), id="verdict")
         yield self.buttons(
             Button(_("Back"), id="back"),
@@ -120,10 +124,16 @@ class TargetScreen(WizardScreen):
             verdict = Verdict(level="unknown", summary=describe_error(exc))
         self.app.call_from_thread(self.loaded_verdict, verdict, target)
 
+    def blocked(self) -> bool:
+        return self.state.verdict is not None and self.state.verdict.level == "blocked"
+
     def loaded_verdict(self, verdict: Verdict, target: DiskEntry | None) -> None:
         if target != self.state.target:
             return  # an answer for an earlier choice of disk
         self.state.verdict = verdict
+        self.query_one("#force", Check).display = self.blocked()
+        if not self.blocked():
+            self.state.options.force = False
         self.query_one("#verdict", Static).update(verdict_text(verdict))
 
     def loaded_disks(self, disks: list[DiskEntry], error: str) -> None:
@@ -179,6 +189,10 @@ class TargetScreen(WizardScreen):
     def repartition(self, event: Checkbox.Changed) -> None:
         self.state.options.repartition = event.value
         self.fill()
+
+    @on(Checkbox.Changed, "#force")
+    def force(self, event: Checkbox.Changed) -> None:
+        self.state.options.force = event.value
 
     @on(Checkbox.Changed, "#grow")
     def grow(self, event: Checkbox.Changed) -> None:
