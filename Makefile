@@ -36,6 +36,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m rescue.i18n compile
 	touch $(STAMP)
 
 setup: $(STAMP)
