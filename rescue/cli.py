@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "rescue.commands.image_commands",
     "rescue.commands.devices",
     "rescue.commands.compat",
+    "rescue.commands.wizard",
 ]
 
 
