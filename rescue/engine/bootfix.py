@@ -59,6 +59,9 @@ class FixupContext:
     sink: Sink = null_sink
     efivars: str = "/sys/firmware/efi/efivars"  # present only when booted via UEFI
     workdir: str | None = None  # where to mount the restored root (a temp dir if None)
+    # GPT partition GUIDs the target disk had before it was overwritten: boot entries that
+    # point at them lead nowhere now and are removed as stale too.
+    previous_partuuids: list[str] = field(default_factory=list)
 
 
 class StepFailed(RescueError):
@@ -548,7 +551,10 @@ def fix_uefi_nvram(s: _Session, step: FixupStep) -> FixupResult:
     before, _ = parse_efibootmgr(
         ctx.runner.run(["efibootmgr", "-v"], what="Reading the UEFI boot entries").stdout
     )
-    stale = [e for e in before if partuuid and e.partuuid == partuuid]
+    gone = {u.lower() for u in ctx.previous_partuuids} - {
+        str(p.uuid).lower() for p in ctx.manifest.disks[0].partitions if p.uuid
+    }
+    stale = [e for e in before if e.partuuid and (e.partuuid == partuuid or e.partuuid in gone)]
     for e in stale:
         ctx.runner.run(["efibootmgr", "-q", "-b", e.number, "-B"],
                        what=f"Removing the stale boot entry Boot{e.number}")

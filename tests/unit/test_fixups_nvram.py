@@ -142,3 +142,21 @@ def test_not_started_in_uefi_mode_is_skipped_honestly(tmp_path):
     assert result.status == "skipped"
     assert "BOOTX64.EFI" in result.detail
     assert fw.calls == []
+
+
+def test_entries_for_the_targets_overwritten_partitions_are_stale(tmp_path):
+    """The disk held another system before the restore: its entry points at a partition
+    GUID that no longer exists on this disk and goes; another disk's entry stays."""
+    esp = make_esp(tmp_path / "esp.img", {"EFI/debian/grubx64.efi": b"grub"})
+    old = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+    other = "11111111-2222-3333-4444-555555555555"
+    fw = FirmwareDouble(
+        {"0001": ("ubuntu", f"HD(1,GPT,{old},0x800,0x1)/\\EFI\\ubuntu\\shimx64.efi"),
+         "0002": ("other", f"HD(1,GPT,{other},0x800,0x1)/\\EFI\\x.efi")},
+        ["0001", "0002"])
+    ctx = context(tmp_path, fw, esp)
+    ctx.previous_partuuids = [old.upper(), PARTUUID]
+    [result] = run_fixups(ctx, nvram_steps())
+    assert result.status == "done", result.detail
+    assert "removed stale Boot0001" in result.detail
+    assert set(fw.entries) == {"0002", "0003"}
