@@ -17,6 +17,9 @@ from rescue.errors import RescueError, from_oserror
 COMMAND_MODULES = [
     "rescue.commands.image_commands",
     "rescue.commands.make_usb",
+    "rescue.commands.devices",
+    "rescue.commands.compat",
+    "rescue.commands.wizard",
 ]
 
 

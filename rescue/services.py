@@ -11,6 +11,8 @@ from rescue.engine.backup import BackupOptions, BackupResult, PreparedBackup, pr
 from rescue.engine.backup import run_backup as _run_backup
 from rescue.engine.restore import Restorer, RestoreReport, check_chunks_present
 from rescue.events import Sink, null_sink
+from rescue.hardware.compat import Verdict, compare
+from rescue.hardware.profile import HardwareProfile, collect_profile
 from rescue.image.manifest import Manifest
 from rescue.image.repository import Repository
 from rescue.plan.restore import RestoreOptions, RestorePlan, plan_restore
@@ -26,6 +28,13 @@ __all__ = [
     "run_backup",
     "run_restore",
 ]
+
+
+def hardware_verdict(manifest: Manifest, target_disk: str | None = None) -> Verdict:
+    """The image's recorded hardware against this machine (with *target_disk* as its
+    future system disk)."""
+    return compare(HardwareProfile.from_dict(manifest.hardware),
+                   collect_profile(boot_disk=target_disk))
 
 
 @dataclass
@@ -48,7 +57,8 @@ def prepare_restore(
     repo = Repository.open(repo_path)
     manifest = repo.load_manifest(image_ref)
     target = probe_target(target_disk, repo_path, runner)
-    plan = plan_restore(manifest, target, options or RestoreOptions())
+    verdict = hardware_verdict(manifest, target_disk)
+    plan = plan_restore(manifest, target, options or RestoreOptions(), verdict.to_dict())
     check_chunks_present(repo, manifest)
     return PreparedRestore(repo, manifest, plan)
 

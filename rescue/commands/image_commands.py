@@ -29,8 +29,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
     p.set_defaults(func=cmd_backup)
 
-    p = sub.add_parser("list", help="list the images in a repository")
-    p.add_argument("--repo", required=True, help="repository directory")
+    p = sub.add_parser("list", help="list images: one repository, or every attached disk",
+                       description="With --repo: the images in that repository. Without: "
+                       "every repository on every attached partition (mounted read-only "
+                       "in a private directory, unmounted afterwards), newest first; the "
+                       "newest is recommended.")
+    p.add_argument("--repo", action="append", default=[],
+                   help="repository directory (repeatable); without it every attached "
+                   "disk is searched")
+    p.add_argument("--include-loop", action="store_true",
+                   help="also search loop devices (tests, demos)")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(func=cmd_list)
 
@@ -102,7 +110,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    repo = Repository.open(args.repo)
+    if len(args.repo) != 1:
+        return _list_everywhere(args)
+    repo = Repository.open(args.repo[0])
     images = repo.list_images()
     if args.json:
         print(json.dumps([s.to_dict() for s in images], indent=1))
@@ -114,6 +124,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     for s in images:
         print(f"{s.id:<24} {s.created_local:<26} {s.computer[:16]:<16} "
               f"{human_bytes(s.data_bytes):>10}  {s.os_name} / {s.name}")
+    return 0
+
+
+def _list_everywhere(args: argparse.Namespace) -> int:
+    from rescue.devices.catalog import discover_images, format_images
+    from rescue.devices.inventory import probe_inventory
+
+    runner = CommandRunner()
+    inventory = probe_inventory(include_loop=args.include_loop, runner=runner)
+    found = discover_images(inventory, args.repo, runner)
+    if args.json:
+        out = []
+        for img in found:
+            d = img.to_dict()
+            d["created"] = img.created_utc
+            d["os"] = img.os_name
+            out.append(d)
+        print(json.dumps(out, indent=1))
+    else:
+        print("\n".join(format_images(found)))
     return 0
 
 

@@ -6,44 +6,10 @@ import json
 import os
 
 from rescue.devices.blockdev import device_facts, require_block_device, sysfs_attr
-from rescue.devices.mounts import (
-    current_mounts,
-    devnum_of,
-    disk_devnums,
-    disk_use,
-    parent_disk_devnum,
-)
+from rescue.devices.inventory import boot_medium_devices, repo_devices
+from rescue.devices.mounts import devnum_of, disk_devnums, disk_use
 from rescue.plan.restore import TargetInfo, table_layout
 from rescue.runner import CommandRunner
-
-BOOT_MEDIUM_MOUNTS = ("/", "/run/live/medium", "/lib/live/mount/medium")
-
-
-def boot_medium_devnums() -> set[int]:
-    """Whole-disk device numbers of the running system's root and live medium."""
-    found = set()
-    for m in current_mounts():
-        if m.mountpoint in BOOT_MEDIUM_MOUNTS and os.major(m.devnum) != 0:
-            try:
-                found.add(parent_disk_devnum(m.devnum))
-            except OSError:
-                continue
-    return found
-
-
-def repository_disk_devnum(repo_path: str | None) -> int | None:
-    if not repo_path:
-        return None
-    try:
-        dev = os.stat(repo_path).st_dev
-    except OSError:
-        return None
-    if os.major(dev) == 0:
-        return None  # tmpfs, overlay, network filesystem: not on a local disk
-    try:
-        return parent_disk_devnum(dev)
-    except OSError:
-        return None
 
 
 def probe_target(path: str, repo_path: str | None, runner: CommandRunner) -> TargetInfo:
@@ -52,7 +18,10 @@ def probe_target(path: str, repo_path: str | None, runner: CommandRunner) -> Tar
     use = disk_use(path)
     whole = devnum_of(path)
     nums = disk_devnums(path)
-    repo_disk = repository_disk_devnum(repo_path)
+    me = f"{os.major(whole)}:{os.minor(whole)}"
+    # both follow loop backing files, ntfs-3g mounts and dm/md members to the real disks
+    repo_disks = set(repo_devices([repo_path])) if repo_path else set()
+    boot_disks = set(boot_medium_devices())
     probe = runner.run(["blkid", "-p", "-o", "export", path], check=False)
     info = dict(line.split("=", 1) for line in probe.stdout.splitlines() if "=" in line)
     signatures = [info["TYPE"]] if "TYPE" in info else []
@@ -68,8 +37,8 @@ def probe_target(path: str, repo_path: str | None, runner: CommandRunner) -> Tar
         physical_sector_size=int(facts["physical_sector_size"]),
         read_only=bool(facts["read_only"]),
         busy=use.describe() if use.busy else "",
-        holds_repository=repo_disk is not None and repo_disk in nums,
-        is_boot_medium=whole in boot_medium_devnums(),
+        holds_repository=me in repo_disks,
+        is_boot_medium=me in boot_disks,
         model=sysfs_attr(path, "device/model"),
         serial=sysfs_attr(path, "device/serial"),
         existing_table=info.get("PTTYPE", ""),

@@ -292,7 +292,7 @@ def run_backup(
         os_id=sysinfo.os_id,
         os_version=sysinfo.os_version,
         firmware=_source_firmware(layout) or firmware_type(),
-        hardware=collect_profile().to_dict(),
+        hardware=collect_profile(boot_disk=_profile_boot_disk(prepared.disk_path)).to_dict(),
         chunk_size=cs,
         compression="zstd",
         disks=[layout],
@@ -306,6 +306,12 @@ def run_backup(
                     "earlier images."))
     return BackupResult(manifest, cap.new_raw, cap.new_stored, cap.reused, cap.zero,
                         meter.elapsed, stats)
+
+
+def _profile_boot_disk(disk: str) -> str | None:
+    """The disk whose bus and drivers the profile records as the system disk: the disk
+    being backed up, unless it is a loop device (tests, demos), which stands for no bus."""
+    return None if os.path.basename(os.path.realpath(disk)).startswith("loop") else disk
 
 
 ESP_GUID = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"

@@ -150,7 +150,7 @@ class Restorer:
         self.report = RestoreReport(
             image_id=manifest.id, target=plan.target.path,
             started_utc=datetime.now(UTC).isoformat(timespec="seconds"),
-            plan=plan.to_dict(),
+            plan=plan.to_dict(), compatibility=dict(plan.compatibility),
         )
 
     # -- checks before the first write ----------------------------------------------

@@ -6,7 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rescue.errors import TargetRefusedError, TargetTooSmallError, UsageError
+from rescue.errors import (
+    IncompatibleImageError,
+    TargetRefusedError,
+    TargetTooSmallError,
+    UsageError,
+)
 from rescue.events import human_bytes
 from rescue.fs.grow import GROWABLE
 from rescue.image.manifest import METHOD_RECREATE, Disk, Manifest
@@ -98,6 +103,7 @@ class RestorePlan:
     steps: list[str]
     data_bytes: int
     reuse_table: bool = False  # delta restore onto a disk that already has this layout
+    compatibility: dict[str, Any] = field(default_factory=dict)  # the hardware verdict
 
     def partition(self, number: int) -> PartitionPlan:
         return next(p for p in self.partitions if p.number == number)
@@ -114,6 +120,7 @@ class RestorePlan:
             "steps": list(self.steps),
             "data_bytes": self.data_bytes,
             "reuse_table": self.reuse_table,
+            "compatibility": self.compatibility,
         }
 
     def summary_lines(self) -> list[str]:
@@ -137,6 +144,14 @@ class RestorePlan:
                 f" {human_bytes(p.size * ss)} at sector {p.start}{note}"
             )
         lines.append(f"Data to write: {human_bytes(self.data_bytes)}")
+        level = self.compatibility.get("level")
+        if level:
+            text = {"compatible": "compatible", "fixups": "compatible with fix-ups",
+                    "blocked": "BLOCKED (restoring anyway: --force)"}.get(level, level)
+            drivers = self.compatibility.get("initramfs_drivers") or []
+            lines.append(f"Hardware: {text}"
+                         + (f"; storage drivers for the initramfs: {', '.join(drivers)}"
+                            if drivers else ""))
         if t.holds_data:
             lines.append(f"Everything now on {t.path} will be erased.")
         lines.append("Steps: " + ", ".join(self.steps))
@@ -187,7 +202,10 @@ def _check_numbering(disk: Disk) -> None:
             )
 
 
-def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions) -> RestorePlan:
+def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions,
+                 verdict: dict[str, Any] | None = None) -> RestorePlan:
+    """*verdict*: the hardware compatibility verdict (rescue.hardware.compat) as a dict;
+    a "blocked" verdict refuses the restore unless options.force."""
     if len(manifest.disks) != 1:
         raise UsageError(
             f"Image {manifest.id} holds {len(manifest.disks)} disks; "
@@ -195,6 +213,14 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
         )
     disk = manifest.disks[0]
     check_target(target)
+    verdict = verdict or {}
+    if verdict.get("level") == "blocked" and not options.force:
+        reasons = [f"{d.get('component')}: {d.get('source')} -> {d.get('target')}"
+                   for d in verdict.get("differences", []) if d.get("klass") == "boot-critical"]
+        raise IncompatibleImageError(
+            f"Image {manifest.id} cannot boot on this hardware ({'; '.join(reasons)}). "
+            "Restore anyway with --force, or choose another image."
+        )
     ss = disk.logical_sector_size
     if target.logical_sector_size != ss:
         raise TargetRefusedError(
@@ -256,7 +282,7 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
     return RestorePlan(
         image_id=manifest.id, target=target, options=options, table=disk.table,
         disk_id=disk.id, sector_size=ss, partitions=plans, steps=steps, data_bytes=total,
-        reuse_table=reuse_table,
+        reuse_table=reuse_table, compatibility=verdict,
     )
 
 

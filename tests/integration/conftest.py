@@ -4,48 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from loopdev import loop_device, mounted
+from loopdev import loop_device
+from realdisk import SRC_SIZE, BackedUp, MiB, rescue_cli, source_digest
 
-from rescue.demo.sample_system import (
-    SampleSystem,
-    build_gpt_system,
-    build_mbr_system,
-    tree_digest,
-)
-
-MiB = 1024 * 1024
-SRC_SIZE = 512 * MiB
-
-
-def rescue_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "rescue", *args], capture_output=True,
-                          text=True)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    if check and proc.returncode != 0:
-        raise AssertionError(f"rescue {' '.join(args)} failed: {proc.stderr}")
-    return proc
-
-
-@dataclass
-class BackedUp:
-    system: SampleSystem
-    repo: Path
-    image_id: str
-    digest: dict  # tree digest of the source root filesystem
-    source_file: Path
-
-
-def source_digest(node: str, where: Path) -> dict:
-    with mounted(node, where, "ro,noload") as m:
-        return tree_digest(m)
+from rescue.demo.sample_system import build_gpt_system, build_mbr_system
 
 
 @pytest.fixture(scope="session")
@@ -87,24 +54,3 @@ def blank_disk(tmp_path: Path) -> Iterator:
         def make(size: int, name: str = "target") -> str:
             return stack.enter_context(loop_device(tmp_path / f"{name}.img", size))
         yield make
-
-
-def sfdisk_json(dev: str) -> dict:
-    out = subprocess.run(["sfdisk", "-J", dev], capture_output=True, text=True, check=True)
-    return dict(json.loads(out.stdout)["partitiontable"])
-
-
-def blkid(node: str) -> dict[str, str]:
-    out = subprocess.run(["blkid", "-p", "-o", "export", node], capture_output=True,
-                         text=True).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def file_is_zero(path: Path) -> bool:
-    """True when a (sparse) backing file holds only zeros."""
-    zero = bytes(MiB)
-    with open(path, "rb") as f:
-        while chunk := f.read(MiB):
-            if chunk != zero[: len(chunk)]:
-                return False
-    return True

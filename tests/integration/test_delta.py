@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SRC_SIZE, BackedUp, rescue_cli, source_digest
+from realdisk import SRC_SIZE, BackedUp, rescue_cli, source_digest
 
 from rescue import services
 from rescue.engine.blockio import BlockTarget

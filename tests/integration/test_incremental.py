@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import SRC_SIZE, rescue_cli, source_digest
 from loopdev import loop_device, mounted
+from realdisk import SRC_SIZE, rescue_cli, source_digest
 
 from rescue.demo.sample_system import build_gpt_system
 from rescue.image.repository import Repository
@@ -47,6 +47,6 @@ def test_incremental_backup_stores_only_changes(tmp_path: Path, blank_disk) -> N
     assert second < first * 0.15, (first, second)
     for image_id, digest in ((one, first_digest), (two, second_digest)):
         target = blank_disk(SRC_SIZE, name=image_id)
-        rescue_cli("restore", "--repo", str(repo), "--image", image_id[:17], "--disk", target,
+        rescue_cli("restore", "--repo", str(repo), "--image", image_id[:20], "--disk", target,
                    "--yes", check=True)
         assert source_digest(f"{target}p2", tmp_path / f"d-{image_id}") == digest

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import MiB, blkid, rescue_cli, sfdisk_json
 from loopdev import loop_device, mounted, partition
+from realdisk import MiB, blkid, rescue_cli, sfdisk_json
 
 from rescue.demo.sample_system import populate_tree, tree_digest
 from rescue.image.repository import Repository

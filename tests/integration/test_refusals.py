@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SRC_SIZE, BackedUp, MiB, file_is_zero, rescue_cli
 from loopdev import loop_device, mounted
+from realdisk import SRC_SIZE, BackedUp, MiB, file_is_zero, rescue_cli
 
 from rescue import services
 from rescue.engine.blockio import BlockTarget

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import (
+from realdisk import (
     SRC_SIZE,
     BackedUp,
     MiB,

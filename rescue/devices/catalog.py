@@ -1,0 +1,367 @@
+"""Find every image on every attached disk (and in explicitly given repositories).
+
+Public API::
+
+    with open_catalog(inventory, extra_repos=(), runner=None, sink=None) as catalog:
+        catalog.images      # list[FoundImage], newest first; images[0].recommended
+        catalog.skipped     # list[Skipped]: what was not searched, and why
+        catalog.repositories  # repository paths found (usable while the block is open)
+    discover_images(inventory, extra_repos=(), runner=None, sink=None) -> list[FoundImage]
+    format_images(images) -> list[str]   # the table `rescue list` prints
+
+Each filesystem of the inventory (partitions, and whole-disk filesystems) is searched for
+repositories at its top and up to two directory levels down. Filesystems that are
+already mounted are searched where they are; the others are mounted read-only in a
+private directory (mode 0700, under /run when writable) with options that never write:
+ext3/ext4 ``ro,noload``, xfs ``ro,norecovery``, btrfs ``ro,rescue=nologreplay``, NTFS
+through ntfs-3g ``ro``, others ``ro``. Filesystems the running kernel cannot mount
+(e.g. vfat or iso9660 on a kernel without them), swap, LVM, RAID members and encrypted
+volumes are skipped with a logged reason. Leaving the ``with`` block unmounts everything
+the catalog mounted and removes its directories, also after an error.
+
+``discover_images`` returns the list after unmounting: its ``FoundImage.repo`` paths
+point into mounts that are gone, but ``device`` + ``repo_subdir`` say where to find the
+repository again (mount ``device`` read-only and use ``repo_subdir`` beneath it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rescue.devices.inventory import Inventory
+from rescue.errors import RescueError
+from rescue.events import LogMessage, Sink, null_sink
+from rescue.runner import CommandRunner
+
+log = logging.getLogger(__name__)
+
+SEARCH_DEPTH = 2
+MAX_DIRS_PER_LEVEL = 256
+
+# fstype -> (mount argv prefix before device and mountpoint, kernel filesystem needed)
+_MOUNT: dict[str, tuple[list[str], str]] = {
+    "ext2": (["mount", "-t", "ext2", "-o", "ro"], "ext2"),
+    "ext3": (["mount", "-t", "ext3", "-o", "ro,noload"], "ext3"),
+    "ext4": (["mount", "-t", "ext4", "-o", "ro,noload"], "ext4"),
+    "xfs": (["mount", "-t", "xfs", "-o", "ro,norecovery"], "xfs"),
+    "btrfs": (["mount", "-t", "btrfs", "-o", "ro,rescue=nologreplay"], "btrfs"),
+    "ntfs": (["ntfs-3g", "-o", "ro"], "fuseblk"),
+    "exfat": (["mount", "-t", "exfat", "-o", "ro"], "exfat"),
+    "vfat": (["mount", "-t", "vfat", "-o", "ro"], "vfat"),
+    "iso9660": (["mount", "-t", "iso9660", "-o", "ro"], "iso9660"),
+    "udf": (["mount", "-t", "udf", "-o", "ro"], "udf"),
+}
+_NOT_FILESYSTEMS = {
+    "swap": "it is swap space",
+    "LVM2_member": "it is an LVM physical volume (activate LVM to search its volumes)",
+    "linux_raid_member": "it is a software RAID member (assemble the array to search it)",
+    "crypto_LUKS": "it is encrypted (unlock it to search it)",
+    "BitLocker": "it is encrypted with BitLocker",
+}
+
+
+@dataclass
+class FoundImage:
+    id: str
+    name: str = ""
+    created_utc: str = ""
+    created_local: str = ""
+    computer: str = ""
+    os_name: str = ""
+    firmware: str = ""
+    data_bytes: int = 0
+    stored_bytes: int = 0
+    repo: str = ""  # repository path, valid while the catalog is open
+    location: str = ""  # for people: "sdb1 'BACKUP' (ext4, usb): /rescue"
+    device: str = ""  # "/dev/sdb1"; "" for an explicitly given repository
+    fs_uuid: str = ""
+    repo_subdir: str = ""  # repository path below the filesystem's top ("" = the top)
+    recommended: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FoundImage:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class Skipped:
+    what: str  # "/dev/sdb1" or a path
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Source:
+    device: str
+    fstype: str
+    label: str
+    uuid: str
+    transport: str
+    mountpoints: list[str]
+    name: str
+
+
+@dataclass
+class Catalog:
+    images: list[FoundImage] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    repositories: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)  # private mountpoints we made
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "images": [i.to_dict() for i in self.images],
+            "skipped": [s.to_dict() for s in self.skipped],
+            "repositories": list(self.repositories),
+        }
+
+
+def kernel_filesystems(path: str = "/proc/filesystems") -> set[str]:
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return set()
+    return {line.split()[-1] for line in text.splitlines() if line.strip()}
+
+
+def _sources(inventory: Inventory) -> list[_Source]:
+    out: list[_Source] = []
+    for disk in inventory.disks:
+        if disk.fstype and not disk.partitions:
+            out.append(
+                _Source(disk.path, disk.fstype, disk.label, disk.uuid, disk.transport,
+                        list(disk.mountpoints), disk.name)
+            )
+        for p in disk.partitions:
+            out.append(
+                _Source(p.path, p.fstype, p.label, p.uuid, disk.transport, list(p.mountpoints),
+                        p.name)
+            )
+    return out
+
+
+def _find_repositories(top: Path, depth: int = SEARCH_DEPTH) -> list[Path]:
+    """Repositories at *top* and up to *depth* levels below, on the same filesystem."""
+    from rescue.image.repository import Repository
+
+    try:
+        top_dev = top.stat().st_dev
+    except OSError:
+        return []
+    found: list[Path] = []
+    level = [top]
+    for d in range(depth + 1):
+        nxt: list[Path] = []
+        for directory in level:
+            if Repository.is_repository(directory):
+                found.append(directory)
+                continue  # a repository's own subdirectories hold no repositories
+            if d == depth:
+                continue
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries[:MAX_DIRS_PER_LEVEL]:
+                if entry.name.startswith(".") or entry.name == "lost+found":
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False) and entry.stat(
+                        follow_symlinks=False
+                    ).st_dev == top_dev:
+                        nxt.append(Path(entry.path))
+                except OSError:
+                    continue
+        level = nxt
+    return found
+
+
+def _images_of(repo_path: Path) -> list[FoundImage]:
+    from rescue.image.repository import Repository
+
+    repo = Repository.open(repo_path)
+    out = []
+    for s in repo.list_images():
+        out.append(
+            FoundImage(
+                id=s.id,
+                name=s.name,
+                created_utc=s.created_utc,
+                created_local=s.created_local,
+                computer=s.computer,
+                os_name=s.os_name,
+                firmware=s.firmware,
+                data_bytes=int(s.data_bytes),
+                stored_bytes=int(s.stored_bytes),
+                repo=str(repo_path),
+            )
+        )
+    return out
+
+
+def _private_root() -> str:
+    base = "/run" if os.access("/run", os.W_OK) else None
+    return tempfile.mkdtemp(prefix="rescue-catalog-", dir=base)
+
+
+@contextlib.contextmanager
+def open_catalog(
+    inventory: Inventory,
+    extra_repos: Iterable[str] = (),
+    runner: CommandRunner | None = None,
+    sink: Sink | None = None,
+    depth: int = SEARCH_DEPTH,
+) -> Iterator[Catalog]:
+    """Search everything (see the module docstring); unmount on leaving the block."""
+    runner = runner or CommandRunner()
+    sink = sink or null_sink
+    catalog = Catalog()
+    private: str | None = None
+    seen_repos: set[str] = set()
+
+    def skip(what: str, reason: str) -> None:
+        catalog.skipped.append(Skipped(what, reason))
+        log.info("not searching %s: %s", what, reason)
+        sink(LogMessage("info", f"Not searching {what}: {reason}."))
+
+    def add_repo(path: Path, src: _Source | None, top: Path | None) -> None:
+        real = os.path.realpath(path)
+        if real in seen_repos:
+            return
+        seen_repos.add(real)
+        try:
+            images = _images_of(path)
+        except RescueError as exc:
+            skip(str(path), str(exc))
+            return
+        except OSError as exc:  # an unreadable filesystem must not end the whole search
+            skip(str(path), f"it could not be read ({exc.strerror or exc})")
+            return
+        catalog.repositories.append(str(path))
+        sub = ""
+        if top is not None:
+            rel = os.path.relpath(path, top)
+            sub = "" if rel == "." else rel
+        for img in images:
+            if src is not None:
+                label = f" '{src.label}'" if src.label else ""
+                where = f"{src.name}{label} ({src.fstype}, {src.transport or 'disk'})"
+                img.location = f"{where}: /{sub}"
+                img.device, img.fs_uuid, img.repo_subdir = src.device, src.uuid, sub
+            else:
+                img.location = str(path)
+            catalog.images.append(img)
+
+    try:
+        have = kernel_filesystems()
+        for src in _sources(inventory):
+            if src.fstype in _NOT_FILESYSTEMS:
+                skip(src.device, _NOT_FILESYSTEMS[src.fstype])
+                continue
+            if src.fstype not in _MOUNT:
+                skip(src.device, f"rescue does not search {src.fstype} filesystems")
+                continue
+            if src.mountpoints:  # already mounted (e.g. the live medium): look in place
+                top = Path(src.mountpoints[0])
+                for repo in _find_repositories(top, depth):
+                    add_repo(repo, src, top)
+                continue
+            argv, kernel_fs = _MOUNT[src.fstype]
+            if kernel_fs not in have:
+                skip(src.device, f"the running kernel cannot mount {src.fstype}")
+                continue
+            if argv[0] == "ntfs-3g" and shutil.which("ntfs-3g") is None:
+                skip(src.device, "ntfs-3g is not installed")
+                continue
+            if private is None:
+                private = _private_root()
+            mp = Path(private) / src.name
+            mp.mkdir(mode=0o700)
+            res = runner.run([*argv, src.device, str(mp)], check=False)
+            if res.returncode != 0:
+                mp.rmdir()
+                detail = (res.stderr or res.stdout).strip().splitlines()
+                why = detail[-1] if detail else "mount failed"
+                skip(src.device, f"it could not be mounted read-only ({why})")
+                continue
+            catalog.mounts.append(str(mp))
+            for repo in _find_repositories(mp, depth):
+                add_repo(repo, src, mp)
+        for extra in extra_repos:
+            path = Path(extra)
+            from rescue.image.repository import Repository
+
+            if not Repository.is_repository(path):
+                skip(str(path), "it is not a rescue repository")
+                continue
+            add_repo(path, None, None)
+        catalog.images.sort(key=lambda i: (i.created_utc, i.id), reverse=True)
+        if catalog.images:
+            catalog.images[0].recommended = True
+        yield catalog
+    finally:
+        _unmount_all(catalog, runner, private)
+
+
+def _unmount_all(catalog: Catalog, runner: CommandRunner, private: str | None) -> None:
+    for mp in reversed(catalog.mounts):
+        res = runner.run(["umount", mp], check=False)
+        if res.returncode != 0:
+            log.warning("could not unmount %s: %s; detaching it lazily", mp, res.stderr.strip())
+            runner.run(["umount", "-l", mp], check=False)
+        with contextlib.suppress(OSError):
+            os.rmdir(mp)
+    catalog.mounts.clear()
+    if private is not None:
+        with contextlib.suppress(OSError):
+            os.rmdir(private)
+
+
+def discover_images(
+    inventory: Inventory,
+    extra_repos: Iterable[str] = (),
+    runner: CommandRunner | None = None,
+    sink: Sink | None = None,
+) -> list[FoundImage]:
+    """Every image found, newest first (the first is recommended); mounts are gone when
+    this returns (see the module docstring)."""
+    with open_catalog(inventory, extra_repos, runner, sink) as catalog:
+        return list(catalog.images)
+
+
+def _when(img: FoundImage) -> str:
+    """Creation date and time as the source machine's clock showed it."""
+    text = img.created_local or img.created_utc
+    return text.replace("T", " ")[:16] if text else "?"
+
+
+def format_images(images: list[FoundImage]) -> list[str]:
+    """Lines for people: newest first, the recommended image marked."""
+    from rescue.events import human_bytes
+
+    if not images:
+        return ["No images found."]
+    lines = []
+    for img in images:
+        mark = "*" if img.recommended else " "
+        lines.append(
+            f"{mark} {img.id}  {_when(img)}  {img.computer or '?'}  {img.os_name or '?'}"
+            f"  {human_bytes(img.data_bytes)}"
+        )
+        lines.append(f"    {img.location}")
+    lines.append("* recommended (newest)")
+    return lines

@@ -1,0 +1,112 @@
+"""Which disks may be restore targets, and why the others may not. Pure: no I/O.
+
+Public API::
+
+    assess(inventory, repo_devices=(), boot_devices=None) -> Inventory
+    reasons_for(disk, repo_devices, boot_devices) -> tuple[list[str], list[str]]
+
+``assess`` returns a copy of *inventory* with ``Disk.eligible``, ``Disk.ineligible_reasons``
+and ``Disk.roles`` filled in; the input is not modified. ``repo_devices`` names the disks
+holding the selected image repository and ``boot_devices`` the live system's boot medium
+(``None``: the inventory's own ``boot_devices``). Both accept kernel names ("sdb"),
+device paths ("/dev/sdb1": its disk is meant) or ``"MAJ:MIN"`` strings; a partition
+reference protects its whole disk.
+
+A disk is never a target when it: is the boot medium or holds the current root; holds
+the repository; has a mounted partition, a swap in use or a holder (RAID, LVM, dm-crypt);
+is read-only; is an optical drive, a zram/RAM disk or a dm/md volume; has no medium.
+Loop devices are eligible (they only appear when asked for with ``include_loop``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+from rescue.devices.inventory import (
+    KIND_CDROM,
+    KIND_DM,
+    KIND_MD,
+    KIND_RAM,
+    KIND_ZRAM,
+    Disk,
+    Inventory,
+)
+
+ROLE_BOOT_MEDIUM = "boot-medium"
+ROLE_REPOSITORY = "repository"
+
+
+def _resolve(inventory: Inventory, refs: Iterable[str]) -> set[str]:
+    """Whole-disk ``MAJ:MIN`` for each reference that names something in the inventory;
+    unknown ``MAJ:MIN`` strings are kept (a disk hidden from the listing, e.g. a loop)."""
+    out: set[str] = set()
+    for ref in refs:
+        found = inventory.locate(str(ref))
+        if found is not None:
+            out.add(found[0].dev)
+        elif ":" in str(ref):
+            out.add(str(ref))
+    return out
+
+
+def reasons_for(
+    disk: Disk, repo_devs: set[str], boot_devs: set[str]
+) -> tuple[list[str], list[str]]:
+    """(reasons the disk must not be a target, roles it plays). Empty reasons: eligible."""
+    reasons: list[str] = []
+    roles: list[str] = []
+    if disk.dev in boot_devs:
+        roles.append(ROLE_BOOT_MEDIUM)
+        reasons.append("it holds the running rescue system (boot medium or current root)")
+    if disk.dev in repo_devs:
+        roles.append(ROLE_REPOSITORY)
+        reasons.append("it holds the selected image repository")
+    if disk.kind == KIND_CDROM:
+        reasons.append("it is an optical drive")
+    elif disk.kind == KIND_ZRAM:
+        reasons.append("it is a compressed RAM disk (zram), gone at the next restart")
+    elif disk.kind == KIND_RAM:
+        reasons.append("it is a RAM disk, gone at the next restart")
+    elif disk.kind in (KIND_MD, KIND_DM):
+        reasons.append(
+            f"it is a {'software RAID' if disk.kind == KIND_MD else 'device-mapper'} volume;"
+            " restore onto a physical disk"
+        )
+    if disk.size == 0:
+        reasons.append("it has no medium (size 0)")
+    if disk.read_only:
+        reasons.append("it is read-only (write-protect switch or firmware lock)")
+    for mp in disk.mountpoints:
+        reasons.append(f"{disk.path} is mounted on {mp}")
+    if disk.swap:
+        reasons.append(f"{disk.path} is in use as swap")
+    for h in disk.holders:
+        reasons.append(f"{disk.path} is in use by {h} (RAID, LVM or encryption)")
+    for part in disk.partitions:
+        for mp in part.mountpoints:
+            reasons.append(f"{part.path} is mounted on {mp}")
+        if part.swap:
+            reasons.append(f"{part.path} is in use as swap")
+        for h in part.holders:
+            reasons.append(f"{part.path} is in use by {h} (RAID, LVM or encryption)")
+    return reasons, roles
+
+
+def assess(
+    inventory: Inventory,
+    repo_devices: Iterable[str] = (),
+    boot_devices: Iterable[str] | None = None,
+) -> Inventory:
+    """A copy of *inventory* with every disk's eligibility decided (see module doc)."""
+    result = copy.deepcopy(inventory)
+    repo_devs = _resolve(result, repo_devices)
+    boot_devs = _resolve(
+        result, result.boot_devices if boot_devices is None else boot_devices
+    )
+    for disk in result.disks:
+        reasons, roles = reasons_for(disk, repo_devs, boot_devs)
+        disk.ineligible_reasons = reasons
+        disk.roles = roles
+        disk.eligible = not reasons
+    return result

@@ -1,0 +1,882 @@
+"""Boot fix-ups: run the steps ``rescue.plan.fixups.plan_fixups`` chose, on a restored disk.
+
+Called by the restore executor after the data is written, the partition table re-read
+and the filesystems grown. Every external command goes through ``ctx.runner``; progress
+and findings go to ``ctx.sink``; each step ends in a :class:`FixupResult` (done, skipped
+or failed, with a sentence) for the restore report. A failing step does not stop the
+others: the report says honestly what was and was not done.
+
+The ESP is read and written with mtools (no vfat mount needed). The restored root is
+mounted once (read-write) in a private directory, with /dev, /proc, /sys and /run bound
+into it for the chroot that rebuilds the initramfs; everything is unmounted at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rescue.errors import RescueError
+from rescue.events import LogMessage, Sink, StageFinished, StageStarted, null_sink
+from rescue.image.manifest import Manifest
+from rescue.plan.fixups import FixupStep, module_name
+from rescue.runner import CommandRunner
+
+DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+FALLBACK = "/EFI/BOOT/BOOTX64.EFI"
+CHROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
+
+
+@dataclass
+class FixupResult:
+    name: str
+    status: str  # "done" | "skipped" | "failed"
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass
+class FixupContext:
+    disk: str  # the target whole-disk node, e.g. /dev/nvme0n1
+    partitions: dict[int, str]  # partition number -> node on the target
+    manifest: Manifest
+    firmware: str  # "uefi" | "bios": how the machine running the restore booted
+    storage_drivers: list[str] = field(default_factory=list)
+    runner: CommandRunner = field(default_factory=CommandRunner)
+    sink: Sink = null_sink
+    efivars: str = "/sys/firmware/efi/efivars"  # present only when booted via UEFI
+    workdir: str | None = None  # where to mount the restored root (a temp dir if None)
+    # GPT partition GUIDs the target disk had before it was overwritten: boot entries that
+    # point at them lead nowhere now and are removed as stale too.
+    previous_partuuids: list[str] = field(default_factory=list)
+
+
+class StepFailed(RescueError):
+    """A fix-up could not do its job; the sentence goes into the restore report."""
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run_fixups(ctx: FixupContext, steps: list[FixupStep]) -> list[FixupResult]:
+    """Run *steps* in order on the restored disk; never raises for a failed step."""
+    results: list[FixupResult] = []
+    with _Session(ctx) as session:
+        for step in steps:
+            results.append(_run_one(session, step))
+    return results
+
+
+def _run_one(session: _Session, step: FixupStep) -> FixupResult:
+    ctx = session.ctx
+    stage = f"fixup-{step.name}"
+    ctx.sink(StageStarted(stage, step.title))
+    started = time.monotonic()
+    if step.skip:
+        result = FixupResult(step.name, SKIPPED, "Skipped by option; nothing was changed.")
+    else:
+        handler = HANDLERS.get(step.name)
+        if handler is None:
+            result = FixupResult(step.name, FAILED, f"Unknown boot fix-up '{step.name}'.")
+        else:
+            try:
+                result = handler(session, step)
+            except RescueError as exc:
+                result = FixupResult(step.name, FAILED, str(exc))
+            except OSError as exc:
+                result = FixupResult(step.name, FAILED, f"{exc.strerror or exc}: {exc.filename}")
+    level = "error" if result.status == FAILED else "info"
+    ctx.sink(LogMessage(level, f"{step.name}: {result.status} - {result.detail}"))
+    ctx.sink(StageFinished(stage, time.monotonic() - started))
+    return result
+
+
+# --------------------------------------------------------------------------- session
+
+
+class _Session:
+    """Shared state of one fix-up run: the mounted restored root, cleaned up at the end."""
+
+    def __init__(self, ctx: FixupContext) -> None:
+        self.ctx = ctx
+        self.run = ctx.runner.run
+        self._stack = contextlib.ExitStack()
+        self._root: Path | None = None
+        self._root_number: int | None = None
+        self._tmp: str | None = None
+        self._binds = False
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    # -- the restored root ------------------------------------------------------------
+
+    def workdir(self) -> Path:
+        if self._tmp is None:
+            base = self.ctx.workdir
+            if base:
+                Path(base).mkdir(parents=True, exist_ok=True)
+            self._tmp = tempfile.mkdtemp(prefix="rescue-fixup-", dir=base)
+            self._stack.callback(_rmdir_quiet, self._tmp)
+        return Path(self._tmp)
+
+    def root(self, candidates: list[int]) -> Path:
+        """Mount the restored root filesystem (the first candidate holding /etc/fstab and
+        an init) and, when fstab names one, its separate /boot."""
+        if self._root is not None:
+            return self._root
+        mnt = self.workdir() / "root"
+        mnt.mkdir(exist_ok=True)
+        tried = []
+        for number in candidates:
+            node = self.ctx.partitions.get(number)
+            if not node:
+                continue
+            tried.append(node)
+            if self.run(["mount", node, str(mnt)], check=False).returncode != 0:
+                continue
+            if (mnt / "etc/fstab").exists() and any(
+                (mnt / p).exists() for p in ("sbin/init", "usr/sbin/init", "usr/lib/systemd")
+            ):
+                self._stack.callback(self._umount, mnt)
+                self._root, self._root_number = mnt, number
+                self._mount_boot(mnt)
+                return mnt
+            self._umount(mnt)
+        raise StepFailed(
+            "No restored Linux root filesystem (with /etc/fstab and an init) was found on "
+            f"{', '.join(tried) or 'the target'}; boot fix-ups inside the system were not done."
+        )
+
+    def _mount_boot(self, root: Path) -> None:
+        for entry in read_fstab(root / "etc/fstab"):
+            if entry.mountpoint == "/boot":
+                node = self._resolve(entry.spec)
+                if node:
+                    self.run(["mount", node, str(root / "boot")], what="Mounting /boot")
+                    self._stack.callback(self._umount, root / "boot")
+
+    def _resolve(self, spec: str) -> str | None:
+        facts = self.partition_facts()
+        for number, f in facts.items():
+            if spec_matches(spec, f):
+                return self.ctx.partitions[number]
+        return None
+
+    def partition_facts(self) -> dict[int, dict[str, str]]:
+        facts: dict[int, dict[str, str]] = {}
+        for number, node in sorted(self.ctx.partitions.items()):
+            res = self.run(["blkid", "-p", "-o", "export", node], check=False)
+            info = parse_export(res.stdout)
+            part = self.run(
+                ["blkid", "-o", "export", "-s", "PARTUUID", "-s", "PARTLABEL", node], check=False
+            )
+            info.update(parse_export(part.stdout))
+            info["DEVNAME"] = node
+            facts[number] = info
+        return facts
+
+    def chroot_binds(self) -> None:
+        if self._binds:
+            return
+        assert self._root is not None
+        for d in ("dev", "dev/pts", "proc", "sys", "run"):
+            target = self._root / d
+            target.mkdir(parents=True, exist_ok=True)
+            self.run(["mount", "--bind", f"/{d}", str(target)], what=f"Binding /{d}")
+            self._stack.callback(self._umount, target)
+            self.run(["mount", "--make-rslave", str(target)], check=False)
+        self._binds = True
+
+    def chroot(self, *argv: str, what: str | None = None, check: bool = True) -> Any:
+        assert self._root is not None
+        env = {"PATH": CHROOT_PATH, "LC_ALL": "C", "HOME": "/root", "TMPDIR": "/tmp"}
+        return self.run(
+            ["chroot", str(self._root), *argv], env=env, what=what or shlex.join(argv),
+            check=check,
+        )
+
+    def _umount(self, path: Path) -> None:
+        if self.run(["umount", str(path)], check=False).returncode != 0:
+            self.run(["umount", "-l", str(path)], check=False)
+
+
+def _rmdir_quiet(path: str) -> None:
+    """Remove the scratch directory, unless something is still mounted below it (then it
+    stays, rather than deleting files of a mounted filesystem)."""
+    real = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 1 and (fields[1] == real or fields[1].startswith(real + "/")):
+                return
+    shutil.rmtree(real, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def parse_export(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass
+class FstabEntry:
+    line_no: int
+    spec: str
+    mountpoint: str
+    fstype: str
+    options: str
+
+    @property
+    def optional(self) -> bool:
+        opts = self.options.split(",")
+        return "nofail" in opts or "noauto" in opts
+
+
+def read_fstab(path: Path) -> list[FstabEntry]:
+    entries = []
+    for no, raw in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        f = line.split()
+        if len(f) < 3:
+            continue
+        entries.append(FstabEntry(no, f[0], f[1], f[2], f[3] if len(f) > 3 else "defaults"))
+    return entries
+
+
+_TAGS = {
+    "UUID": "UUID",
+    "PARTUUID": "PARTUUID",
+    "LABEL": "LABEL",
+    "PARTLABEL": "PARTLABEL",
+}
+_BY = {
+    "/dev/disk/by-uuid/": "UUID",
+    "/dev/disk/by-partuuid/": "PARTUUID",
+    "/dev/disk/by-label/": "LABEL",
+    "/dev/disk/by-partlabel/": "PARTLABEL",
+}
+
+
+def spec_key(spec: str) -> tuple[str, str] | None:
+    """``UUID=x`` or ``/dev/disk/by-uuid/x`` -> ("UUID", "x"); None for other specs."""
+    tag, sep, value = spec.partition("=")
+    if sep and tag.upper() in _TAGS:
+        return _TAGS[tag.upper()], value.strip('"')
+    for prefix, key in _BY.items():
+        if spec.startswith(prefix):
+            return key, spec[len(prefix) :]
+    return None
+
+
+def spec_matches(spec: str, facts: dict[str, str]) -> bool:
+    key = spec_key(spec)
+    if key is None:
+        return spec == facts.get("DEVNAME")
+    tag, value = key
+    have = facts.get(tag, "")
+    if tag in ("UUID", "PARTUUID"):
+        return have.lower() == value.lower() and bool(have)
+    return have == value and bool(have)
+
+
+def _kernel_device_partition(spec: str, source_disk: str) -> int | None:
+    """``/dev/sda2`` on source disk ``/dev/sda`` -> 2 (also nvme0n1p2, mmcblk0p2)."""
+    if not source_disk or not spec.startswith(source_disk):
+        return None
+    m = re.fullmatch(r"p?(\d+)", spec[len(source_disk) :])
+    return int(m.group(1)) if m else None
+
+
+# --------------------------------------------------------------------------- BIOS
+
+
+def fix_bios_boot_code(s: _Session, step: FixupStep) -> FixupResult:
+    """Check (read-only) that what SeaBIOS/legacy BIOS needs is on the target."""
+    with open(s.ctx.disk, "rb") as f:
+        mbr = f.read(512)
+        gap = b""
+        if step.params.get("table") == "dos":
+            f.seek(512)
+            gap = f.read(1024 * 1024 - 512)
+    if mbr[510:512] != b"\x55\xaa":
+        raise StepFailed(f"{s.ctx.disk} has no MBR signature; the BIOS cannot start it.")
+    if not any(mbr[:440]):
+        raise StepFailed(
+            f"The MBR boot code on {s.ctx.disk} is empty (the image came from a "
+            f"{step.params.get('image_firmware') or 'unknown'}-firmware system); set the "
+            "firmware to UEFI boot, or reinstall GRUB for BIOS after the restore."
+        )
+    found = []
+    if step.params.get("table") == "gpt":
+        number = step.params.get("bios_grub_partition")
+        if number is None:
+            raise StepFailed(
+                "The GPT disk has no bios_grub partition, so GRUB's core image has nowhere to "
+                "live for BIOS boot; set the firmware to UEFI boot, or reinstall GRUB."
+            )
+        node = s.ctx.partitions[number]
+        with open(node, "rb") as f:
+            core = f.read(1024 * 1024)
+        if not any(core):
+            raise StepFailed(f"The bios_grub partition {node} is empty; GRUB cannot start.")
+        found.append(f"GRUB core image in bios_grub partition {number}")
+    else:
+        if not any(gap):
+            raise StepFailed(
+                f"The post-MBR gap of {s.ctx.disk} is empty: GRUB's core image is missing."
+            )
+        found.append("GRUB core image in the post-MBR gap")
+    return FixupResult(step.name, DONE, f"MBR boot code present; {'; '.join(found)}.")
+
+
+# --------------------------------------------------------------------------- UEFI
+
+
+def _mtools_env() -> dict[str, str]:
+    return dict(os.environ, MTOOLS_SKIP_CHECK="1", MTOOLS_NO_VFAT="1")
+
+
+def esp_files(s: _Session, node: str) -> list[str]:
+    """Every file path on the ESP (as stored, '/'-separated, from the root)."""
+    env = _mtools_env()
+    info = s.run(["minfo", "-i", node, "::"], env=env, check=False)
+    if info.returncode != 0:
+        detail = (info.stderr or info.stdout).strip().splitlines()
+        raise StepFailed(
+            f"The ESP {node} cannot be read as FAT ({detail[-1] if detail else 'minfo failed'})."
+        )
+    # mdir exits 1 on an empty root directory: an empty ESP is not an error here.
+    res = s.run(["mdir", "-/", "-b", "-i", node, "::/"], env=env, check=False)
+    files = []
+    for line in res.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("::/") and not line.endswith("/"):
+            files.append(line[2:])
+    return files
+
+
+def _find(files: list[str], path: str) -> str | None:
+    want = path.upper()
+    return next((f for f in files if f.upper() == want), None)
+
+
+def choose_loader(files: list[str], os_id: str) -> list[tuple[str, str]]:
+    """The installed loader to copy as the fallback, as (source, target-name) pairs.
+
+    Prefers shim (then GRUB) in the image's own distribution directory; shim needs its
+    GRUB (and MokManager) beside it in \\EFI\\BOOT."""
+    def in_dir(d: str, name: str) -> str | None:
+        return _find(files, f"/EFI/{d}/{name}")
+
+    dirs = []
+    if os_id:
+        dirs.append(os_id)
+    for f in files:
+        parts = f.split("/")
+        if (
+            len(parts) == 4
+            and parts[1].upper() == "EFI"
+            and parts[2].upper() != "BOOT"
+            and parts[2] not in dirs
+        ):
+            dirs.append(parts[2])
+    for d in dirs:
+        shim = in_dir(d, "shimx64.efi")
+        grub = in_dir(d, "grubx64.efi")
+        if shim and grub:
+            pairs = [(shim, "BOOTX64.EFI"), (grub, "grubx64.efi")]
+            mm = in_dir(d, "mmx64.efi")
+            if mm:
+                pairs.append((mm, "mmx64.efi"))
+            return pairs
+        if grub:
+            return [(grub, "BOOTX64.EFI")]
+    for d in dirs:
+        others = [
+            f
+            for f in files
+            if f.upper().startswith(f"/EFI/{d.upper()}/")
+            and f.upper().endswith(".EFI")
+            and f.rsplit("/", 1)[-1].lower() not in ("mmx64.efi", "fbx64.efi")
+        ]
+        if len(others) == 1:
+            return [(others[0], "BOOTX64.EFI")]
+    return []
+
+
+def fix_uefi_fallback(s: _Session, step: FixupStep) -> FixupResult:
+    number = step.params.get("esp_partition")
+    if number is None:
+        raise StepFailed(
+            "The image has no EFI System Partition, so it cannot boot on UEFI firmware; "
+            "set the firmware to legacy/CSM boot, or install a UEFI boot loader afterwards."
+        )
+    node = s.ctx.partitions[number]
+    files = esp_files(s, node)
+    existing = _find(files, FALLBACK)
+    if existing:
+        return FixupResult(
+            step.name, DONE, f"The fallback loader {_efi(existing)} is already on the ESP."
+        )
+    pairs = choose_loader(files, step.params.get("os_id", ""))
+    if not pairs:
+        raise StepFailed(
+            f"The ESP {node} holds no installed UEFI loader to copy as {_efi(FALLBACK)}; "
+            "reinstall the boot loader after the restore."
+        )
+    env = _mtools_env()
+    tmp = s.workdir() / "esp"
+    tmp.mkdir(exist_ok=True)
+    if not any(f.upper().startswith("/EFI/BOOT/") for f in files):
+        s.run(["mmd", "-i", node, "::/EFI/BOOT"], env=env, check=False)
+    copied = []
+    for src, name in pairs:
+        local = tmp / name
+        s.run(["mcopy", "-n", "-o", "-i", node, f"::{src}", str(local)], env=env,
+              what=f"Reading {_efi(src)} from the ESP")
+        s.run(["mcopy", "-o", "-i", node, str(local), f"::/EFI/BOOT/{name}"], env=env,
+              what=f"Writing \\EFI\\BOOT\\{name} to the ESP")
+        back = tmp / (name + ".readback")
+        s.run(["mcopy", "-n", "-o", "-i", node, f"::/EFI/BOOT/{name}", str(back)], env=env,
+              what=f"Reading back \\EFI\\BOOT\\{name}")
+        if _sha256(back) != _sha256(local):
+            raise StepFailed(
+                f"\\EFI\\BOOT\\{name} reads back differently from {_efi(src)}; the ESP "
+                "may be damaged."
+            )
+        copied.append(f"{_efi(src)} -> \\EFI\\BOOT\\{name}")
+    return FixupResult(
+        step.name, DONE, "Copied the installed loader as the fallback: " + "; ".join(copied) + "."
+    )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _efi(path: str) -> str:
+    return path.replace("/", "\\")
+
+
+@dataclass
+class BootEntry:
+    number: str  # "0003"
+    label: str
+    active: bool
+    partuuid: str  # lower-case GPT partition GUID of HD(...), "" when none
+    loader: str  # \EFI\debian\shimx64.efi, "" when none
+
+
+_ENTRY = re.compile(r"^Boot([0-9A-Fa-f]{4})(\*?)\s+(.*)$")
+_HD = re.compile(r"HD\(\d+,GPT,([0-9A-Fa-f-]{36})", re.I)
+_FILE = re.compile(r"(\\[^)\t]*\.efi)", re.I)
+
+
+def parse_efibootmgr(text: str) -> tuple[list[BootEntry], list[str]]:
+    """Entries and BootOrder from ``efibootmgr -v`` output (efibootmgr 17 and 18)."""
+    entries = []
+    order: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("BootOrder:"):
+            order = [x.strip().upper() for x in line.split(":", 1)[1].split(",") if x.strip()]
+            continue
+        m = _ENTRY.match(line)
+        if not m:
+            continue
+        rest = m.group(3)
+        label, _, path = rest.partition("\t")
+        if not path:
+            # efibootmgr 18 separates with two spaces when there is no tab.
+            hd = rest.find("HD(")
+            label, path = (rest[:hd].strip(), rest[hd:]) if hd >= 0 else (rest.strip(), "")
+        hdm = _HD.search(path)
+        fm = _FILE.search(path)
+        entries.append(
+            BootEntry(
+                number=m.group(1).upper(),
+                label=label.strip(),
+                active=m.group(2) == "*",
+                partuuid=hdm.group(1).lower() if hdm else "",
+                loader=fm.group(1) if fm else "",
+            )
+        )
+    return entries, order
+
+
+def fix_uefi_nvram(s: _Session, step: FixupStep) -> FixupResult:
+    ctx = s.ctx
+    if ctx.firmware != "uefi" or not Path(ctx.efivars).is_dir():
+        return FixupResult(
+            step.name,
+            SKIPPED,
+            "This machine was not started in UEFI mode (no EFI variables), so no NVRAM "
+            "entry can be written from here; the firmware starts the fallback loader "
+            "\\EFI\\BOOT\\BOOTX64.EFI.",
+        )
+    number = int(step.params["esp_partition"])
+    partuuid = str(step.params.get("esp_partuuid") or "").lower()
+    label = str(step.params.get("label") or "Linux")
+    files = esp_files(s, ctx.partitions[number])
+    pairs = choose_loader(files, step.params.get("os_id", ""))
+    loader = _efi(pairs[0][0]) if pairs else None
+    if loader is None:
+        if not _find(files, FALLBACK):
+            raise StepFailed("The ESP holds no UEFI loader for a boot entry to point at.")
+        loader = _efi(FALLBACK)
+    before, _ = parse_efibootmgr(
+        ctx.runner.run(["efibootmgr", "-v"], what="Reading the UEFI boot entries").stdout
+    )
+    gone = {u.lower() for u in ctx.previous_partuuids} - {
+        str(p.uuid).lower() for p in ctx.manifest.disks[0].partitions if p.uuid
+    }
+    stale = [e for e in before if e.partuuid and (e.partuuid == partuuid or e.partuuid in gone)]
+    for e in stale:
+        ctx.runner.run(["efibootmgr", "-q", "-b", e.number, "-B"],
+                       what=f"Removing the stale boot entry Boot{e.number}")
+    ctx.runner.run(
+        ["efibootmgr", "-q", "-c", "-d", ctx.disk, "-p", str(number), "-L", label, "-l", loader],
+        what="Creating the UEFI boot entry",
+    )
+    after, order = parse_efibootmgr(
+        ctx.runner.run(["efibootmgr", "-v"], what="Reading back the UEFI boot entries").stdout
+    )
+    ours = [
+        e
+        for e in after
+        if e.label == label and (not partuuid or e.partuuid == partuuid)
+        and e.loader.lower() == loader.lower()
+    ]
+    if not ours:
+        raise StepFailed(
+            f"efibootmgr reported success, but reading the NVRAM back shows no entry "
+            f"'{label}' for {loader}; the firmware may have refused it. The fallback loader "
+            "is the way this disk boots."
+        )
+    entry = ours[0]
+    removed = f"; removed stale {', '.join('Boot' + e.number for e in stale)}" if stale else ""
+    first = order[:1] == [entry.number]
+    where = "first in BootOrder" if first else f"BootOrder is {','.join(order) or 'empty'}"
+    return FixupResult(
+        step.name,
+        DONE,
+        f"Boot{entry.number} '{label}' -> {loader} created and read back ({where}){removed}.",
+    )
+
+
+# --------------------------------------------------------------------------- initramfs
+
+
+def kernels(root: Path) -> list[str]:
+    """Kernel versions that have modules and a kernel image in /boot."""
+    found = []
+    for moddir in (root / "lib/modules", root / "usr/lib/modules"):
+        if not moddir.is_dir():
+            continue
+        for k in sorted(p.name for p in moddir.iterdir() if p.is_dir()):
+            if k not in found and any(
+                (root / "boot" / f"{n}-{k}").exists() for n in ("vmlinuz", "vmlinux", "bzImage")
+            ):
+                found.append(k)
+    return found
+
+
+def _moddir(root: Path, kver: str) -> Path:
+    for d in (root / "lib/modules" / kver, root / "usr/lib/modules" / kver):
+        if d.is_dir():
+            return d
+    return root / "lib/modules" / kver
+
+
+def module_status(root: Path, kver: str, module: str) -> str:
+    """"builtin", "module" or "missing" for *module* in the restored kernel *kver*."""
+    d = _moddir(root, kver)
+    want = module_name(module)
+    builtin = d / "modules.builtin"
+    if builtin.exists():
+        for line in builtin.read_text(errors="replace").splitlines():
+            if module_name(line) == want:
+                return "builtin"
+    dep = d / "modules.dep"
+    if dep.exists():
+        for line in dep.read_text(errors="replace").splitlines():
+            if module_name(line.split(":", 1)[0]) == want:
+                return "module"
+    return "missing"
+
+
+def initramfs_tool(root: Path) -> str:
+    if (root / "usr/sbin/update-initramfs").exists() and (root / "etc/initramfs-tools").is_dir():
+        return "initramfs-tools"
+    if any((root / p).exists() for p in ("usr/bin/dracut", "usr/sbin/dracut", "sbin/dracut")):
+        return "dracut"
+    return ""
+
+
+def initramfs_path(root: Path, kver: str, tool: str) -> str:
+    """Path inside the restored root of *kver*'s initramfs (where the tool writes it)."""
+    for name in (f"initrd.img-{kver}", f"initramfs-{kver}.img", f"initrd-{kver}"):
+        if (root / "boot" / name).exists():
+            return f"/boot/{name}"
+    if tool == "initramfs-tools":
+        return f"/boot/initrd.img-{kver}"
+    return f"/boot/initramfs-{kver}.img"
+
+
+def initramfs_modules(s: _Session, root: Path, image: str, tool: str) -> set[str]:
+    lister = ["lsinitramfs", image] if tool == "initramfs-tools" else ["lsinitrd", image]
+    res = s.chroot(*lister, what=f"Listing {image}")
+    mods = set()
+    for line in res.stdout.splitlines():
+        name = line.strip().rsplit("/", 1)[-1]
+        if any(name.endswith(sfx) for sfx in MODULE_SUFFIXES):
+            mods.add(module_name(name))
+    return mods
+
+
+def fix_initramfs(s: _Session, step: FixupStep) -> FixupResult:
+    drivers = [module_name(d) for d in step.params.get("drivers", [])]
+    root = s.root(list(step.params.get("root_candidates", [])))
+    tool = initramfs_tool(root)
+    kvers = kernels(root)
+    if not kvers:
+        raise StepFailed("The restored system has no kernel in /boot with modules.")
+    if not tool:
+        raise StepFailed(
+            "The restored system has neither initramfs-tools nor dracut; add "
+            f"{', '.join(drivers)} to its initramfs by hand."
+        )
+    s.chroot_binds()
+    notes: list[str] = []
+    rebuilt: list[str] = []
+    for kver in kvers:
+        status = {d: module_status(root, kver, d) for d in drivers}
+        missing_kernel = [d for d, st in status.items() if st == "missing"]
+        if missing_kernel:
+            raise StepFailed(
+                f"The restored kernel {kver} has no {', '.join(missing_kernel)} driver; it "
+                "cannot reach its disk on this machine. Install a kernel that has it."
+            )
+        needed = [d for d, st in status.items() if st == "module"]
+        if not needed:
+            notes.append(f"{kver}: {', '.join(drivers)} built into the kernel")
+            continue
+        image = initramfs_path(root, kver, tool)
+        have = initramfs_modules(s, root, image, tool) if (root / image[1:]).exists() else set()
+        absent = [d for d in needed if d not in have]
+        if not absent:
+            notes.append(f"{kver}: {image} already contains {', '.join(needed)}")
+            continue
+        _configure(root, tool, absent)
+        if tool == "initramfs-tools":
+            dep = initramfs_tools_modules_setting(root) == "dep"
+            override = root / "etc/initramfs-tools/conf.d/zz-rescue-restore"
+            if dep:
+                # MODULES=dep inspects the disks of the machine it runs on; from a chroot
+                # in the live system that is the live medium, and mkinitramfs fails or
+                # picks the wrong drivers. Build this one initramfs with MODULES=most.
+                override.write_text("# temporary, written by rescue during a restore\n"
+                                    "MODULES=most\n")
+            try:
+                s.chroot("update-initramfs", "-u", "-k", kver,
+                         what=f"Rebuilding the initramfs of {kver} (update-initramfs)")
+            finally:
+                override.unlink(missing_ok=True)
+            if dep:
+                notes.append(
+                    f"{kver}: MODULES=dep cannot look at this machine from a chroot, so this "
+                    "initramfs was built once with MODULES=most (the configuration is "
+                    "unchanged; the drivers are also listed in /etc/initramfs-tools/modules)"
+                )
+        else:
+            s.chroot("dracut", "--force", image, kver,
+                     what=f"Rebuilding the initramfs of {kver} (dracut)")
+        now = initramfs_modules(s, root, image, tool)
+        still = [d for d in needed if d not in now]
+        if still:
+            raise StepFailed(
+                f"{image} was rebuilt but still lacks {', '.join(still)}; the restored "
+                "system will not find its disk on this machine."
+            )
+        rebuilt.append(f"{kver}: added {', '.join(absent)} ({tool})")
+    if rebuilt:
+        return FixupResult(
+            step.name, DONE, "Initramfs rebuilt in a chroot and checked: "
+            + "; ".join(rebuilt + notes) + "."
+        )
+    return FixupResult(step.name, DONE, "Nothing to add: " + "; ".join(notes) + ".")
+
+
+def initramfs_tools_modules_setting(root: Path) -> str:
+    """The effective MODULES= of initramfs-tools (initramfs.conf, then conf.d in order)."""
+    value = "most"
+    conf = root / "etc/initramfs-tools"
+    files = [conf / "initramfs.conf"]
+    if (conf / "conf.d").is_dir():
+        files += sorted(p for p in (conf / "conf.d").iterdir() if p.is_file())
+    for path in files:
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            m = re.match(r"\s*MODULES\s*=\s*['\"]?([a-z]+)", line)
+            if m:
+                value = m.group(1)
+    return value
+
+
+def _configure(root: Path, tool: str, drivers: list[str]) -> None:
+    """Make the drivers part of every future initramfs too (kernel updates keep them)."""
+    if tool == "initramfs-tools":
+        path = root / "etc/initramfs-tools/modules"
+        text = path.read_text() if path.exists() else ""
+        listed = {module_name(ln.split()[0]) for ln in text.splitlines()
+                  if ln.strip() and not ln.lstrip().startswith("#")}
+        add = [d for d in drivers if d not in listed]
+        if add:
+            if text and not text.endswith("\n"):
+                text += "\n"
+            text += "# added by rescue: storage drivers of the machine restored onto\n"
+            text += "".join(f"{d}\n" for d in add)
+            path.write_text(text)
+    else:
+        conf = root / "etc/dracut.conf.d/90-rescue-storage.conf"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(
+            "# added by rescue: storage drivers of the machine restored onto\n"
+            f'add_drivers+=" {" ".join(drivers)} "\n'
+        )
+
+
+# --------------------------------------------------------------------------- fstab
+
+
+def fix_fstab(s: _Session, step: FixupStep) -> FixupResult:
+    root = s.root(list(step.params.get("root_candidates", [])))
+    fstab = root / "etc/fstab"
+    entries = read_fstab(fstab)
+    facts = s.partition_facts()
+    source_disk = str(step.params.get("source_disk") or "")
+    ok, warnings, broken, rewrites = 0, [], [], {}
+    for e in entries:
+        if e.fstype in ("proc", "sysfs", "tmpfs", "devpts", "nfs", "nfs4", "cifs", "smb3",
+                        "none", "bind", "fuse", "9p", "virtiofs") or e.spec in ("none",):
+            continue
+        if spec_key(e.spec):
+            if any(spec_matches(e.spec, f) for f in facts.values()):
+                ok += 1
+            elif e.optional:
+                warnings.append(f"{e.spec} ({e.mountpoint}, nofail) is not on this disk")
+            else:
+                broken.append(f"{e.spec} ({e.mountpoint})")
+            continue
+        number = _kernel_device_partition(e.spec, source_disk)
+        if number is not None and number in facts and facts[number].get("UUID"):
+            rewrites[e.line_no] = (e.spec, f"UUID={facts[number]['UUID']}")
+        elif e.spec.startswith("/dev/"):
+            warnings.append(f"{e.spec} ({e.mountpoint}) names a device path that may change")
+            ok += 1
+    if rewrites:
+        original = fstab.read_text()
+        (root / "etc/fstab.rescue-backup").write_text(original)
+        lines = original.splitlines(keepends=True)
+        for no, (old, new) in rewrites.items():
+            lines[no - 1] = lines[no - 1].replace(old, new, 1)
+        fstab.write_text("".join(lines))
+    parts = [f"{ok + len(rewrites)} of {len(entries)} entries resolve on the restored disk"]
+    parts += check_boot_loader_root(root, facts, source_disk)
+    if rewrites:
+        parts.append("rewrote " + ", ".join(f"{a} -> {b}" for a, b in rewrites.values())
+                     + " (old file kept as /etc/fstab.rescue-backup)")
+    if warnings:
+        parts.append("note: " + "; ".join(warnings))
+    if broken:
+        raise StepFailed(
+            "/etc/fstab names filesystems that are not on the restored disk: "
+            + ", ".join(broken)
+            + "; the restored system will stop in emergency mode. " + "; ".join(parts) + "."
+        )
+    return FixupResult(step.name, DONE, "; ".join(parts) + ".")
+
+
+_LINUX_CMD = re.compile(r"\s*linux(16|efi)?\s")
+_ROOT_ARG = re.compile(r"(?<![\w.-])root=(\S+)")
+
+
+def check_boot_loader_root(root: Path, facts: dict[int, dict[str, str]],
+                           source_disk: str) -> list[str]:
+    """The kernel's ``root=`` in GRUB's config: source-disk device names are rewritten to
+    ``root=UUID=``; values that resolve nowhere are reported."""
+    notes: list[str] = []
+    for rel in ("boot/grub/grub.cfg", "boot/grub2/grub.cfg"):
+        cfg = root / rel
+        if not cfg.is_file():
+            continue
+        text = cfg.read_text(errors="replace")
+        kernel_lines = [ln for ln in text.splitlines() if _LINUX_CMD.match(ln)]
+        values = sorted({v for ln in kernel_lines for v in _ROOT_ARG.findall(ln)})
+        changed = text
+        unresolved = []
+        for value in values:
+            number = _kernel_device_partition(value, source_disk)
+            if number is not None and facts.get(number, {}).get("UUID"):
+                new = f"UUID={facts[number]['UUID']}"
+                changed = re.sub(rf"(?<![\w.-])root={re.escape(value)}(?=\s)", f"root={new}",
+                                 changed)
+                notes.append(f"/{rel}: root={value} -> root={new}")
+            elif not any(spec_matches(value, f) for f in facts.values()):
+                unresolved.append(value)
+        if changed != text:
+            (root / (rel + ".rescue-backup")).write_text(text)
+            cfg.write_text(changed)
+        if unresolved:
+            notes.append(f"/{rel} also names root={', '.join(unresolved)}, not on this disk")
+        elif values:
+            notes.append(f"/{rel}: root= resolves on the restored disk")
+    return notes
+
+
+HANDLERS: dict[str, Callable[[_Session, FixupStep], FixupResult]] = {
+    "bios-boot-code": fix_bios_boot_code,
+    "uefi-fallback-loader": fix_uefi_fallback,
+    "uefi-nvram-entry": fix_uefi_nvram,
+    "initramfs-drivers": fix_initramfs,
+    "fstab-check": fix_fstab,
+}
+
+
+def results_summary(results: list[FixupResult]) -> Iterator[str]:
+    for r in results:
+        yield f"{r.name}: {r.status} - {r.detail}"
+
+
+__all__ = [
+    "FixupContext",
+    "FixupResult",
+    "run_fixups",
+    "parse_efibootmgr",
+    "choose_loader",
+]

@@ -1,0 +1,146 @@
+"""The Textual application: holds the answers (WizardState), the services and the flow."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from rescue import i18n
+from rescue.i18n import _
+from rescue.wizard.model import WizardState
+from rescue.wizard.screens.base import WizardScreen
+from rescue.wizard.screens.dialogs import ConfirmDialog, InputDialog
+from rescue.wizard.services import Services, describe_error
+
+T = TypeVar("T")
+
+
+class RescueApp(App[int]):
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    TITLE = "rescue"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("f2", "language", "Language", show=False, priority=True),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        services: Services,
+        state: WizardState | None = None,
+        *,
+        restart_countdown: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+        default_backup_name: str | None = None,
+        countdown_interval: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.services = services
+        self.state = state or WizardState()
+        self.restart_countdown = restart_countdown
+        self.countdown_interval = countdown_interval
+        self.clock = clock
+        self.keymap_status = ""
+        self.default_backup_name = default_backup_name or (
+            f"{socket.gethostname().split('.')[0]}-{datetime.now():%Y%m%d}"
+        )
+        i18n.set_language(self.state.language)
+        i18n.set_format(self.state.region)
+
+    def on_mount(self) -> None:
+        from rescue.wizard.screens.language import LanguageScreen
+
+        self.push_screen(LanguageScreen(initial=True))
+
+    # -- language --------------------------------------------------------------------
+    async def change_language(self, lang: str, region: str) -> None:
+        i18n.set_language(lang)
+        i18n.set_format(region)
+        self.state.language, self.state.region = lang, region
+        for screen in list(self.screen_stack):
+            if isinstance(screen, WizardScreen):
+                await screen.recompose()
+                screen.refill()
+
+    def action_language(self) -> None:
+        from rescue.wizard.screens.language import LanguageScreen
+
+        if isinstance(self.screen, LanguageScreen):
+            return
+        self.push_screen(LanguageScreen(initial=False))
+
+    # -- flow ------------------------------------------------------------------------
+    def start_restore(self) -> None:
+        from rescue.wizard.screens.select_image import SelectImageScreen
+
+        self.state.action = "restore"
+        self.push_screen(SelectImageScreen())
+
+    def start_backup(self) -> None:
+        from rescue.wizard.screens.backup import BackupSourceScreen
+
+        self.state.action = "backup"
+        self.push_screen(BackupSourceScreen())
+
+    def start_over(self) -> None:
+        from rescue.wizard.screens.start import StartScreen
+
+        self.state.prepared = self.state.outcome = None
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, StartScreen):
+            self.pop_screen()
+
+    # -- actions on the machine (through services, in threads) -----------------------
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        worker = self.run_worker(lambda: fn(*args), thread=True, group="service")
+        return await worker.wait()
+
+    @work(group="power")
+    async def power(self, action: str, confirm: bool = True) -> None:
+        question = (_("Restart the computer now?") if action == "reboot"
+                    else _("Shut down the computer now?"))
+        label = _("Restart") if action == "reboot" else _("Shut down")
+        if confirm and not await self.push_screen_wait(
+            ConfirmDialog(question, label, _("Cancel"))
+        ):
+            return
+        try:
+            await self.in_thread(self.services.power, action)
+        except Exception as exc:  # noqa: BLE001
+            self.notify(describe_error(exc), severity="error")
+            return
+        self.notify(_("Restarting…") if action == "reboot" else _("Shutting down…"),
+                    timeout=30)
+
+    def open_shell(self) -> None:
+        if self.is_headless:  # tests: nothing to suspend
+            self.services.shell()
+            return
+        try:
+            with self.suspend():
+                print(_("Type 'exit' to return to the wizard."), flush=True)
+                self.services.shell()
+        except Exception as exc:  # noqa: BLE001 - e.g. SuspendNotSupported in tests
+            self.notify(describe_error(exc), severity="warning")
+
+    @work(group="logs")
+    async def save_logs(self) -> None:
+        destination = await self.push_screen_wait(
+            InputDialog(_("Save logs to which folder? Plug in a USB stick and type where "
+                          "it is mounted."), placeholder="/media/usb")
+        )
+        if not isinstance(destination, str):
+            return
+        try:
+            path = await self.in_thread(self.services.save_logs, destination)
+        except Exception as exc:  # noqa: BLE001
+            self.notify(describe_error(exc), severity="error", timeout=10)
+            return
+        self.notify(_("Logs saved to {path}.").format(path=path), timeout=10)

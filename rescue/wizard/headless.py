@@ -1,0 +1,113 @@
+"""Run an unattended job (no keyboard): the wizard's steps with answers given up front.
+
+Progress goes to the console; the run ends with a restart or power-off if asked. No
+textual import here: this also runs on a serial console or with no terminal at all.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import IO
+
+from rescue import i18n
+from rescue.errors import ImageNotFoundError, TargetRefusedError, UsageError
+from rescue.events import Broadcast, Sink, TerminalProgress
+from rescue.i18n import _, format_datetime, format_size
+from rescue.unattended import Answers, validate
+from rescue.wizard.model import DiskEntry, ImageEntry, Outcome, RestoreOptions
+from rescue.wizard.services import Services
+
+
+def pick_image(images: list[ImageEntry], ref: str, origin: str) -> ImageEntry:
+    """The image *ref* names ('latest', an id or a unique id prefix), or a clear error."""
+    if not images:
+        raise ImageNotFoundError(f"{origin}: no system image was found on any attached disk "
+                                 "or in the repositories given.")
+    if ref == "latest":
+        computers = sorted({i.computer for i in images})
+        if len(computers) > 1:
+            raise UsageError(
+                f"{origin}: image=latest is ambiguous: images of {len(computers)} computers "
+                f"were found ({', '.join(computers)}). Name the image id or the repository."
+            )
+        return max(images, key=lambda i: i.created)
+    matches = [i for i in images if i.id == ref] or [i for i in images if i.id.startswith(ref)]
+    if not matches:
+        raise ImageNotFoundError(f"{origin}: no image '{ref}' was found.")
+    if len({(i.location, i.id) for i in matches}) > 1:
+        raise UsageError(f"{origin}: image '{ref}' matches {len(matches)} images; give more "
+                         "of the id or a single repository.")
+    return matches[0]
+
+
+def pick_disk(disks: list[DiskEntry], ref: str, origin: str, purpose: str) -> DiskEntry:
+    """The disk *ref* names (path, by-id link or kernel name); never a guess."""
+    real = os.path.realpath(ref) if ref.startswith("/") else f"/dev/{ref}"
+    for disk in disks:
+        if ref in (disk.path, disk.by_id, disk.name) or real == disk.path:
+            if purpose == "target" and not disk.eligible:
+                raise TargetRefusedError(
+                    f"{origin}: {disk.path} cannot be restored to: {disk.reason}.")
+            return disk
+    names = ", ".join(d.path for d in disks) or "none"
+    raise UsageError(f"{origin}: the disk {ref} was not found (disks present: {names}).")
+
+
+def run(answers: Answers, services: Services, out: IO[str] | None = None,
+        sink: Sink | None = None) -> Outcome:
+    """Carry out *answers* (validated first); raises RescueError with the reason."""
+    out = out or sys.stdout
+    validate(answers)
+    i18n.set_language(answers.lang)
+    i18n.set_format(answers.format or i18n.DEFAULT_FORMAT.get(answers.lang, "en_US"))
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    say(_("rescue: unattended {action} ({origin})").format(
+        action=answers.action, origin=answers.origin))
+    if answers.keymap:
+        services.apply_keymap(answers.keymap)
+    progress = sink or Broadcast([TerminalProgress(out)])
+    cancel = threading.Event()
+    if answers.action == "restore":
+        say(_("Searching for system images…"))
+        images = services.find_images(answers.repos)
+        image = pick_image(images, answers.image, answers.origin)
+        say(_("Image: {computer}, {when}, {os} ({id})").format(
+            computer=image.computer, when=format_datetime(image.created), os=image.os_name,
+            id=image.id))
+        disks = services.list_disks(image, "target")
+        disk = pick_disk(disks, answers.target, answers.origin, "target")
+        say(_("Target: {path} {model} {size}").format(
+            path=disk.path, model=disk.model, size=format_size(disk.size_bytes)))
+        options = RestoreOptions(repartition=True, grow=answers.grow, verify=answers.verify,
+                                 force=answers.force)
+        prepared = services.prepare_restore(image, disk, options)
+        for line in prepared.lines:
+            say("  " + line)
+        if (prepared.loses_data or disk.has_data) and not answers.confirm:
+            raise UsageError(
+                f"{answers.origin}: {disk.path} holds partitions or data that the restore "
+                "would erase; confirm with rescue.confirm=yes (job file: confirm = true)."
+            )
+        outcome = services.run_restore(prepared, progress, cancel)
+    else:
+        disks = services.list_disks(None, "source")
+        disk = pick_disk(disks, answers.source, answers.origin, "source")
+        name = answers.name or disk.name
+        prepared = services.prepare_backup([disk], answers.repos[0], name)
+        for line in prepared.lines:
+            say("  " + line)
+        outcome = services.run_backup(prepared, progress, cancel)
+    if outcome.ok:
+        say(_("Done.") + (" " + _("Verification: every restored byte matches the image.")
+                          if outcome.verified else ""))
+        for line in outcome.details:
+            say("  " + line)
+        if answers.after in ("reboot", "poweroff"):
+            say(_("Restarting…") if answers.after == "reboot" else _("Shutting down…"))
+            services.power(answers.after)
+    return outcome

@@ -1,0 +1,121 @@
+"""What the wizard shows and asks, as plain data (no textual, no I/O).
+
+Screens render these; :mod:`rescue.wizard.services` builds them from the engine, the
+device inventory and the image catalog.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Volume:
+    disk: int
+    number: int
+    size_bytes: int
+    filesystem: str
+    label: str
+    used_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    id: str
+    name: str
+    computer: str
+    created: datetime  # in the source's local time zone (aware)
+    os_name: str
+    data_bytes: int
+    stored_bytes: int
+    firmware: str
+    location: str  # the repository (path or URL)
+    medium: str = ""  # e.g. "USB stick SanDisk (sdb1)"; empty for added locations
+    volumes: tuple[Volume, ...] = ()
+    disk_bytes: int = 0  # size of the source disk
+
+
+@dataclass(frozen=True)
+class DiskEntry:
+    path: str  # /dev/sda
+    name: str  # sda
+    model: str
+    serial: str
+    size_bytes: int
+    by_id: str = ""
+    transport: str = ""
+    eligible: bool = True
+    reason: str = ""  # why not eligible, a sentence
+    partitions: tuple[str, ...] = ()  # "sda1 ext4 'root' 20 GB" descriptions
+    has_data: bool = False
+
+    @property
+    def title(self) -> str:
+        return f"{self.model or self.name}".strip()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The hardware compatibility verdict (boot-critical vs other differences)."""
+
+    level: str  # "same" | "compatible" | "boot-critical"
+    boot_critical: tuple[str, ...] = ()
+    other: tuple[str, ...] = ()
+    summary: str = ""
+
+
+@dataclass
+class RestoreOptions:
+    repartition: bool = True  # the target gets the image's partition table (required)
+    grow: bool = True  # the largest ext partition grows to fill a larger disk
+    verify: bool = True
+    force: bool = False  # restore although the hardware verdict says it will not start
+
+
+@dataclass
+class Prepared:
+    """A prepared restore or backup: what the summary shows and what run_* needs."""
+
+    kind: str  # "restore" | "backup"
+    lines: list[str]
+    handle: Any = None
+    loses_data: bool = False
+    total_bytes: int = 0  # bytes the whole run moves (for the overall bar); 0 if unknown
+    # (title, bytes) of each volume in the order the data stage moves them; the progress
+    # screen names the current volume from the stage's byte count.
+    volumes: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    cancelled: bool = False
+    verified: bool | None = None  # None: not verified
+    message: str = ""
+    details: list[str] = field(default_factory=list)
+    image_id: str = ""
+
+
+@dataclass
+class WizardState:
+    """Every answer given so far (the wizard's single source of truth)."""
+
+    language: str = "en"
+    region: str = "en_US"
+    keymap: str = "us"
+    action: str = ""  # "restore" | "backup"
+    locations: list[str] = field(default_factory=list)
+    image: ImageEntry | None = None
+    use_latest: bool = True
+    target: DiskEntry | None = None
+    options: RestoreOptions = field(default_factory=RestoreOptions)
+    verdict: Verdict | None = None
+    sources: list[DiskEntry] = field(default_factory=list)
+    destination: str = ""
+    backup_name: str = ""
+    prepared: Prepared | None = None
+    outcome: Outcome | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)

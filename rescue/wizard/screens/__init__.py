@@ -1,0 +1,1 @@
+"""One screen per wizard step (see docs/WIZARD.md)."""

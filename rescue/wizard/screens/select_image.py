@@ -1,0 +1,204 @@
+"""Step 4: the latest image (recommended) or any image on any attached medium."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.timer import Timer
+from textual.widgets import Button, DataTable, RadioSet, Static
+
+from rescue.i18n import _, format_datetime, format_size
+from rescue.wizard.model import ImageEntry
+from rescue.wizard.screens.base import WizardScreen
+from rescue.wizard.screens.dialogs import InputDialog
+from rescue.wizard.services import describe_error
+from rescue.wizard.widgets import Radio
+
+
+def describe_location(image: ImageEntry) -> str:
+    return f"{image.location} ({image.medium})" if image.medium else image.location
+
+
+class SelectImageScreen(WizardScreen):
+    STEP = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[ImageEntry] = []
+        self.error = ""
+        self.loaded = False
+        self.stale = False
+        self._stop_watch: Callable[[], None] | None = None
+        self._debounce: Timer | None = None
+
+    def heading(self) -> str:
+        return _("Select a system image")
+
+    def body(self) -> ComposeResult:
+        st = self.state
+        with Vertical(id="body"):
+            with RadioSet(id="mode"):
+                yield Radio(
+                    _("Use the latest available system image (recommended)"),
+                    value=st.use_latest,
+                    id="latest",
+                )
+                yield Radio(_("Select a system image"), value=not st.use_latest, id="pick")
+            yield Static(self.latest_text(), id="latest-info")
+            table: DataTable[str] = DataTable(id="images", cursor_type="row")
+            table.add_columns(_("Computer"), _("Date and time"), _("Name"), _("Size"),
+                              _("Location"))
+            yield table
+        yield self.buttons(
+            Button(_("Back"), id="back"),
+            Button(_("Add a location"), id="add"),
+            Button(_("Next"), id="next", variant="primary", disabled=not self.images),
+        )
+
+    def latest(self) -> ImageEntry | None:
+        return max(self.images, key=lambda i: i.created) if self.images else None
+
+    def latest_text(self) -> str:
+        if self.error:
+            return self.error
+        if not self.loaded:
+            return _("Searching for system images on every attached disk…")
+        image = self.latest()
+        if image is None:
+            return _(
+                "No system image was found. Plug in the USB stick or disk that holds "
+                "your images, or add a location."
+            )
+        return "\n".join(
+            (
+                _("Location: {where}").format(where=describe_location(image)),
+                _("Date and time: {when}").format(when=format_datetime(image.created)),
+                _("Computer: {name}").format(name=image.computer),
+            )
+        )
+
+    def on_mount(self) -> None:
+        self.fill()
+        self.query_one("#mode", RadioSet).focus()
+        self.load_images()
+        self._stop_watch = None
+        self.start_watch()
+
+    def refill(self) -> None:
+        self.fill()
+
+    def on_screen_resume(self) -> None:
+        if self.stale:
+            self.stale = False
+            self.load_images()
+
+    def on_unmount(self) -> None:
+        if self._stop_watch:
+            self._stop_watch()
+
+    @work(thread=True, group="watch")
+    def start_watch(self) -> None:
+        stop = self.services.watch_media(self.media_changed)
+        self._stop_watch = stop
+
+    def media_changed(self) -> None:
+        """Called from the hot-plug thread."""
+        self.app.call_from_thread(self._schedule_reload)
+
+    def _schedule_reload(self) -> None:
+        if self.app.screen is not self:
+            # Not on screen (a later step, maybe a restore reading from the catalog's
+            # mount): reload when the technician comes back, never underneath a restore.
+            self.stale = True
+            return
+        if self._debounce:
+            self._debounce.stop()
+        self._debounce = self.set_timer(0.5, self.load_images)
+
+    @work(thread=True, exclusive=True, group="images")
+    def load_images(self) -> None:
+        try:
+            images = self.services.find_images(list(self.state.locations))
+            error = ""
+        except Exception as exc:  # noqa: BLE001
+            images, error = [], describe_error(exc)
+        self.app.call_from_thread(self.loaded_images, images, error)
+
+    def loaded_images(self, images: list[ImageEntry], error: str) -> None:
+        self.images, self.error, self.loaded = images, error, True
+        self.fill()
+
+    def fill(self) -> None:
+        table = self.query_one("#images", DataTable)
+        table.clear()
+        last = None
+        for image in self.images:
+            computer = image.computer if image.computer != last else ""
+            last = image.computer
+            table.add_row(
+                computer,
+                format_datetime(image.created),
+                image.name,
+                format_size(image.data_bytes),
+                describe_location(image),
+                key=f"{image.location}\0{image.id}",
+            )
+        selected = self.state.image
+        if selected is not None and not self.state.use_latest:
+            for index, image in enumerate(self.images):
+                if (image.location, image.id) == (selected.location, selected.id):
+                    table.move_cursor(row=index)
+        self.query_one("#latest-info", Static).update(self.latest_text())
+        self.query_one("#next", Button).disabled = not self.images
+
+    @on(RadioSet.Changed, "#mode")
+    def mode_changed(self, event: RadioSet.Changed) -> None:
+        self.state.use_latest = event.pressed.id == "latest"
+
+    @on(DataTable.RowSelected, "#images")
+    def row_selected(self) -> None:
+        self.query_one("#pick", Radio).value = True
+        self.state.use_latest = False
+        self.next()
+
+    def chosen(self) -> ImageEntry | None:
+        if self.state.use_latest:
+            return self.latest()
+        table = self.query_one("#images", DataTable)
+        if not self.images:
+            return None
+        return self.images[min(table.cursor_row, len(self.images) - 1)]
+
+    @on(Button.Pressed, "#next")
+    def next(self) -> None:
+        image = self.chosen()
+        if image is None:
+            return
+        self.state.image = image
+        from rescue.wizard.screens.target import TargetScreen
+
+        self.app.push_screen(TargetScreen())
+
+    @on(Button.Pressed, "#back")
+    def back(self) -> None:
+        self.action_back()
+
+    @on(Button.Pressed, "#add")
+    def add(self) -> None:
+        def added(location: object) -> None:
+            if isinstance(location, str) and location not in self.state.locations:
+                self.state.locations.append(location)
+                self.loaded = False
+                self.fill()
+                self.load_images()
+
+        self.app.push_screen(
+            InputDialog(
+                _("Add a location: a folder (for example /mnt/backups) or a URL."),
+                placeholder="/mnt/backups",
+            ),
+            added,
+        )

@@ -1,0 +1,168 @@
+"""Step 6: what will be restored (or backed up), and Finish."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Button, Static
+
+from rescue.i18n import _, format_datetime, format_size
+from rescue.wizard.model import Prepared
+from rescue.wizard.screens.base import WizardScreen
+from rescue.wizard.screens.dialogs import TypedConfirmDialog
+from rescue.wizard.screens.target import verdict_text
+from rescue.wizard.services import describe_error
+
+
+class SummaryScreen(WizardScreen):
+    STEP = 6
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind  # "restore" | "backup"
+        self.prepared: Prepared | None = None
+        self.error = ""
+
+    def heading(self) -> str:
+        return _("Summary") if self.kind == "restore" else _("Backup summary")
+
+    def body(self) -> ComposeResult:
+        with VerticalScroll(id="body"):
+            yield Static(self.text(), id="summary")
+            yield Static(self.status_text(), id="status")
+        yield self.buttons(
+            Button(_("Back"), id="back"),
+            Button(_("Finish"), id="finish", variant="primary", disabled=self.prepared is None),
+        )
+
+    def text(self) -> str:
+        return self.restore_text() if self.kind == "restore" else self.backup_text()
+
+    def restore_text(self) -> str:
+        st = self.state
+        image, disk = st.image, st.target
+        assert image is not None and disk is not None
+        out = [
+            f"[b]{_('System image')}[/b]",
+            "  " + _("Date and time: {when}").format(when=format_datetime(image.created)),
+            "  " + _("Computer: {name}").format(name=image.computer),
+            "  " + _("Operating system: {os}").format(os=image.os_name or "-"),
+            "  " + _("Location: {where}").format(where=image.location),
+            f"[b]{_('Volumes to restore')}[/b]",
+        ]
+        for v in image.volumes:
+            label = f"'{v.label}'" if v.label else ""
+            out.append(
+                "  " + _("Partition {n}").format(n=v.number)
+                + f"  {format_size(v.size_bytes):>9}  {v.filesystem or '-':<6} {label}"
+            )
+        out += [
+            f"[b]{_('Target disk')}[/b]",
+            f"  {disk.path}  {disk.model or '-'}  "
+            + _("serial {serial}").format(serial=disk.serial or "-")
+            + f"  {format_size(disk.size_bytes)}",
+        ]
+        if disk.partitions:
+            out.append("  [b red]" + _("Everything on this disk will be erased:") + "[/]")
+            out += [f"    {p}" for p in disk.partitions]
+        else:
+            out.append("  " + _("The disk is empty: nothing will be lost."))
+        opts = st.options
+        for label, value in ((_("Format and repartition disks"), opts.repartition),
+                             (_("Verify after restore"), opts.verify),
+                             (_("Grow the largest partition to fill the disk"), opts.grow)):
+            out.append(f"  {label}: {_('yes') if value else _('no')}")
+        if opts.force:
+            out.append("  [b red]" + _("Restore anyway (the restored system may not start)")
+                       + "[/]")
+        out.append(verdict_text(st.verdict))
+        return "\n".join(out)
+
+    def backup_text(self) -> str:
+        st = self.state
+        out = [f"[b]{_('Disk to back up')}[/b]"]
+        for disk in st.sources:
+            out.append(f"  {disk.path}  {disk.model or '-'}  {format_size(disk.size_bytes)}")
+            out += [f"    {p}" for p in disk.partitions]
+        out += [
+            f"[b]{_('Destination')}[/b]",
+            f"  {st.destination}",
+            "  " + _("Name: {name}").format(name=st.backup_name or "-"),
+        ]
+        return "\n".join(out)
+
+    def status_text(self) -> str:
+        if self.error:
+            return "[b red]" + _("This cannot be done:") + "[/] " + self.error
+        if self.prepared is None:
+            return _("Checking the plan…")
+        lines = [f"[b]{_('Plan')}[/b]", *("  " + line for line in self.prepared.lines)]
+        lines.append(_("Press Finish to start."))
+        return "\n".join(lines)
+
+    def on_mount(self) -> None:
+        self.prepare()
+        self.query_one("#back", Button).focus()
+
+    def refill(self) -> None:
+        self.update_status()
+
+    @work(thread=True, exclusive=True, group="prepare")
+    def prepare(self) -> None:
+        st = self.state
+        try:
+            if self.kind == "restore":
+                assert st.image is not None and st.target is not None
+                prepared = self.services.prepare_restore(st.image, st.target, st.options)
+            else:
+                prepared = self.services.prepare_backup(st.sources, st.destination,
+                                                        st.backup_name)
+            error = ""
+        except Exception as exc:  # noqa: BLE001
+            prepared, error = None, describe_error(exc)
+        self.app.call_from_thread(self.prepared_done, prepared, error)
+
+    def prepared_done(self, prepared: Prepared | None, error: str) -> None:
+        self.prepared, self.error = prepared, error
+        self.update_status()
+        if prepared is not None:
+            self.query_one("#finish", Button).focus()
+
+    def update_status(self) -> None:
+        self.query_one("#status", Static).update(self.status_text())
+        self.query_one("#finish", Button).disabled = self.prepared is None
+
+    @on(Button.Pressed, "#back")
+    def back(self) -> None:
+        self.action_back()
+
+    @on(Button.Pressed, "#finish")
+    def finish(self) -> None:
+        prepared = self.prepared
+        if prepared is None:
+            return
+        target = self.state.target
+        blocked = self.state.verdict is not None and self.state.verdict.level == "blocked"
+        if self.kind == "restore" and target is not None and (
+            target.has_data or target.partitions or prepared.loses_data or blocked
+        ):
+            self.app.push_screen(
+                TypedConfirmDialog(
+                    _("{disk} ({model}, {size}) holds partitions or data. Restoring "
+                      "erases all of it.").format(
+                        disk=target.path, model=target.model or "-",
+                        size=format_size(target.size_bytes)),
+                    target.name,
+                ),
+                self.confirmed,
+            )
+        else:
+            self.confirmed(True)
+
+    def confirmed(self, ok: object) -> None:
+        if ok is True and self.prepared is not None:
+            self.state.prepared = self.prepared
+            from rescue.wizard.screens.progress import ProgressScreen
+
+            self.app.push_screen(ProgressScreen(self.kind))

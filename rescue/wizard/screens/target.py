@@ -1,0 +1,215 @@
+"""Step 5: the target disk, restore options and the hardware compatibility verdict."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Button, Checkbox, DataTable, Static
+
+from rescue.i18n import _, format_size
+from rescue.wizard.model import DiskEntry, Verdict
+from rescue.wizard.screens.base import WizardScreen
+from rescue.wizard.services import describe_error
+from rescue.wizard.widgets import Check
+
+
+def verdict_text(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return _("Comparing this computer's hardware with the image's…")
+    if verdict.level == "same" and not verdict.other:
+        return _("Hardware: this computer matches the one the image was made on.")
+    lines = []
+    if verdict.level == "blocked":
+        lines.append(_("Warning: the restored system is not expected to start on this "
+                       "computer."))
+    if verdict.boot_critical:
+        lines.append(_("Boot-critical differences: {items}").format(
+            items="; ".join(verdict.boot_critical)))
+    else:
+        lines.append(_("Hardware: no boot-critical differences."))
+    if verdict.other:
+        lines.append(_("Other differences (install drivers after restore): {items}").format(
+            items="; ".join(verdict.other)))
+    if verdict.summary:
+        lines.append(verdict.summary)
+    return "\n".join(lines)
+
+
+def reason_text(disk: DiskEntry) -> str:
+    return _("Protected: {reason}").format(reason=disk.reason) if not disk.eligible else _(
+        "Available")
+
+
+class TargetScreen(WizardScreen):
+    STEP = 5
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.disks: list[DiskEntry] = []
+        self.loaded = False
+        self.error = ""
+
+    def heading(self) -> str:
+        return _("Target disk and options")
+
+    def body(self) -> ComposeResult:
+        with Vertical(id="body"):
+            yield Static(_("Choose the disk to restore to"), classes="heading")
+            table: DataTable[str] = DataTable(id="disks", cursor_type="row")
+            table.add_columns(_("Disk"), _("Size"), _("State"), _("Model"), _("Serial"))
+            yield table
+            yield Static(self.selection_text(), id="selection")
+            yield Check(_("Format and repartition disks"),
+                           value=self.state.options.repartition, id="repartition")
+            yield Check(_("Verify after restore"), value=self.state.options.verify,
+                           id="verify")
+            yield Check(_("Grow the largest partition to fill the disk"),
+                           value=self.state.options.grow, id="grow")
+            force = Check(_("Restore anyway (the restored system may not start)"),
+                          value=self.state.options.force, id="force")
+            force.display = self.blocked()
+            yield force
+            yield Static(verdict_text(self.state.verdict), id="verdict")
+        yield self.buttons(
+            Button(_("Back"), id="back"),
+            Button(_("Next"), id="next", variant="primary", disabled=not self.ready()),
+        )
+
+    def ready(self) -> bool:
+        return self.state.target is not None and self.state.options.repartition
+
+    def selection_text(self) -> str:
+        if self.error:
+            return self.error
+        if not self.loaded:
+            return _("Looking for disks…")
+        if not any(d.eligible for d in self.disks):
+            return _("No disk can receive the image. Connect a disk at least as large "
+                     "as the image's data and it will appear here.")
+        if not self.state.options.repartition:
+            return _("The target disk must get the image's partition table: tick "
+                     "'Format and repartition disks' to continue.")
+        target = self.state.target
+        if target is None:
+            return _("Several disks are available: choose one and press Enter.")
+        return _("Selected: {disk} ({model}, {size})").format(
+            disk=target.path, model=target.model or "-", size=format_size(target.size_bytes))
+
+    def on_mount(self) -> None:
+        self.state.target = None
+        self.load()
+        self.load_verdict()
+        self.query_one("#disks", DataTable).focus()
+
+    def refill(self) -> None:
+        self.fill()
+
+    @work(thread=True, exclusive=True, group="disks")
+    def load(self) -> None:
+        try:
+            disks, error = self.services.list_disks(self.state.image, "target"), ""
+        except Exception as exc:  # noqa: BLE001
+            disks, error = [], describe_error(exc)
+        self.app.call_from_thread(self.loaded_disks, disks, error)
+
+    @work(thread=True, exclusive=True, group="verdict")
+    def load_verdict(self) -> None:
+        image, target = self.state.image, self.state.target
+        if image is None:
+            return
+        try:
+            verdict = self.services.compatibility(image, target)
+        except Exception as exc:  # noqa: BLE001
+            verdict = Verdict(level="unknown", summary=describe_error(exc))
+        self.app.call_from_thread(self.loaded_verdict, verdict, target)
+
+    def blocked(self) -> bool:
+        return self.state.verdict is not None and self.state.verdict.level == "blocked"
+
+    def loaded_verdict(self, verdict: Verdict, target: DiskEntry | None) -> None:
+        if target != self.state.target:
+            return  # an answer for an earlier choice of disk
+        self.state.verdict = verdict
+        self.query_one("#force", Check).display = self.blocked()
+        if not self.blocked():
+            self.state.options.force = False
+        self.query_one("#verdict", Static).update(verdict_text(verdict))
+
+    def loaded_disks(self, disks: list[DiskEntry], error: str) -> None:
+        self.disks, self.error, self.loaded = disks, error, True
+        eligible = [d for d in disks if d.eligible]
+        if self.state.target is None and len(eligible) == 1:
+            self.state.target = eligible[0]  # unambiguous: pre-selected
+            self.load_verdict()  # now for this disk's bus and driver
+        self.fill()
+
+    def fill(self) -> None:
+        table = self.query_one("#disks", DataTable)
+        table.clear()
+        for disk in self.disks:
+            mark = "●" if self.state.target and disk.path == self.state.target.path else " "
+            table.add_row(
+                f"{mark} {disk.name}", format_size(disk.size_bytes), reason_text(disk),
+                disk.model or "-", disk.serial or "-", key=disk.path,
+            )
+        if self.state.target is not None:
+            paths = [d.path for d in self.disks]
+            if self.state.target.path in paths:
+                table.move_cursor(row=paths.index(self.state.target.path))
+        self.query_one("#selection", Static).update(self.selection_text())
+        self.query_one("#next", Button).disabled = not self.ready()
+
+    @on(DataTable.RowHighlighted, "#disks")
+    def highlighted(self, event: DataTable.RowHighlighted) -> None:
+        disk = self.disk_at(event.cursor_row)
+        if disk is not None and not disk.eligible:
+            lines = [_("{disk} cannot be chosen: {reason}").format(
+                disk=disk.path, reason=disk.reason)]
+            if not any(d.eligible for d in self.disks):
+                lines.insert(0, self.selection_text())
+            self.query_one("#selection", Static).update("\n".join(lines))
+        else:
+            self.query_one("#selection", Static).update(self.selection_text())
+
+    def disk_at(self, row: int) -> DiskEntry | None:
+        return self.disks[row] if 0 <= row < len(self.disks) else None
+
+    @on(DataTable.RowSelected, "#disks")
+    def selected(self, event: DataTable.RowSelected) -> None:
+        disk = self.disk_at(event.cursor_row)
+        if disk is None or not disk.eligible:
+            return
+        self.state.target = disk
+        self.load_verdict()
+        self.fill()
+        self.query_one("#next", Button).focus()
+
+    @on(Checkbox.Changed, "#repartition")
+    def repartition(self, event: Checkbox.Changed) -> None:
+        self.state.options.repartition = event.value
+        self.fill()
+
+    @on(Checkbox.Changed, "#force")
+    def force(self, event: Checkbox.Changed) -> None:
+        self.state.options.force = event.value
+
+    @on(Checkbox.Changed, "#grow")
+    def grow(self, event: Checkbox.Changed) -> None:
+        self.state.options.grow = event.value
+
+    @on(Checkbox.Changed, "#verify")
+    def verify(self, event: Checkbox.Changed) -> None:
+        self.state.options.verify = event.value
+
+    @on(Button.Pressed, "#back")
+    def back(self) -> None:
+        self.action_back()
+
+    @on(Button.Pressed, "#next")
+    def next(self) -> None:
+        if not self.ready():
+            return
+        from rescue.wizard.screens.summary import SummaryScreen
+
+        self.app.push_screen(SummaryScreen("restore"))

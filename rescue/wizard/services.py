@@ -1,0 +1,425 @@
+"""The wizard's only door to the machine: every probe and every write goes through a
+:class:`Services` object, called from worker threads (never from a screen's handlers).
+
+:class:`EngineServices` is the real one: it adapts the engine facade (``rescue.services``),
+the image repository, the device inventory and the hardware verdict to the plain data of
+:mod:`rescue.wizard.model`. Power actions, the keymap and the shell go through an
+injectable :class:`~rescue.runner.CommandRunner`, so tests never restart the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from rescue.errors import RescueError, UsageError
+from rescue.events import Sink
+from rescue.i18n import _
+from rescue.runner import CommandRunner
+from rescue.wizard.model import (
+    DiskEntry,
+    ImageEntry,
+    Outcome,
+    Prepared,
+    RestoreOptions,
+    Verdict,
+    Volume,
+)
+
+
+class Services(Protocol):
+    def find_images(self, locations: list[str]) -> list[ImageEntry]: ...
+    def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]: ...
+    def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict: ...
+    def prepare_restore(
+        self, image: ImageEntry, disk: DiskEntry, options: RestoreOptions
+    ) -> Prepared: ...
+    def run_restore(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome: ...
+    def backup_destinations(self) -> list[tuple[str, str]]: ...
+    def prepare_backup(self, disks: list[DiskEntry], destination: str, name: str) -> Prepared: ...
+    def run_backup(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome: ...
+    def watch_media(self, on_change: Callable[[], None]) -> Callable[[], None]: ...
+    def apply_keymap(self, keymap: str) -> str: ...
+    def power(self, action: str) -> None: ...
+    def shell(self) -> None: ...
+    def check_disk(self, disk: DiskEntry) -> list[str]: ...
+    def save_logs(self, destination: str) -> str: ...
+
+
+LOG_FILE = Path(os.environ.get("RESCUE_LOG", "/tmp/rescue-wizard.log"))
+
+
+def on_linux_console() -> bool:
+    """True on a Linux virtual console (where loadkeys applies)."""
+    if os.environ.get("TERM") != "linux":
+        return False
+    try:
+        return os.ttyname(0).startswith(("/dev/tty", "/dev/console")) and not os.ttyname(
+            0
+        ).startswith("/dev/ttyS")
+    except OSError:
+        return False
+
+
+def _aware(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(0, UTC)
+
+
+class EngineServices:
+    """The real services: engine facade, image catalog, device inventory, hardware verdict.
+
+    *disk_filter* (a predicate on /dev paths) narrows which disks are searched for images
+    and offered as targets or sources; the demo and the tests use it to stay on their own
+    loop devices on a shared machine. *scan_media* turns the search of attached disks off
+    (only the locations given are read).
+    """
+
+    def __init__(
+        self,
+        runner: CommandRunner | None = None,
+        include_loop: bool = False,
+        log_file: Path = LOG_FILE,
+        disk_filter: Callable[[str], bool] | None = None,
+        scan_media: bool = True,
+        power_runner: CommandRunner | None = None,
+    ) -> None:
+        self.runner = runner or CommandRunner()
+        self.power_runner = power_runner or self.runner
+        self.include_loop = include_loop
+        self.log_file = log_file
+        self.disk_filter = disk_filter
+        self.scan_media = scan_media
+        self.report_file = log_file.with_name("rescue-restore-report.json")
+        self._catalog: contextlib.ExitStack | None = None
+        self._lock = threading.Lock()
+        self._machines: dict[str, Any] = {}  # hardware profiles by target disk name
+
+    def close(self) -> None:
+        """Unmount what the image search mounted (read-only)."""
+        with self._lock:
+            if self._catalog is not None:
+                self._catalog.close()
+                self._catalog = None
+
+    def _log(self, text: str) -> None:
+        try:
+            with self.log_file.open("a") as f:
+                f.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} {text}\n")
+        except OSError:
+            pass
+
+    def _inventory(self, include_loop: bool, repo_paths: list[str] | tuple[str, ...] = ()) -> Any:
+        from rescue.devices.inventory import KIND_DISK, KIND_LOOP, probe_inventory
+
+        inv = probe_inventory(include_loop=include_loop, runner=self.runner,
+                              repo_paths=repo_paths)
+        inv.disks = [
+            d for d in inv.disks
+            if d.kind in (KIND_DISK, KIND_LOOP)
+            and (self.disk_filter is None or self.disk_filter(d.path))
+        ]
+        return inv
+
+    # -- images ----------------------------------------------------------------------
+    def find_images(self, locations: list[str]) -> list[ImageEntry]:
+        from rescue.devices.catalog import open_catalog
+        from rescue.devices.inventory import Inventory
+
+        for loc in locations:
+            if "://" in loc:
+                raise UsageError(
+                    f"{loc}: reading images over the network is not supported yet; mount "
+                    "the share (NFS, SMB) and add its folder instead."
+                )
+        inv = self._inventory(self.include_loop) if self.scan_media else Inventory()
+        with self._lock:
+            if self._catalog is not None:
+                self._catalog.close()
+            stack = contextlib.ExitStack()
+            try:
+                catalog = stack.enter_context(open_catalog(inv, locations, self.runner))
+            except BaseException:
+                stack.close()
+                raise
+            self._catalog = stack
+        for skipped in catalog.skipped:
+            self._log(f"not searched: {skipped.what}: {skipped.reason}")
+        missing = [loc for loc in locations
+                   if not any(s.what == loc for s in catalog.skipped) and not os.path.isdir(loc)]
+        if missing:
+            self._log(f"locations not found: {missing}")
+        entries = [self._entry(found) for found in catalog.images]
+        entries.sort(key=lambda i: (i.computer.lower(), -i.created.timestamp()))
+        return entries
+
+    def _entry(self, found: Any) -> ImageEntry:
+        from rescue.image.repository import Repository
+
+        manifest = Repository.open(found.repo).load_manifest(found.id)
+        volumes = tuple(
+            Volume(
+                disk=di,
+                number=p.number,
+                size_bytes=p.size_bytes(d.logical_sector_size),
+                filesystem=p.filesystem or "",
+                label=p.fs_label or "",
+                used_bytes=p.used_bytes,
+            )
+            for di, d in enumerate(manifest.disks)
+            for p in d.partitions
+            if p.kind != "extended"
+        )
+        return ImageEntry(
+            id=found.id,
+            name=found.name,
+            computer=found.computer,
+            created=_aware(found.created_local or found.created_utc),
+            os_name=found.os_name,
+            data_bytes=found.data_bytes,
+            stored_bytes=found.stored_bytes,
+            firmware=found.firmware,
+            location=found.repo,
+            medium=found.location if found.device else "",
+            volumes=volumes,
+            disk_bytes=sum(d.size_bytes for d in manifest.disks),
+        )
+
+    # -- disks -----------------------------------------------------------------------
+    def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]:
+        include_loop = self.include_loop
+        inv = self._inventory(include_loop, [image.location] if image else [])
+        return [_disk_entry(d) for d in inv.disks]
+
+    def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict:
+        """The verdict for restoring *image* here (onto *disk*: its bus and driver count)."""
+        from rescue.hardware.compat import BOOT_CRITICAL, compare
+        from rescue.hardware.profile import HardwareProfile, collect_profile
+        from rescue.image.repository import Repository
+
+        manifest = Repository.open(image.location).load_manifest(image.id)
+        if not manifest.hardware:
+            return Verdict("unknown", summary=_("The image records no hardware profile."))
+        key = disk.name if disk is not None else ""
+        if key not in self._machines:
+            self._machines[key] = collect_profile(boot_disk=key or None)
+        verdict = compare(HardwareProfile.from_dict(manifest.hardware), self._machines[key])
+        self._log("hardware verdict: " + json.dumps(verdict.to_dict()))
+
+        def line(d: Any) -> str:
+            return f"{d.component}: {d.source or '-'} -> {d.target or '-'}. {d.action}"
+
+        critical = tuple(line(d) for d in verdict.differences if d.klass == BOOT_CRITICAL)
+        other = tuple(f"{d.component}: {d.target or d.source}" for d in verdict.differences
+                      if d.klass != BOOT_CRITICAL)
+        level = {"compatible": "compatible", "fixups": "fixups", "blocked": "blocked"}.get(
+            verdict.level, verdict.level)
+        if not verdict.differences:
+            level = "same"
+        return Verdict(level, critical, other)
+
+    # -- restore / backup ------------------------------------------------------------
+    def prepare_restore(
+        self, image: ImageEntry, disk: DiskEntry, options: RestoreOptions
+    ) -> Prepared:
+        from rescue import services
+        from rescue.plan.restore import RestoreOptions as PlanOptions
+
+        prepared = services.prepare_restore(
+            image.location, image.id, disk.path,
+            PlanOptions(grow=options.grow, verify=options.verify, force=options.force),
+            self.runner,
+        )
+        plan = prepared.plan
+        self._log("restore plan: " + json.dumps(plan.to_dict()))
+        total = plan.data_bytes * (2 if options.verify else 1)
+        boot = plan.data_bytes - sum(p.data_bytes for p in plan.partitions)
+        volumes = [("boot areas", boot)] if boot > 0 else []
+        for p in sorted(plan.partitions, key=lambda p: p.start):
+            if p.data_bytes:
+                label = f" '{p.fs_label}'" if p.fs_label else ""
+                volumes.append((f"{p.number}: {p.filesystem or p.kind}{label}", p.data_bytes))
+        return Prepared("restore", list(plan.summary_lines()), prepared,
+                        plan.target.holds_data, total, volumes)
+
+    def run_restore(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome:
+        from rescue import services
+        from rescue.events import human_bytes
+
+        self._log(f"restore started: {prepared.lines[0] if prepared.lines else ''}")
+        try:
+            report = services.run_restore(prepared.handle, _logging_sink(sink, self._log),
+                                          cancel, self.runner,
+                                          report_path=str(self.report_file))
+        except Exception as exc:
+            self._log(f"restore ended: {describe_error(exc)}")
+            raise
+        self._log("restore report: " + report.to_json())
+        details = [f"{human_bytes(report.bytes_written)} written in {report.elapsed:.0f} s"]
+        return Outcome(ok=report.result == "ok", verified=report.verified, details=details,
+                       image_id=report.image_id)
+
+    def backup_destinations(self) -> list[tuple[str, str]]:
+        inv = self._inventory(self.include_loop)
+        found = []
+        for disk in inv.disks:
+            if "boot-medium" in disk.roles:
+                continue
+            for part in disk.partitions:
+                for mp in part.mountpoints:
+                    # The image search's own read-only mounts are no destination.
+                    if not part.read_only and "rescue-catalog-" not in mp:
+                        label = f" '{part.label}'" if part.label else ""
+                        found.append((mp, f"{part.name}{label} ({part.fstype}, "
+                                          f"{disk.transport or disk.kind})"))
+        return found
+
+    def prepare_backup(self, disks: list[DiskEntry], destination: str, name: str) -> Prepared:
+        from rescue import services
+        from rescue.engine.backup import BackupOptions
+
+        if len(disks) != 1:
+            raise UsageError("Choose exactly one disk to back up.")
+        if "://" in destination:
+            raise UsageError(f"{destination}: saving images over the network is not supported "
+                             "yet; mount the share and give its folder.")
+        prepared = services.prepare_backup(disks[0].path, destination,
+                                           BackupOptions(name=name), self.runner)
+        return Prepared("backup", list(prepared.summary_lines()), prepared,
+                        total_bytes=prepared.total_bytes)
+
+    def run_backup(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome:
+        from rescue import services
+        from rescue.events import human_bytes
+
+        result = services.run_backup(prepared.handle, _logging_sink(sink, self._log), cancel)
+        m = result.manifest
+        self._log(f"backup written: image {m.id}")
+        return Outcome(ok=True, image_id=m.id, details=[
+            f"{human_bytes(m.data_bytes)} of data; {human_bytes(result.new_stored_bytes)} "
+            f"new in the repository; {human_bytes(result.reused_bytes)} reused"])
+
+    # -- hot-plug --------------------------------------------------------------------
+    def watch_media(self, on_change: Callable[[], None]) -> Callable[[], None]:
+        """Call *on_change* (from the monitor's thread) when disks come or go."""
+        from rescue.devices.monitor import DiskMonitor
+
+        monitor = DiskMonitor(lambda events: on_change(), include_loop=self.include_loop)
+        try:
+            monitor.start()
+        except Exception as exc:  # noqa: BLE001 - no netlink: the list just stays put
+            self._log(f"hot-plug monitor unavailable: {exc}")
+            return lambda: None
+        return monitor.stop
+
+    # -- machine actions -------------------------------------------------------------
+    def apply_keymap(self, keymap: str) -> str:
+        """Load *keymap* on a Linux console; elsewhere only record it."""
+        self._log(f"keyboard layout: {keymap}")
+        if on_linux_console():
+            self.runner.run(["loadkeys", keymap], what=f"Loading the keyboard layout {keymap}")
+            return "applied"
+        return "recorded"
+
+    def power(self, action: str) -> None:
+        if action not in ("reboot", "poweroff"):
+            raise UsageError(f"Unknown power action {action!r}.")
+        self._log(f"power: {action}")
+        self.power_runner.run(["systemctl", action], what=f"systemctl {action}")
+
+    def shell(self) -> None:
+        shell = os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"
+        subprocess.call([shell])
+
+    def check_disk(self, disk: DiskEntry) -> list[str]:
+        lines = []
+        for part in _partitions_of(disk.path):
+            result = self.runner.run(["fsck", "-n", part], check=False)
+            status = "clean" if result.returncode == 0 else (
+                f"problems found (fsck exit code {result.returncode})")
+            lines.append(f"{part}: {status}")
+        return lines or [f"{disk.path}: no partitions"]
+
+    def save_logs(self, destination: str) -> str:
+        dest = Path(destination)
+        if not dest.is_dir():
+            raise UsageError(f"{destination} is not a folder; plug in the USB stick and give "
+                             "the folder it is mounted on.")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = dest / f"rescue-logs-{stamp}.txt"
+        text = self.log_file.read_text() if self.log_file.exists() else "(no wizard log)\n"
+        if self.report_file.exists():
+            text += "\n--- restore report ---\n" + self.report_file.read_text()
+        journal = self.runner.run(["journalctl", "-b", "--no-pager", "-n", "2000"], check=False)
+        try:
+            target.write_text(text + "\n--- journal ---\n" + journal.stdout)
+        except OSError as exc:
+            from rescue.errors import from_oserror
+
+            raise from_oserror(exc, f"Saving logs to {target}") from exc
+        return str(target)
+
+
+def _logging_sink(sink: Sink, log: Callable[[str], None]) -> Sink:
+    from rescue.events import LogMessage, StageStarted
+
+    def forward(event: Any) -> None:
+        if isinstance(event, LogMessage | StageStarted):
+            log(str(getattr(event, "text", "") or getattr(event, "title", "")))
+        sink(event)
+
+    return forward
+
+
+def _disk_entry(d: Any) -> DiskEntry:
+    from rescue.events import human_bytes
+
+    parts = tuple(
+        " ".join(x for x in (p.name, p.fstype, f"'{p.label}'" if p.label else "",
+                             human_bytes(p.size)) if x)
+        for p in d.partitions
+    )
+    if not parts and d.fstype:
+        parts = (f"{d.name} {d.fstype}",)
+    model = " ".join(x for x in (d.vendor, d.model) if x) or (
+        "Loop device" if d.kind == "loop" else "")
+    return DiskEntry(
+        path=d.path,
+        name=d.name,
+        model=model,
+        serial=d.serial,
+        size_bytes=d.size,
+        by_id=d.by_id,
+        transport=d.transport,
+        eligible=d.eligible,
+        reason="; ".join(d.ineligible_reasons),
+        partitions=parts,
+        has_data=bool(d.partitions or d.table_type or d.fstype),
+    )
+
+
+def _partitions_of(disk: str) -> list[str]:
+    name = Path(disk).name
+    sysdir = Path("/sys/class/block") / name
+    if not sysdir.is_dir():
+        return []
+    return sorted(f"/dev/{p.name}" for p in sysdir.iterdir() if (p / "partition").exists())
+
+
+def describe_error(exc: BaseException) -> str:
+    """The sentence to show for *exc* (RescueError's own; others get a short line)."""
+    if isinstance(exc, RescueError):
+        return str(exc)
+    return f"Unexpected error: {type(exc).__name__}: {exc}"

@@ -1,0 +1,471 @@
+"""Navigation, dialogs and error paths of every screen, on deterministic fixture services
+(what the machine answers is fixed; what is tested is the wizard's behaviour)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from wizard_fakes import DISKS, IMAGES, FixtureServices
+from wizard_fixtures import english  # noqa: F401 (fixtures)
+from wizard_helpers import run_async, wait_for
+
+from rescue.errors import DeviceError, TargetTooSmallError
+from rescue.wizard.app import RescueApp
+from rescue.wizard.model import DiskEntry, WizardState
+
+
+def make_app(services: FixtureServices | None = None, **kw) -> RescueApp:
+    kw.setdefault("restart_countdown", 0)
+    return RescueApp(services or FixtureServices(), WizardState(), clock=lambda: 100.0,
+                     default_backup_name="web01", **kw)
+
+
+def name(pilot) -> str:
+    return type(pilot.app.screen).__name__
+
+
+async def on(pilot, screen: str) -> None:
+    await wait_for(pilot, lambda: name(pilot) == screen, what=screen)
+
+
+async def press_button(pilot, selector: str) -> None:
+    pilot.app.screen.query_one(selector).focus()
+    await pilot.press("enter")
+
+
+async def to_summary(pilot) -> None:
+    await press_button(pilot, "#next")
+    await on(pilot, "StartScreen")
+    await pilot.press("enter")
+    await on(pilot, "RepairScreen")
+    await pilot.press("enter")
+    await on(pilot, "SelectImageScreen")
+    await wait_for(pilot, lambda: pilot.app.screen.loaded)
+    await press_button(pilot, "#next")
+    await on(pilot, "TargetScreen")
+    await wait_for(pilot, lambda: pilot.app.screen.loaded)
+    await press_button(pilot, "#next")
+    await on(pilot, "SummaryScreen")
+    await wait_for(pilot, lambda: pilot.app.screen.prepared is not None or pilot.app.screen.error)
+
+
+def test_first_screen_says_choose_your_language():
+    async def run() -> None:
+        async with make_app().run_test(size=(80, 24)) as pilot:
+            await on(pilot, "LanguageScreen")
+            assert "Choose your language" in str(
+                pilot.app.screen.query_one("#choose-language").render())
+
+    run_async(run())
+
+
+def test_back_navigation_at_every_step():
+    svc = FixtureServices()
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await to_summary(pilot)
+            expected = ["TargetScreen", "SelectImageScreen", "RepairScreen", "StartScreen",
+                        "LanguageScreen"]
+            for i, screen in enumerate(expected):
+                if i % 2 == 0 and pilot.app.screen.query("#back"):
+                    await press_button(pilot, "#back")  # the Back button ...
+                else:
+                    await pilot.press("escape")  # ... and Escape
+                await on(pilot, screen)
+            await pilot.press("escape")  # the first screen stays
+            await pilot.pause(0.1)
+            assert name(pilot) == "LanguageScreen"
+            # Forward again: the answers given are kept.
+            await to_summary(pilot)
+            assert pilot.app.state.image is not None and pilot.app.state.image.id == "3f9a1c2b"
+
+    run_async(run())
+
+
+def test_restore_flow_with_typed_confirmation_and_countdown():
+    svc = FixtureServices()
+    app = make_app(svc, restart_countdown=2, countdown_interval=0.05)
+
+    async def run() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await to_summary(pilot)
+            await press_button(pilot, "#finish")
+            await on(pilot, "TypedConfirmDialog")
+            await pilot.press("s", "d", "x")
+            assert pilot.app.screen.query_one("#yes").disabled
+            await pilot.press("backspace", "a", "enter")
+            await on(pilot, "FinishedScreen")
+            assert "restored" in str(pilot.app.screen.query_one("#result").render())
+            await wait_for(pilot, lambda: ("power", "reboot") in svc.calls, what="restart")
+
+    run_async(run())
+    assert ("run_restore", ("restore", "3f9a1c2b", "/dev/sda")) in svc.calls
+
+
+def test_countdown_can_be_stopped():
+    svc = FixtureServices()
+    app = make_app(svc, restart_countdown=30, countdown_interval=0.05)
+
+    async def run() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await to_summary(pilot)
+            await press_button(pilot, "#finish")
+            await on(pilot, "TypedConfirmDialog")
+            await pilot.press("s", "d", "a", "enter")
+            await on(pilot, "FinishedScreen")
+            await wait_for(pilot, lambda: "Restarting in" in str(
+                pilot.app.screen.query_one("#countdown").render()))
+            await pilot.press("escape")
+            await pilot.pause(2.0)
+            assert ("power", "reboot") not in svc.calls
+            assert str(pilot.app.screen.query_one("#countdown").render()) == ""
+
+    run_async(run())
+
+
+def test_cancel_during_progress_asks_and_leaves_a_clear_state():
+    svc = FixtureServices(block_run=threading.Event())
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await to_summary(pilot)
+            await press_button(pilot, "#finish")
+            await on(pilot, "TypedConfirmDialog")
+            await pilot.press("s", "d", "a", "enter")
+            await on(pilot, "ProgressScreen")
+            await wait_for(pilot, lambda: "Writing partition 2" in str(
+                pilot.app.screen.query_one("#stage").render()))
+            await pilot.press("escape")  # asks first
+            await on(pilot, "ConfirmDialog")
+            await press_button(pilot, "#no")  # "Continue"
+            await on(pilot, "ProgressScreen")
+            assert not pilot.app.state.cancel.is_set()
+            await press_button(pilot, "#cancel")
+            await on(pilot, "ConfirmDialog")
+            await press_button(pilot, "#yes")
+            await on(pilot, "FinishedScreen")
+            outcome = pilot.app.state.outcome
+            assert outcome is not None and outcome.cancelled and not outcome.ok
+            text = str(pilot.app.screen.query_one("#result").render())
+            assert "cancelled" in text and "incomplete" in text
+            assert pilot.app.screen.query("#logs")  # Save logs offered
+
+    run_async(run())
+
+
+def test_failure_shows_the_cause_and_save_logs():
+    svc = FixtureServices(run_error=DeviceError(
+        "Writing /dev/sda: input/output error; the disk may be failing."))
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await to_summary(pilot)
+            await press_button(pilot, "#finish")
+            await on(pilot, "TypedConfirmDialog")
+            await pilot.press("s", "d", "a", "enter")
+            await on(pilot, "FinishedScreen")
+            text = str(pilot.app.screen.query_one("#result").render())
+            assert "The restore failed." in text and "input/output error" in text
+            await press_button(pilot, "#logs")
+            await on(pilot, "InputDialog")
+            await pilot.press(*"/media/usb", "enter")
+            await wait_for(pilot, lambda: ("save_logs", "/media/usb") in svc.calls)
+
+    run_async(run())
+
+
+def test_prepare_refusal_is_shown_and_finish_disabled():
+    svc = FixtureServices(prepare_error=TargetTooSmallError(
+        "Target disk /dev/sda is 120 GB; the image's partitions need 143 GB."))
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await to_summary(pilot)
+            screen = pilot.app.screen
+            assert "143 GB" in str(screen.query_one("#status").render())
+            assert screen.query_one("#finish").disabled
+
+    run_async(run())
+
+
+def test_no_eligible_target():
+    protected = [d for d in DISKS if not d.eligible]
+    svc = FixtureServices(disks=protected)
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await press_button(pilot, "#next")
+            await on(pilot, "StartScreen")
+            await pilot.press("enter")
+            await on(pilot, "RepairScreen")
+            await pilot.press("enter")
+            await on(pilot, "SelectImageScreen")
+            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await press_button(pilot, "#next")
+            await on(pilot, "TargetScreen")
+            screen = pilot.app.screen
+            await wait_for(pilot, lambda: screen.loaded)
+            assert "No disk can receive the image" in str(
+                screen.query_one("#selection").render())
+            assert screen.query_one("#next").disabled
+            # Protected disks are listed, with their reason, but Enter does not pick them.
+            table = screen.query_one("#disks")
+            assert table.row_count == 2
+            await pilot.press("enter")
+            assert pilot.app.state.target is None
+            assert "cannot be chosen" in str(screen.query_one("#selection").render())
+
+    run_async(run())
+
+
+def test_ambiguous_targets_are_not_preselected():
+    second = DiskEntry("/dev/nvme0n1", "nvme0n1", "WD Black SN770", "2215ABC", 500 * 10**9)
+    svc = FixtureServices(disks=[*DISKS, second])
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await press_button(pilot, "#next")
+            await on(pilot, "StartScreen")
+            await pilot.press("enter")
+            await on(pilot, "RepairScreen")
+            await pilot.press("enter")
+            await on(pilot, "SelectImageScreen")
+            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await press_button(pilot, "#next")
+            await on(pilot, "TargetScreen")
+            screen = pilot.app.screen
+            await wait_for(pilot, lambda: screen.loaded)
+            assert pilot.app.state.target is None and screen.query_one("#next").disabled
+            screen.query_one("#disks").focus()
+            await pilot.press("down", "down", "down", "enter")
+            assert pilot.app.state.target == second
+            assert not screen.query_one("#next").disabled
+            # Unticking "Format and repartition" blocks Next with an explanation.
+            screen.query_one("#repartition").focus()
+            await pilot.press("space")
+            assert screen.query_one("#next").disabled
+            assert "partition table" in str(screen.query_one("#selection").render())
+
+    run_async(run())
+
+
+def test_select_a_specific_image_and_add_a_location():
+    svc = FixtureServices()
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await press_button(pilot, "#next")
+            await on(pilot, "StartScreen")
+            await pilot.press("enter")
+            await on(pilot, "RepairScreen")
+            await pilot.press("enter")
+            await on(pilot, "SelectImageScreen")
+            screen = pilot.app.screen
+            await wait_for(pilot, lambda: screen.loaded)
+            await press_button(pilot, "#add")
+            await on(pilot, "InputDialog")
+            await pilot.press(*"/mnt/nas/images", "enter")
+            await on(pilot, "SelectImageScreen")
+            await wait_for(pilot, lambda: ("find_images", ("/mnt/nas/images",)) in svc.calls)
+            assert pilot.app.state.locations == ["/mnt/nas/images"]
+            await wait_for(pilot, lambda: screen.loaded)
+            screen.query_one("#images").focus()
+            await pilot.press("down", "enter")  # the second row: web01 "monthly"
+            await on(pilot, "TargetScreen")
+            assert pilot.app.state.image == IMAGES[1]
+            assert not pilot.app.state.use_latest
+
+    run_async(run())
+
+
+def test_image_list_updates_when_media_change():
+    svc = FixtureServices(images=[])
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await press_button(pilot, "#next")
+            await on(pilot, "StartScreen")
+            await pilot.press("enter")
+            await on(pilot, "RepairScreen")
+            await pilot.press("enter")
+            await on(pilot, "SelectImageScreen")
+            screen = pilot.app.screen
+            await wait_for(pilot, lambda: screen.loaded and bool(svc.watchers))
+            assert screen.query_one("#images").row_count == 0
+            svc.images = list(IMAGES)  # a USB stick with images is plugged in
+            threading.Thread(target=svc.watchers[0]).start()  # from the monitor's thread
+            await wait_for(pilot, lambda: screen.query_one("#images").row_count == 3,
+                           what="live update")
+            assert not screen.query_one("#next").disabled
+            svc.images = []  # and pulled out again
+            threading.Thread(target=svc.watchers[0]).start()
+            await wait_for(pilot, lambda: screen.query_one("#images").row_count == 0)
+            assert screen.query_one("#next").disabled
+        assert not svc.watchers  # the watch stops with the screen
+
+    run_async(run())
+
+
+def test_language_can_be_changed_from_any_screen():
+    svc = FixtureServices()
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await to_summary(pilot)
+            await pilot.press("f2")
+            await on(pilot, "LanguageScreen")
+            pilot.app.screen.query_one("#language").value = "de"
+            await wait_for(pilot, lambda: "Sprache und Tastatur" in str(
+                pilot.app.screen.query_one("#title").render()), what="recomposed in German")
+            await pilot.pause(0.1)
+            await press_button(pilot, "#next")
+            await on(pilot, "SummaryScreen")
+            screen = pilot.app.screen
+            assert "Zusammenfassung" in str(screen.query_one("#title").render())
+            summary = str(screen.query_one("#summary").render())
+            assert "Datum und Uhrzeit: 31.10.2026 14:05" in summary
+            assert pilot.app.state.region == "de_DE" and pilot.app.state.keymap == "de"
+            # The plan is still there after the change: Finish is enabled.
+            assert not screen.query_one("#finish").disabled
+
+    run_async(run())
+    assert ("apply_keymap", "de") in svc.calls
+
+
+@pytest.mark.parametrize("tool,expected", [
+    ("shell", ("shell",)),
+    ("reboot", ("power", "reboot")),
+    ("poweroff", ("power", "poweroff")),
+])
+def test_repair_tools(tool, expected):
+    svc = FixtureServices()
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await press_button(pilot, "#next")
+            await on(pilot, "StartScreen")
+            await pilot.press("enter")
+            await on(pilot, "RepairScreen")
+            options = pilot.app.screen.query_one("#options")
+            options.highlighted = options.get_option_index(tool)
+            await pilot.press("enter")
+            if tool != "shell":
+                await on(pilot, "ConfirmDialog")
+                await press_button(pilot, "#yes")
+            await wait_for(pilot, lambda: expected in svc.calls, what=tool)
+
+    run_async(run())
+
+
+def test_check_disk_tool():
+    svc = FixtureServices()
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await press_button(pilot, "#next")
+            await on(pilot, "StartScreen")
+            await pilot.press("enter")
+            await on(pilot, "RepairScreen")
+            options = pilot.app.screen.query_one("#options")
+            options.highlighted = options.get_option_index("check")
+            await pilot.press("enter")
+            await on(pilot, "ChoiceDialog")
+            await pilot.press("enter")
+            await on(pilot, "TextDialog")
+            assert "/dev/sda1: clean" in str(pilot.app.screen.query_one("#text").render())
+
+    run_async(run())
+
+
+def test_backup_flow_with_fixture_services():
+    svc = FixtureServices()
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await press_button(pilot, "#next")
+            await on(pilot, "StartScreen")
+            await press_button(pilot, "#backup")
+            await on(pilot, "BackupSourceScreen")
+            await wait_for(pilot, lambda: bool(pilot.app.screen.disks))
+            await press_button(pilot, "#next")
+            await on(pilot, "BackupDestinationScreen")
+            await wait_for(pilot, lambda: pilot.app.screen.media)
+            pilot.app.screen.query_one("#media").focus()
+            await pilot.press("enter")  # pick the repository on the USB stick
+            assert pilot.app.screen.query_one("#destination").value == "/media/usb/rescue"
+            await press_button(pilot, "#next")
+            await on(pilot, "SummaryScreen")
+            await wait_for(pilot, lambda: pilot.app.screen.prepared is not None)
+            await press_button(pilot, "#finish")  # no typed confirmation for a backup
+            await on(pilot, "FinishedScreen")
+            assert "9e8d7c6b" in str(pilot.app.screen.query_one("#result").render())
+            await press_button(pilot, "#again")
+            await on(pilot, "StartScreen")
+
+    run_async(run())
+    assert ("prepare_backup", "/dev/sda", "/media/usb/rescue", "web01") in svc.calls
+
+
+def test_media_changes_do_not_reload_images_under_a_later_step():
+    """A udev event while a later step is on screen (the restore rewriting the target's
+    table sends some) must not re-run the image search, which could unmount the
+    repository being read; the list reloads when the technician comes back."""
+    svc = FixtureServices()
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await press_button(pilot, "#next")
+            await on(pilot, "StartScreen")
+            await pilot.press("enter")
+            await on(pilot, "RepairScreen")
+            await pilot.press("enter")
+            await on(pilot, "SelectImageScreen")
+            select = pilot.app.screen
+            await wait_for(pilot, lambda: select.loaded and bool(svc.watchers))
+            await press_button(pilot, "#next")
+            await on(pilot, "TargetScreen")
+            searches = len([c for c in svc.calls if c[0] == "find_images"])
+            threading.Thread(target=svc.watchers[0]).start()
+            await pilot.pause(1.0)
+            assert len([c for c in svc.calls if c[0] == "find_images"]) == searches
+            await pilot.press("escape")
+            await on(pilot, "SelectImageScreen")
+            await wait_for(pilot, lambda: len(
+                [c for c in svc.calls if c[0] == "find_images"]) == searches + 1)
+
+    run_async(run())
+
+
+def test_blocked_verdict_offers_restore_anyway():
+    from rescue.wizard.model import Verdict
+
+    svc = FixtureServices(verdict=Verdict(
+        "blocked", ("firmware: uefi -> bios. The image boots only with UEFI.",), ()))
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await press_button(pilot, "#next")
+            await on(pilot, "StartScreen")
+            await pilot.press("enter")
+            await on(pilot, "RepairScreen")
+            await pilot.press("enter")
+            await on(pilot, "SelectImageScreen")
+            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await press_button(pilot, "#next")
+            await on(pilot, "TargetScreen")
+            screen = pilot.app.screen
+            force = screen.query_one("#force")
+            await wait_for(pilot, lambda: force.display, what="the force option")
+            verdict = str(screen.query_one("#verdict").render())
+            assert "not expected to start" in verdict and "UEFI" in verdict
+            force.focus()
+            await pilot.press("space")
+            assert pilot.app.state.options.force
+            await press_button(pilot, "#next")
+            await on(pilot, "SummaryScreen")
+            await wait_for(pilot, lambda: pilot.app.screen.prepared is not None)
+            assert "Restore anyway" in str(pilot.app.screen.query_one("#summary").render())
+
+    run_async(run())

@@ -1,0 +1,155 @@
+"""Deterministic services for screen tests and snapshots (fixed dates, sizes, disks).
+
+These stand in for the machine only where a screen's look or navigation is tested; the
+restore and backup tests run the real engine on loop devices (test_restore_real.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from rescue.errors import Cancelled, RescueError
+from rescue.events import LogMessage, Progress, Sink, StageFinished, StageStarted
+from rescue.wizard.model import (
+    DiskEntry,
+    ImageEntry,
+    Outcome,
+    Prepared,
+    RestoreOptions,
+    Verdict,
+    Volume,
+)
+
+GB = 1000**3
+CET = timezone(timedelta(hours=1))
+
+IMAGES = [
+    ImageEntry("3f9a1c2b", "weekly", "web01", datetime(2026, 10, 31, 14, 5, tzinfo=CET),
+               "Debian GNU/Linux 12", 21 * GB, 9 * GB, "uefi", "/media/usb/rescue",
+               "USB stick SanDisk Ultra (sdb1)",
+               (Volume(0, 1, 536_870_912, "vfat", "EFI", 12_000_000),
+                Volume(0, 2, 40 * GB, "ext4", "root", 20 * GB),
+                Volume(0, 3, 4 * GB, "swap", "", None)), 64 * GB),
+    ImageEntry("1b2c3d4e", "monthly", "web01", datetime(2026, 10, 1, 9, 30, tzinfo=CET),
+               "Debian GNU/Linux 12", 19 * GB, 8 * GB, "uefi", "/media/usb/rescue",
+               "USB stick SanDisk Ultra (sdb1)",
+               (Volume(0, 1, 536_870_912, "vfat", "EFI", 12_000_000),
+                Volume(0, 2, 40 * GB, "ext4", "root", 18 * GB)), 64 * GB),
+    ImageEntry("77aa0011", "before-upgrade", "office-pc", datetime(2026, 9, 12, 18, 45,
+                                                                  tzinfo=CET),
+               "Ubuntu 24.04 LTS", 35 * GB, 15 * GB, "bios", "/media/usb/rescue",
+               "USB stick SanDisk Ultra (sdb1)",
+               (Volume(0, 1, 100 * GB, "ext4", "system", 35 * GB),), 120 * GB),
+]
+
+DISKS = [
+    DiskEntry("/dev/sda", "sda", "Samsung SSD 870", "S5Y1NJ0R123456", 250 * GB,
+              "/dev/disk/by-id/ata-Samsung_SSD_870_S5Y1NJ0R123456", "sata",
+              partitions=("sda1 ntfs 'Windows'", "sda2 ntfs 'Data'"), has_data=True),
+    DiskEntry("/dev/sdb", "sdb", "SanDisk Ultra", "4C530001", 32 * GB, transport="usb",
+              eligible=False, reason="it holds the selected image repository",
+              partitions=("sdb1 exfat 'RESCUE'",), has_data=True),
+    DiskEntry("/dev/sdc", "sdc", "Rescue Live USB", "AA00BB11", 8 * GB, transport="usb",
+              eligible=False,
+              reason="it holds the running rescue system (boot medium or current root)",
+              partitions=("sdc1 iso9660 'RESCUE_LIVE'",), has_data=True),
+]
+
+
+@dataclass
+class FixtureServices:
+    images: list[ImageEntry] = field(default_factory=lambda: list(IMAGES))
+    disks: list[DiskEntry] = field(default_factory=lambda: list(DISKS))
+    verdict: Verdict = field(default_factory=lambda: Verdict(
+        "compatible", (), ("Network: Intel I219-V (e1000e) was Realtek RTL8111 (r8169)",)))
+    prepare_error: RescueError | None = None
+    run_error: RescueError | None = None
+    block_run: threading.Event | None = None  # the run waits for this (cancel tests)
+    calls: list[tuple] = field(default_factory=list)
+    watchers: list[Callable[[], None]] = field(default_factory=list)
+
+    def find_images(self, locations: list[str]) -> list[ImageEntry]:
+        self.calls.append(("find_images", tuple(locations)))
+        return list(self.images)
+
+    def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]:
+        return list(self.disks)
+
+    def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict:
+        return self.verdict
+
+    def prepare_restore(self, image: ImageEntry, disk: DiskEntry,
+                        options: RestoreOptions) -> Prepared:
+        self.calls.append(("prepare_restore", image.id, disk.path))
+        if self.prepare_error:
+            raise self.prepare_error
+        return Prepared("restore", [
+            f"wipe signatures on {disk.path}",
+            "create GPT partition table (3 partitions)",
+            "write partitions 1-2 (20.0 GB of data), recreate swap 3",
+            "grow partition 2 to fill the disk; verify; UEFI boot entry",
+        ], handle=("restore", image.id, disk.path), loses_data=disk.has_data,
+            total_bytes=20 * GB, volumes=[("1: vfat 'EFI'", 12_000_000),
+                                          ("2: ext4 'root'", 20 * GB - 12_000_000)])
+
+    def _run(self, sink: Sink, cancel: threading.Event) -> None:
+        total = 20 * GB
+        sink(StageStarted("restore-data", "Writing partition 2 (ext4, 40.0 GB)", total))
+        sink(Progress("restore-data", total // 4, total, 60.0, 85_000_000.0, 180.0))
+        if self.block_run is not None:
+            # Wait for the test (at most 20 s, so a snapshot run never hangs at exit).
+            for _ in range(400):
+                if cancel.is_set() or self.block_run.wait(0.05):
+                    break
+        if cancel.is_set():
+            sink(LogMessage("warning", "Cancelled after the current chunk."))
+            raise Cancelled("The restore was cancelled; the target disk is incomplete.")
+        if self.run_error:
+            raise self.run_error
+        sink(Progress("restore-data", total, total, 240.0, 83_333_333.0, 0.0))
+        sink(StageFinished("restore-data", 240.0, total))
+
+    def run_restore(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome:
+        self.calls.append(("run_restore", prepared.handle))
+        self._run(sink, cancel)
+        return Outcome(ok=True, verified=True)
+
+    def backup_destinations(self) -> list[tuple[str, str]]:
+        return [("/media/usb/rescue", "USB stick SanDisk Ultra (sdb1)")]
+
+    def prepare_backup(self, disks: list[DiskEntry], destination: str, name: str) -> Prepared:
+        self.calls.append(("prepare_backup", disks[0].path, destination, name))
+        if self.prepare_error:
+            raise self.prepare_error
+        return Prepared("backup", [f"read {disks[0].path}: 2 partitions, 21.0 GB used",
+                                   f"write image '{name}' to {destination}"],
+                        handle=("backup", disks[0].path), total_bytes=20 * GB)
+
+    def run_backup(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome:
+        self.calls.append(("run_backup", prepared.handle))
+        self._run(sink, cancel)
+        return Outcome(ok=True, image_id="9e8d7c6b")
+
+    def watch_media(self, on_change: Callable[[], None]) -> Callable[[], None]:
+        self.watchers.append(on_change)
+        return lambda: self.watchers.remove(on_change) if on_change in self.watchers else None
+
+    def apply_keymap(self, keymap: str) -> str:
+        self.calls.append(("apply_keymap", keymap))
+        return "recorded"
+
+    def power(self, action: str) -> None:
+        self.calls.append(("power", action))
+
+    def shell(self) -> None:
+        self.calls.append(("shell",))
+
+    def check_disk(self, disk: DiskEntry) -> list[str]:
+        return [f"{disk.path}1: clean"]
+
+    def save_logs(self, destination: str) -> str:
+        self.calls.append(("save_logs", destination))
+        return f"{destination}/rescue-logs.txt"

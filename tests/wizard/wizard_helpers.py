@@ -1,0 +1,21 @@
+"""Helpers of the wizard's Pilot tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+
+def run_async(coro: Awaitable[None]) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 30.0,
+                   what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; screen is "
+                                 f"{type(pilot.app.screen).__name__}")
+        await pilot.pause(0.05)
