@@ -12,7 +12,7 @@ from rescue.engine.backup import run_backup as _run_backup
 from rescue.engine.restore import Restorer, RestoreReport, check_chunks_present
 from rescue.events import Sink, null_sink
 from rescue.hardware.compat import Verdict, compare
-from rescue.hardware.profile import HardwareProfile, collect_profile
+from rescue.hardware.profile import HardwareProfile, collect_profile, firmware_type
 from rescue.image.manifest import Manifest
 from rescue.image.repository import Repository
 from rescue.plan.restore import RestoreOptions, RestorePlan, plan_restore
@@ -58,7 +58,8 @@ def prepare_restore(
     manifest = repo.load_manifest(image_ref)
     target = probe_target(target_disk, repo_path, runner)
     verdict = hardware_verdict(manifest, target_disk)
-    plan = plan_restore(manifest, target, options or RestoreOptions(), verdict.to_dict())
+    plan = plan_restore(manifest, target, options or RestoreOptions(), verdict.to_dict(),
+                        firmware=firmware_type())
     check_chunks_present(repo, manifest)
     return PreparedRestore(repo, manifest, plan)
 

@@ -13,6 +13,7 @@ from rescue.engine.restore import verify_image
 from rescue.errors import Cancelled, UsageError
 from rescue.events import Broadcast, JsonLog, Sink, TerminalProgress, human_bytes
 from rescue.image.repository import Repository, summarize
+from rescue.plan.fixups import FIXUP_NAMES
 from rescue.plan.restore import RestoreOptions
 from rescue.runner import CommandRunner
 
@@ -73,6 +74,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="skip chunks the target already holds: resumes an interrupted "
                    "restore, or refreshes a disk restored from an earlier image (each "
                    "chunk on the target is hashed and compared)")
+    p.add_argument("--skip-fixup", action="append", default=[], metavar="NAME",
+                   choices=FIXUP_NAMES,
+                   help="skip a boot fix-up (repeatable): " + ", ".join(FIXUP_NAMES))
+    p.add_argument("--add-driver", action="append", default=[], metavar="MODULE",
+                   help="also put this storage driver into the restored initramfs "
+                   "(repeatable), e.g. nvme when the disk goes into another machine")
+    p.add_argument("--firmware", choices=("uefi", "bios"),
+                   help="treat the machine as booted this way (default: detected); decides "
+                   "the UEFI boot entry and fallback loader steps")
     p.add_argument("--force", action="store_true",
                    help="restore even if the hardware verdict is 'blocked'")
     p.add_argument("--report", metavar="FILE",
@@ -197,7 +207,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     runner = CommandRunner()
     options = RestoreOptions(grow=not args.no_grow, verify=args.verify,
                              verify_first=args.verify_first, force=args.force,
-                             delta=args.delta)
+                             delta=args.delta, skip_fixups=args.skip_fixup,
+                             firmware=args.firmware or "", add_drivers=args.add_driver)
     prepared = services.prepare_restore(args.repo, args.image, args.disk, options, runner)
     plan = prepared.plan
     if args.dry_run:
@@ -223,4 +234,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
           + (f", {human_bytes(report.bytes_skipped)} already in place"
              if args.delta else "")
           + (", verified" if report.verified else ""))
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if report.warnings:
+        print("The data is restored, but the machine may not boot until this is fixed.",
+              file=sys.stderr)
+        return BOOT_FIXUP_FAILED
     return 0
+
+
+BOOT_FIXUP_FAILED = 25

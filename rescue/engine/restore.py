@@ -63,6 +63,7 @@ class RestoreReport:
     elapsed: float = 0.0
     bytes_written: int = 0
     bytes_skipped: int = 0  # delta restore: chunks the target already held
+    warnings: list[str] = field(default_factory=list)  # e.g. a boot fix-up that failed
     throughput: float = 0.0
     verified: bool | None = None
     steps: list[StepResult] = field(default_factory=list)
@@ -196,6 +197,7 @@ class Restorer:
             self._write_data()
             self._recreate_swap(nodes)
             self._grow(nodes)
+            self._fixups(nodes)
             self.report.result = "ok"
         except (Cancelled, KeyboardInterrupt):
             self.report.result = "cancelled"
@@ -325,6 +327,25 @@ class Restorer:
                                      f"partition {pp.number} to {size}"))
                 grow.grow(pp.filesystem, nodes[pp.number], self.runner)
                 self._step("grow-filesystems", "done", f"partition {pp.number}")
+
+    def _fixups(self, nodes: dict[int, str]) -> None:
+        if not self.plan.fixups:
+            return
+        from rescue.engine.bootfix import FixupContext, run_fixups
+
+        previous = [str(row[4]) for row in self.plan.target.existing_layout if row[4]]
+        drivers = list(self.plan.compatibility.get("initramfs_drivers", []))
+        drivers += [d for d in self.plan.options.add_drivers if d not in drivers]
+        ctx = FixupContext(
+            disk=self.plan.target.path, partitions=nodes, manifest=self.manifest,
+            firmware=self.plan.firmware,
+            storage_drivers=drivers, runner=self.runner, sink=self.sink,
+            previous_partuuids=previous,
+        )
+        for r in run_fixups(ctx, self.plan.fixups):
+            self.report.steps.append(StepResult(r.name, r.status, r.detail))
+            if r.status == "failed":
+                self.report.warnings.append(f"Boot fix-up '{r.name}' failed: {r.detail}")
 
     def _step(self, name: str, status: str, detail: str = "") -> None:
         self.report.steps.append(StepResult(name, status, detail))

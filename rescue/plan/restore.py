@@ -15,6 +15,7 @@ from rescue.errors import (
 from rescue.events import human_bytes
 from rescue.fs.grow import GROWABLE
 from rescue.image.manifest import METHOD_RECREATE, Disk, Manifest
+from rescue.plan.fixups import FixupStep, plan_fixups, steps_to_json
 
 ALIGN = 2048  # sectors: 1 MiB at 512-byte sectors
 GPT_BACKUP_SECTORS = 33  # backup partition entries (32) + backup header (1)
@@ -62,6 +63,8 @@ class RestoreOptions:
     force: bool = False  # restore even when the hardware verdict says "blocked"
     skip_fixups: list[str] = field(default_factory=list)
     delta: bool = False  # skip chunks the target already holds (resume, refresh)
+    firmware: str = ""  # "uefi" | "bios": override how the restoring machine booted
+    add_drivers: list[str] = field(default_factory=list)  # extra initramfs storage drivers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +107,8 @@ class RestorePlan:
     data_bytes: int
     reuse_table: bool = False  # delta restore onto a disk that already has this layout
     compatibility: dict[str, Any] = field(default_factory=dict)  # the hardware verdict
+    firmware: str = "bios"  # how the machine running the restore booted
+    fixups: list[FixupStep] = field(default_factory=list)  # boot fix-ups after the data
 
     def partition(self, number: int) -> PartitionPlan:
         return next(p for p in self.partitions if p.number == number)
@@ -121,6 +126,8 @@ class RestorePlan:
             "data_bytes": self.data_bytes,
             "reuse_table": self.reuse_table,
             "compatibility": self.compatibility,
+            "firmware": self.firmware,
+            "fixups": steps_to_json(self.fixups),
         }
 
     def summary_lines(self) -> list[str]:
@@ -154,6 +161,9 @@ class RestorePlan:
                             if drivers else ""))
         if t.holds_data:
             lines.append(f"Everything now on {t.path} will be erased.")
+        if self.fixups:
+            lines.append(f"Boot fix-ups ({self.firmware.upper()} firmware):")
+            lines.extend("  " + s.summary_line() for s in self.fixups)
         lines.append("Steps: " + ", ".join(self.steps))
         return lines
 
@@ -203,9 +213,11 @@ def _check_numbering(disk: Disk) -> None:
 
 
 def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions,
-                 verdict: dict[str, Any] | None = None) -> RestorePlan:
+                 verdict: dict[str, Any] | None = None, firmware: str = "bios") -> RestorePlan:
     """*verdict*: the hardware compatibility verdict (rescue.hardware.compat) as a dict;
-    a "blocked" verdict refuses the restore unless options.force."""
+    a "blocked" verdict refuses the restore unless options.force. *firmware*: how the
+    machine running the restore booted (options.firmware overrides it); it decides the
+    UEFI/BIOS boot fix-ups."""
     if len(manifest.disks) != 1:
         raise UsageError(
             f"Image {manifest.id} holds {len(manifest.disks)} disks; "
@@ -274,6 +286,11 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
         steps.append("recreate-swap")
     if any(p.grow_filesystem for p in plans):
         steps.append("grow-filesystems")
+    firmware = options.firmware or firmware
+    drivers = list(verdict.get("initramfs_drivers", []))
+    drivers += [d for d in options.add_drivers if d not in drivers]
+    fixups = plan_fixups(manifest, firmware, drivers, set(options.skip_fixups))
+    steps.extend(s.name for s in fixups if not s.skip)
     steps.append("sync")
     total = sum(p.data_bytes for p in plans) + sum(
         a.data.stored_chunk_bytes + a.data.zero_bytes for a in disk.boot_areas
@@ -282,7 +299,7 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
     return RestorePlan(
         image_id=manifest.id, target=target, options=options, table=disk.table,
         disk_id=disk.id, sector_size=ss, partitions=plans, steps=steps, data_bytes=total,
-        reuse_table=reuse_table, compatibility=verdict,
+        reuse_table=reuse_table, compatibility=verdict, firmware=firmware, fixups=fixups,
     )
 
 

@@ -191,7 +191,7 @@ def test_unmountable_and_missing_sources_are_skipped_with_reasons(tmp_path: Path
 def test_real_backup_carries_the_profile_and_is_compatible_here(gpt_backup) -> None:  # type: ignore[no-untyped-def]
     """An image made by the backup engine on this machine: the catalog lists it, its
     manifest carries the full hardware profile, and `rescue compat` says compatible."""
-    from conftest import rescue_cli
+    from realdisk import rescue_cli
 
     found = discover_images(Inventory(), [str(gpt_backup.repo)])
     assert [i.id for i in found] == [gpt_backup.image_id] and found[0].recommended

@@ -19,11 +19,9 @@ from pathlib import Path
 import qemu_harness
 from testsystem import TestSystem, loop_device, refresh_partitions
 
-from rescue.engine.bootfix import FixupContext, FixupResult, run_fixups
-from rescue.events import LogMessage
+from rescue.engine.bootfix import FixupResult
 from rescue.image.repository import Repository
-from rescue.plan.fixups import plan_fixups
-from rescue.runner import RecordingRunner
+from rescue.plan.fixups import FIXUP_NAMES
 
 # The whole matrix runs with RESCUE_BOOT_MATRIX=1 (make boot-matrix); make test a subset.
 FULL_MATRIX = os.environ.get("RESCUE_BOOT_MATRIX") == "1"
@@ -91,37 +89,33 @@ def restore_and_fix(
     fixups: bool = True,
     skip: set[str] | None = None,
 ) -> tuple[float, float, list[FixupResult], list[str]]:
-    """Restore onto a blank sparse *target* file and run the fix-ups for a *bus* machine
-    with the test system's firmware. Returns (restore s, fix-up s, results, log lines)."""
+    """Restore onto a blank sparse *target* file with `rescue restore`, which runs the boot
+    fix-ups as the live system would on a *bus* machine with the test system's firmware
+    (--firmware, --add-driver). Returns (restore s, fix-up s, results, log lines)."""
     with open(target, "wb") as f:
         f.truncate(ts.size + (LARGER_BY if size == "larger" else 0))
     logs: list[str] = []
     with loop_device(target) as dev:
         report_path = target.with_suffix(".report.json")
+        skipped = set(FIXUP_NAMES) if not fixups else (skip or set())
+        argv = ["restore", "--repo", str(repo), "--image", image_id, "--disk", dev, "--yes",
+                "--report", str(report_path), "--firmware", ts.firmware]
+        for driver in BUS_DRIVERS[bus]:
+            argv += ["--add-driver", driver]
+        for name in sorted(skipped):
+            argv += ["--skip-fixup", name]
+        log_path = target.with_suffix(".events.jsonl")
         started = time.monotonic()
-        rescue_cli(
-            "restore", "--repo", str(repo), "--image", image_id, "--disk", dev, "--yes",
-            "--report", str(report_path),
-        )
+        rescue_cli(*argv, "--log-json", str(log_path))
         restore_s = time.monotonic() - started
         report = json.loads(report_path.read_text())
-        nodes = {int(k): v for k, v in report["partitions"].items()}
-        results: list[FixupResult] = []
-        started = time.monotonic()
-        if fixups:
-            manifest = Repository.open(repo).load_manifest(image_id)
-            steps = plan_fixups(manifest, ts.firmware, BUS_DRIVERS[bus], skip or set())
-            ctx = FixupContext(
-                disk=dev,
-                partitions=nodes,
-                manifest=manifest,
-                firmware=ts.firmware,  # the target VM's firmware decides the UEFI steps
-                storage_drivers=BUS_DRIVERS[bus],
-                runner=RecordingRunner(),
-                sink=lambda e: logs.append(e.text) if isinstance(e, LogMessage) else None,
-            )
-            results = run_fixups(ctx, steps)
-        fixup_s = time.monotonic() - started
+        results = [FixupResult(s["name"], s["status"], s["detail"]) for s in report["steps"]
+                   if s["name"] in FIXUP_NAMES]
+        events = [json.loads(line) for line in log_path.read_text().splitlines()]
+        logs.extend(e["text"] for e in events if e["event"] == "LogMessage")
+        fixup_times = [e["time"] for e in events if e["event"] in ("StageStarted", "StageFinished")
+                       and str(e.get("stage", "")).startswith("fixup-")]
+        fixup_s = (max(fixup_times) - min(fixup_times)) if fixup_times else 0.0
         os.sync()
     return restore_s, fixup_s, results, logs
 
