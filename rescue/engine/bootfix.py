@@ -64,6 +64,10 @@ class FixupContext:
     previous_partuuids: list[str] = field(default_factory=list)
 
 
+class NothingToFix(RescueError):
+    """The step does not apply to this image (e.g. no bootable Linux root on it)."""
+
+
 class StepFailed(RescueError):
     """A fix-up could not do its job; the sentence goes into the restore report."""
 
@@ -94,6 +98,8 @@ def _run_one(session: _Session, step: FixupStep) -> FixupResult:
         else:
             try:
                 result = handler(session, step)
+            except NothingToFix as exc:
+                result = FixupResult(step.name, SKIPPED, str(exc))
             except RescueError as exc:
                 result = FixupResult(step.name, FAILED, str(exc))
             except OSError as exc:
@@ -149,19 +155,23 @@ class _Session:
             if not node:
                 continue
             tried.append(node)
-            if self.run(["mount", node, str(mnt)], check=False).returncode != 0:
+            # look read-only first: a partition that is no root is left untouched
+            if self.run(["mount", "-o", "ro", node, str(mnt)], check=False).returncode != 0:
                 continue
             if (mnt / "etc/fstab").exists() and any(
                 (mnt / p).exists() for p in ("sbin/init", "usr/sbin/init", "usr/lib/systemd")
             ):
                 self._stack.callback(self._umount, mnt)
+                self.run(["mount", "-o", "remount,rw", str(mnt)],
+                         what=f"Mounting the restored root {node} for writing")
                 self._root, self._root_number = mnt, number
                 self._mount_boot(mnt)
                 return mnt
             self._umount(mnt)
-        raise StepFailed(
+        raise NothingToFix(
             "No restored Linux root filesystem (with /etc/fstab and an init) was found on "
-            f"{', '.join(tried) or 'the target'}; boot fix-ups inside the system were not done."
+            f"{', '.join(tried) or 'the target'}; nothing to fix inside the system "
+            "(a data disk, or not a bootable Linux)."
         )
 
     def _mount_boot(self, root: Path) -> None:

@@ -48,9 +48,8 @@ def write_table(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> N
         disk.commit()
     except parted.PartedException as exc:
         raise DeviceError(f"Writing the partition table to {path} failed: {exc}") from exc
-    finally:
-        # libparted keeps a cache of devices; drop it so later opens see fresh data.
-        parted.freeAllDevices()
+    # No parted.freeAllDevices() here: it frees PedDevices that the Python objects above
+    # still point at, and their deallocation then crashes the process (SIGFPE at exit).
     _set_identity(plan, image_disk, runner)
 
 

@@ -157,8 +157,11 @@ def plan_fixups(
     def add(name: str, **params: Any) -> None:
         steps.append(FixupStep(name, STEP_TITLES[name], params, name in skipped))
 
-    if firmware == "bios":
-        bios_grub = next((p.number for p in parts if p.type.upper() == BIOS_GRUB_TYPE), None)
+    bios_grub = next((p.number for p in parts if p.type.upper() == BIOS_GRUB_TYPE), None)
+    boot_code = any(a.name == "mbr-boot-code" and a.data.chunks for a in disk.boot_areas)
+    # A data disk (no boot code, no bios_grub, no ESP) needs no boot-loader steps.
+    bootable = boot_code or bios_grub is not None or esp is not None
+    if firmware == "bios" and bootable:
         add(
             "bios-boot-code",
             table=disk.table,
@@ -166,7 +169,7 @@ def plan_fixups(
             boot_areas=[a.name for a in disk.boot_areas],
             image_firmware=manifest.firmware,
         )
-    if firmware == "uefi":
+    if firmware == "uefi" and bootable:
         if esp is None:
             # Nothing to fix on the disk: say so in the plan, the step will fail honestly.
             add("uefi-fallback-loader", esp_partition=None, os_id=manifest.os_id)

@@ -21,7 +21,8 @@ def rescue_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess[s
                           text=True)
     assert "Traceback" not in proc.stderr, proc.stderr
     if check and proc.returncode != 0:
-        raise AssertionError(f"rescue {' '.join(args)} failed: {proc.stderr}")
+        raise AssertionError(f"rescue {' '.join(args)} failed ({proc.returncode}): "
+                             f"{proc.stderr}\n{proc.stdout}")
     return proc
 
 

@@ -13,7 +13,7 @@ from loopdev import MiB, loop_device, mounted, partition, sh
 
 from rescue.engine.bootfix import FixupContext, run_fixups
 from rescue.events import LogMessage
-from rescue.image.manifest import Disk, Manifest, Partition
+from rescue.image.manifest import BootArea, ChunkedData, Disk, Manifest, Partition
 from rescue.plan.fixups import plan_fixups
 from rescue.runner import RecordingRunner
 
@@ -151,8 +151,12 @@ def test_bios_boot_code_checked_on_the_disk(tmp_path):
         make_root(nodes[0], tmp_path / "mnt", "UUID=@ROOT@ / ext4 defaults 0 1\n")
         manifest = make_manifest([Partition(1, 2048, 63488, "83", filesystem="ext4")], "dos",
                                  "bios")
+        # the image holds BIOS boot code (a BIOS system), so the check is planned
+        manifest.disks[0].boot_areas.append(
+            BootArea("mbr-boot-code", 0, ChunkedData(440, 1 << 20, chunks=[(0, "ab" * 32)])))
         steps = [s for s in plan_fixups(manifest, "bios", [], set())
                  if s.name == "bios-boot-code"]
+        assert steps
         ctx = FixupContext(disk=dev, partitions={1: nodes[0]}, manifest=manifest,
                            firmware="bios", runner=RecordingRunner())
         [empty] = run_fixups(ctx, steps)

@@ -46,7 +46,7 @@ def test_blocked_image_is_refused_before_writing_and_force_overrides(
     assert compat.returncode == 23
     report = tmp_path / "report.json"
     rescue_cli("restore", "--repo", str(repo), "--image", arm_id, "--disk", target, "--yes",
-               "--force", "--report", str(report), check=True)
+               "--force", "--firmware", "uefi", "--report", str(report), check=True)
     data = json.loads(report.read_text())
     assert data["result"] == "ok"
     assert data["compatibility"]["level"] == "blocked"
@@ -57,7 +57,7 @@ def test_same_machine_image_is_compatible_and_recorded(gpt_backup: BackedUp, bla
     target = blank_disk(SRC_SIZE)
     report = tmp_path / "report.json"
     rescue_cli("restore", "--repo", str(gpt_backup.repo), "--disk", target, "--yes",
-               "--report", str(report), check=True)
+               "--firmware", "uefi", "--report", str(report), check=True)
     level = json.loads(report.read_text())["compatibility"]["level"]
     assert level in ("compatible", "fixups")  # loop target vs vda source may add fix-ups
 

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.root
 
 def _restore(backed: BackedUp, target: str, report: Path, *extra: str) -> dict:
     rescue_cli("restore", "--repo", str(backed.repo), "--image", backed.image_id, "--disk",
-               target, "--yes", "--report", str(report), *extra, check=True)
+               target, "--yes", "--firmware", "uefi", "--report", str(report), *extra,
+               check=True)
     return dict(json.loads(report.read_text()))
 
 

@@ -48,5 +48,5 @@ def test_incremental_backup_stores_only_changes(tmp_path: Path, blank_disk) -> N
     for image_id, digest in ((one, first_digest), (two, second_digest)):
         target = blank_disk(SRC_SIZE, name=image_id)
         rescue_cli("restore", "--repo", str(repo), "--image", image_id[:20], "--disk", target,
-                   "--yes", check=True)
+                   "--yes", "--firmware", "uefi", check=True)
         assert source_digest(f"{target}p2", tmp_path / f"d-{image_id}") == digest

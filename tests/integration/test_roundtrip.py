@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -30,8 +31,11 @@ def _partitions(table: dict) -> list[dict]:
 
 
 def _restore(backed: BackedUp, target: str, *extra: str) -> None:
+    # the GPT sample is a UEFI system (ESP, no BIOS boot code): restore it for a UEFI
+    # machine, as the live system booted in UEFI mode would; the MBR one for BIOS
+    firmware = "uefi" if backed.system.table == "gpt" else "bios"
     rescue_cli("restore", "--repo", str(backed.repo), "--image", backed.image_id,
-               "--disk", target, "--yes", *extra, check=True)
+               "--disk", target, "--yes", "--firmware", firmware, *extra, check=True)
 
 
 def test_gpt_restore_onto_equal_disk(gpt_backup: BackedUp, blank_disk, tmp_path: Path) -> None:
@@ -121,10 +125,34 @@ def test_root_as_last_partition_grows_to_the_disk_end(blank_disk, tmp_path: Path
     repo = tmp_path / "repo"
     rescue_cli("backup", "--disk", src, "--repo", str(repo), check=True)
     target = blank_disk(384 * MiB)
-    rescue_cli("restore", "--repo", str(repo), "--disk", target, "--yes", check=True)
+    rescue_cli("restore", "--repo", str(repo), "--disk", target, "--yes", "--firmware", "uefi",
+               check=True)
     parts = sfdisk_json(target)["partitions"]
     last = parts[-1]
     assert 0 <= sfdisk_json(target)["lastlba"] - (last["start"] + last["size"] - 1) < 2048
     assert last["size"] > 120 * MiB // 512 + 100 * MiB // 512
     assert subprocess.run(["e2fsck", "-fn", f"{target}p3"], capture_output=True).returncode == 0
     assert source_digest(f"{target}p3", tmp_path / "d") == digest
+
+
+def test_uefi_image_restored_from_a_bios_booted_system_warns(gpt_backup: BackedUp,
+                                                              blank_disk) -> None:
+    """The data is restored, but the disk has no BIOS boot code: exit 25 and a sentence."""
+    target = blank_disk(SRC_SIZE)
+    proc = rescue_cli("restore", "--repo", str(gpt_backup.repo), "--disk", target, "--yes",
+                      "--firmware", "bios")
+    assert proc.returncode == 25, proc.stderr
+    assert "bios-boot-code" in proc.stderr and "UEFI" in proc.stderr
+    assert "may not boot" in proc.stderr
+    assert blkid(f"{target}p2")["UUID"] == blkid(gpt_backup.system.nodes["root"])["UUID"]
+
+
+def test_uefi_restore_reports_its_fixups(gpt_backup: BackedUp, blank_disk,
+                                         tmp_path: Path) -> None:
+    target = blank_disk(SRC_SIZE)
+    report = tmp_path / "report.json"
+    _restore(gpt_backup, target, "--report", str(report))
+    steps = {s["name"]: s for s in json.loads(report.read_text())["steps"]}
+    assert steps["uefi-fallback-loader"]["status"] == "done"
+    assert steps["uefi-nvram-entry"]["status"] == "skipped"  # no EFI variables on this host
+    assert steps["fstab-check"]["status"] == "skipped"  # the sample has no init: no OS
