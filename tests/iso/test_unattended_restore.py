@@ -80,7 +80,8 @@ def debian_like(root: Path, nodes: dict[str, str]) -> None:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("#!/bin/sh\n")
     (root / "etc/initramfs-tools").mkdir(parents=True, exist_ok=True)
-    (root / "boot/efi").mkdir(parents=True, exist_ok=True)
+    for d in ("dev", "proc", "sys", "run"):  # mount points the fix-ups bind into
+        (root / d).mkdir(exist_ok=True)
     moddir = root / "lib/modules" / KVER
     moddir.mkdir(parents=True, exist_ok=True)
     (moddir / "modules.builtin").write_text(
