@@ -194,23 +194,9 @@ def _images_of(repo_path: Path) -> list[FoundImage]:
     from rescue.image.repository import Repository
 
     repo = Repository.open(repo_path)
-    out = []
-    for s in repo.list_images():
-        out.append(
-            FoundImage(
-                id=s.id,
-                name=s.name,
-                created_utc=s.created_utc,
-                created_local=s.created_local,
-                computer=s.computer,
-                os_name=s.os_name,
-                firmware=s.firmware,
-                data_bytes=int(s.data_bytes),
-                stored_bytes=int(s.stored_bytes),
-                repo=str(repo_path),
-            )
-        )
-    return out
+    # ImageSummary's fields carry the same names; from_dict drops the ones FoundImage lacks
+    return [FoundImage.from_dict({**asdict(s), "repo": str(repo_path)})
+            for s in repo.list_images()]
 
 
 def _private_root() -> str:

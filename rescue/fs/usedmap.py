@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 class UsedMap:
     length: int  # size of the partition in bytes
     ranges: list[tuple[int, int]] = field(default_factory=list)  # (start, end) end exclusive
+    _starts: list[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._starts = [start for start, _ in self.ranges]
 
     @classmethod
     def whole(cls, length: int) -> UsedMap:
@@ -34,13 +38,9 @@ class UsedMap:
     def used_bytes(self) -> int:
         return sum(end - start for start, end in self.ranges)
 
-    def _starts(self) -> list[int]:
-        return [s for s, _ in self.ranges]
-
     def overlaps(self, start: int, end: int) -> list[tuple[int, int]]:
         """The used ranges clipped to [start, end)."""
-        starts = self._starts_cache()
-        i = max(bisect.bisect_right(starts, start) - 1, 0)
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
         out = []
         while i < len(self.ranges) and self.ranges[i][0] < end:
             s, e = self.ranges[i]
@@ -48,13 +48,6 @@ class UsedMap:
                 out.append((max(s, start), min(e, end)))
             i += 1
         return out
-
-    def _starts_cache(self) -> list[int]:
-        cached = getattr(self, "_starts_list", None)
-        if cached is None or len(cached) != len(self.ranges):
-            cached = self._starts()
-            object.__setattr__(self, "_starts_list", cached)
-        return cached
 
     def chunks_touched(self, chunk_size: int) -> Iterator[int]:
         """Indices of chunks that contain at least one used byte, ascending."""
