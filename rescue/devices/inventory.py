@@ -166,19 +166,9 @@ class Inventory:
     def load(cls, path: str | os.PathLike[str]) -> Inventory:
         """Read an inventory from a JSON file: a recorded machine (``rescue devices
         --dump``, whose ``inventory`` member is used) or a bare inventory."""
-        from rescue.errors import UsageError
+        from rescue.recorded import read_member
 
-        try:
-            data = json.loads(Path(path).read_text())
-        except OSError as exc:
-            raise UsageError(f"Cannot read the inventory {path}: {exc.strerror}.") from exc
-        except ValueError as exc:
-            raise UsageError(f"{path} is not a JSON inventory ({exc}).") from exc
-        if isinstance(data, dict) and isinstance(data.get("inventory"), dict):
-            data = data["inventory"]
-        if not isinstance(data, dict):
-            raise UsageError(f"{path} does not hold a disk inventory.")
-        inv = cls.from_dict(data)
+        inv = cls.from_dict(read_member(path, "inventory", "inventory", "disk inventory"))
         inv.source = str(path)
         return inv
 

@@ -21,7 +21,6 @@ issue, ``{"architecture", "firmware", "extra"}``) still load.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -224,19 +223,10 @@ class HardwareProfile:
     def load(cls, path: str | os.PathLike[str]) -> HardwareProfile:
         """Read a profile from a JSON file: a bare profile or a recorded machine file
         (``rescue devices --dump``), whose ``hardware`` member is used."""
-        from rescue.errors import UsageError
+        from rescue.recorded import read_member
 
-        try:
-            data = json.loads(Path(path).read_text())
-        except OSError as exc:
-            raise UsageError(f"Cannot read the hardware profile {path}: {exc.strerror}.") from exc
-        except ValueError as exc:
-            raise UsageError(f"{path} is not a JSON hardware profile ({exc}).") from exc
-        if isinstance(data, dict) and isinstance(data.get("hardware"), dict):
-            data = data["hardware"]
-        if not isinstance(data, dict):
-            raise UsageError(f"{path} does not hold a hardware profile.")
-        return cls.from_dict(data)
+        return cls.from_dict(read_member(path, "hardware", "hardware profile",
+                                         "hardware profile"))
 
     def storage_modules(self) -> list[str]:
         """Kernel modules the storage stack of this machine needs to reach its boot disk
