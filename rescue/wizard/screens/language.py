@@ -77,13 +77,19 @@ class LanguageScreen(WizardScreen):
         self.state.region = i18n.DEFAULT_FORMAT.get(lang, self.state.region)
         self.state.keymap = i18n.DEFAULT_KEYMAP.get(lang, self.state.keymap)
         await self.rapp.change_language(lang, self.state.region)
-        self.query_one("#language", Select).focus()
+        self.call_after_refresh(self.refocus, "#language")
 
     @on(Select.Changed, "#region")
     async def region_changed(self, event: Select.Changed) -> None:
         if str(event.value) != self.state.region:
             await self.rapp.change_language(self.state.language, str(event.value))
-            self.query_one("#region", Select).focus()
+            self.call_after_refresh(self.refocus, "#region")
+
+    def refocus(self, selector: str) -> None:
+        # After a recompose the new widgets may still be mounting; focus the one that
+        # replaced the changed Select once it is there, never fail if the screen went away.
+        for widget in self.query(selector):
+            widget.focus()
 
     @on(Select.Changed, "#keymap")
     def keymap_changed(self, event: Select.Changed) -> None:
