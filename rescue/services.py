@@ -3,19 +3,22 @@ run (the side effects, reported as events). Nothing here imports textual."""
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rescue.devices.target import probe_target
 from rescue.engine.backup import BackupOptions, BackupResult, PreparedBackup, prepare_backup
 from rescue.engine.backup import run_backup as _run_backup
-from rescue.engine.restore import Restorer, RestoreReport, check_chunks_present
+from rescue.engine.restore import Restorer, RestoreReport, StepResult, check_chunks_present
 from rescue.events import Sink, null_sink
 from rescue.hardware.compat import Verdict, compare
 from rescue.hardware.profile import HardwareProfile, collect_profile, firmware_type
 from rescue.image.manifest import Manifest
 from rescue.image.repository import RepositoryReader, is_url, open_repository
-from rescue.plan.restore import RestoreOptions, RestorePlan, plan_restore
+from rescue.plan.restore import RestoreOptions, RestorePlan, plan_restore_set
 from rescue.runner import CommandRunner
 
 __all__ = [
@@ -41,28 +44,57 @@ def hardware_verdict(manifest: Manifest, target_disk: str | None = None) -> Verd
 class PreparedRestore:
     repo: RepositoryReader
     manifest: Manifest
-    plan: RestorePlan
+    plans: list[RestorePlan]  # one per disk of the image, in the image's order
+
+    @property
+    def plan(self) -> RestorePlan:
+        """The plan of the image's first disk (the system disk)."""
+        return self.plans[0]
+
+    @property
+    def targets(self) -> list[str]:
+        return [p.target.path for p in self.plans]
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(p.data_bytes for p in self.plans)
+
+    @property
+    def erases_data(self) -> bool:
+        return any(p.target.holds_data for p in self.plans)
+
+    def summary_lines(self) -> list[str]:
+        return [line for p in self.plans for line in p.summary_lines()]
+
+    def to_dict(self) -> dict[str, Any]:
+        """One disk: its plan; several: {"image_id", "disks": [plan, ...]}."""
+        if len(self.plans) == 1:
+            return self.plan.to_dict()
+        return {"image_id": self.manifest.id, "disks": [p.to_dict() for p in self.plans]}
 
 
 def prepare_restore(
     repo_path: str,
     image_ref: str,
-    target_disk: str,
+    target_disk: str | Sequence[str],
     options: RestoreOptions | None = None,
     runner: CommandRunner | None = None,
 ) -> PreparedRestore:
-    """Open the image (its manifest hash checked), probe the target read-only and plan.
-    Raises a RescueError with a sentence for the technician on any refusal."""
+    """Open the image (its manifest hash checked), probe the target(s) read-only and plan:
+    the image's disk *i* goes onto target *i*. Raises a RescueError with a sentence for the
+    technician on any refusal of any disk, before anything is written anywhere."""
     runner = runner or CommandRunner()
+    disks = [target_disk] if isinstance(target_disk, str) else list(target_disk)
     repo = open_repository(repo_path)
     manifest = repo.load_manifest(image_ref)
     # a repository on a web server lives on no local disk that needs protecting
-    target = probe_target(target_disk, None if is_url(repo_path) else repo_path, runner)
-    verdict = hardware_verdict(manifest, target_disk)
-    plan = plan_restore(manifest, target, options or RestoreOptions(), verdict.to_dict(),
-                        firmware=firmware_type())
+    local_repo = None if is_url(repo_path) else repo_path
+    targets = [probe_target(d, local_repo, runner) for d in disks]
+    verdict = hardware_verdict(manifest, disks[0] if disks else None)
+    plans = plan_restore_set(manifest, targets, options or RestoreOptions(), verdict.to_dict(),
+                             firmware=firmware_type())
     check_chunks_present(repo, manifest)
-    return PreparedRestore(repo, manifest, plan)
+    return PreparedRestore(repo, manifest, plans)
 
 
 def run_restore(
@@ -72,11 +104,58 @@ def run_restore(
     runner: CommandRunner | None = None,
     report_path: str | None = None,
 ) -> RestoreReport:
-    """Carry out the plan. The report (JSON) is written to *report_path* whether the
-    restore succeeds or fails."""
-    restorer = Restorer(prepared.repo, prepared.manifest, prepared.plan,
-                        runner or CommandRunner(), sink, cancel, report_path=report_path)
-    return restorer.run()
+    """Carry out the plan(s). The report (JSON) is written to *report_path* whether the
+    restore succeeds or fails.
+
+    Several disks are restored one after the other, the image's first disk (the system
+    disk, with the boot fix-ups) last, so its fstab check sees every restored disk."""
+    runner = runner or CommandRunner()
+    if len(prepared.plans) == 1:
+        return Restorer(prepared.repo, prepared.manifest, prepared.plan, runner, sink,
+                        cancel, report_path=report_path).run()
+    order = prepared.plans[1:] + prepared.plans[:1]
+    reports: list[RestoreReport] = []
+    try:
+        for plan in order:
+            restorer = Restorer(prepared.repo, prepared.manifest, plan, runner, sink, cancel)
+            reports.append(restorer.report)
+            restorer.run()
+    finally:
+        combined = combine_reports(prepared, reports)
+        if report_path:
+            with open(report_path, "w") as f:
+                f.write(combined.to_json())
+    return combined
+
+
+def combine_reports(prepared: PreparedRestore, reports: list[RestoreReport]) -> RestoreReport:
+    """One report for a multi-disk restore: totals, and each disk's report under disks."""
+    first = reports[0]
+    combined = RestoreReport(
+        image_id=prepared.manifest.id, target=", ".join(prepared.targets),
+        started_utc=first.started_utc, plan=prepared.to_dict(),
+        compatibility=dict(first.compatibility),
+    )
+    done = [r for r in reports if r.result == "ok"]
+    failed = next((r for r in reports if r.result != "ok"), None)
+    combined.result = "ok" if len(done) == len(prepared.plans) else (
+        failed.result if failed else "failed")
+    if failed is not None:
+        combined.error = f"{failed.target}: {failed.error}" if failed.error else ""
+    combined.elapsed = sum(r.elapsed for r in reports)
+    combined.bytes_written = sum(r.bytes_written for r in reports)
+    combined.bytes_skipped = sum(r.bytes_skipped for r in reports)
+    combined.throughput = (combined.bytes_written + combined.bytes_skipped) / max(
+        combined.elapsed, 1e-9)
+    combined.warnings = [f"{r.target}: {w}" for r in reports for w in r.warnings]
+    verified = [r.verified for r in reports]
+    combined.verified = None if None in verified else all(verified)
+    combined.steps = [StepResult(s.name, s.status, f"{r.target}: {s.detail}".rstrip(": "))
+                      for r in reports for s in r.steps]
+    combined.partitions = dict(reports[-1].partitions) if reports[-1].target == \
+        prepared.plan.target.path else {}
+    combined.disks = [json.loads(r.to_json()) for r in reports]
+    return combined
 
 
 def run_backup(

@@ -44,8 +44,10 @@ KEYS = {
     "action": "restore or backup",
     "repo": "repository folder(s) to read images from or write the backup to",
     "image": "image to restore: latest (default), an id or a unique id prefix",
-    "target": "disk to restore onto (a /dev path, preferably /dev/disk/by-id/...)",
-    "source": "disk to back up",
+    "target": "disk to restore onto (a /dev path, preferably /dev/disk/by-id/...); an image "
+              "of several disks: one per disk, in the image's order, separated by commas",
+    "source": "disk to back up; several disks (one image): separated by commas, system "
+              "disk first",
     "name": "name of the new image (backup)",
     "confirm": "yes: erase a target that holds data without asking",
     "verify": "read back and compare after restore (default yes)",
@@ -105,6 +107,9 @@ def from_mapping(values: dict[str, Any], origin: str) -> Answers:
         elif key == "repo":
             items = value if isinstance(value, list) else str(value).split(",")
             answers.repos += [str(v).strip() for v in items if str(v).strip()]
+        elif key in ("target", "source") and isinstance(value, list):
+            # a multi-disk image: one disk per disk of the image, in its order
+            setattr(answers, key, ",".join(str(v).strip() for v in value if str(v).strip()))
         elif isinstance(value, list | dict):
             raise UsageError(f"{origin}: '{raw_key}' takes one value.")
         else:

@@ -26,7 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Back up a whole disk (partition table, boot areas, every "
                        "partition's used blocks) into an image repository. Chunks already in "
                        "the repository are reused, so later backups store only changes.")
-    p.add_argument("--disk", required=True, help="the disk to back up, e.g. /dev/sda")
+    p.add_argument("--disk", required=True, action="append",
+                   help="the disk to back up, e.g. /dev/sda; repeat for a machine with "
+                   "several disks (one image holds them all; give the system disk first)")
     p.add_argument("--repo", required=True, help="repository directory (created if needed)")
     p.add_argument("--name", default="", help="a name for the image, e.g. 'before upgrade'")
     p.add_argument("--level", type=int, default=3, help="zstd level (default 3)")
@@ -62,7 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "is shown and a confirmation is asked for.")
     p.add_argument("--repo", required=True, help=REPO_HELP)
     p.add_argument("--image", default="latest")
-    p.add_argument("--disk", required=True, help="the target disk, e.g. /dev/sdb")
+    p.add_argument("--disk", required=True, action="append",
+                   help="the target disk, e.g. /dev/sdb; an image of several disks needs "
+                   "one --disk per disk, in the image's order (`rescue inspect` lists them)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -212,21 +216,21 @@ def cmd_restore(args: argparse.Namespace) -> int:
                              delta=args.delta, skip_fixups=args.skip_fixup,
                              firmware=args.firmware or "", add_drivers=args.add_driver)
     prepared = services.prepare_restore(args.repo, args.image, args.disk, options, runner)
-    plan = prepared.plan
     if args.dry_run:
         if args.json:
-            print(json.dumps(plan.to_dict(), indent=1))
+            print(json.dumps(prepared.to_dict(), indent=1))
         else:
-            print("\n".join(plan.summary_lines()))
+            print("\n".join(prepared.summary_lines()))
             print("Dry run: nothing was written.")
         return 0
     if args.json:
         raise UsageError("--json goes with --dry-run.")
-    print("\n".join(plan.summary_lines()))
+    print("\n".join(prepared.summary_lines()))
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("Confirmation needed: run on a terminal or pass --yes.")
-        answer = input(f"Type YES to erase {plan.target.path} and restore: ").strip()
+        answer = input(f"Type YES to erase {' and '.join(prepared.targets)} and restore: "
+                       ).strip()
         if answer != "YES":
             print("Nothing was written.")
             return 1

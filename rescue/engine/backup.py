@@ -30,7 +30,7 @@ from rescue.events import (
 )
 from rescue.fs import ext, fat, partclone
 from rescue.fs.usedmap import UsedMap
-from rescue.hardware.profile import collect_profile, firmware_type
+from rescue.hardware.profile import collect_profile
 from rescue.image import chunks as codec
 from rescue.image.manifest import (
     METHOD_USED_BLOCKS,
@@ -53,33 +53,56 @@ class BackupOptions:
 
 
 @dataclass
-class PreparedBackup:
-    disk_path: str
-    repo: Repository
+class SourceDisk:
+    """One disk being backed up: its layout and the used map of each data partition."""
+
+    path: str
     layout: Disk
     used: dict[int, UsedMap]  # partition number -> used map (data partitions only)
-    system: SystemInfo
-    options: BackupOptions
 
     @property
     def total_bytes(self) -> int:
         return sum(m.used_bytes for m in self.used.values())
 
+
+@dataclass
+class PreparedBackup:
+    sources: list[SourceDisk]  # in the image's order; the first is the system disk
+    repo: Repository
+    system: SystemInfo
+    options: BackupOptions
+
+    @property
+    def disk_path(self) -> str:
+        return self.sources[0].path
+
+    @property
+    def layout(self) -> Disk:
+        return self.sources[0].layout
+
+    @property
+    def used(self) -> dict[int, UsedMap]:
+        return self.sources[0].used
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.total_bytes for s in self.sources)
+
     def summary_lines(self) -> list[str]:
-        d = self.layout
-        lines = [
-            f"Source disk {self.disk_path}: {human_bytes(d.size_bytes)}, {d.table.upper()} table",
-            f"Computer {self.system.computer or '(unknown)'}, "
-            f"{self.system.os_name or 'unknown OS'}",
-        ]
-        for p in d.partitions:
-            used = self.used.get(p.number)
-            lines.append(
-                f"  partition {p.number}: {p.filesystem or 'no filesystem'}"
-                f"{' ' + repr(p.fs_label) if p.fs_label else ''},"
-                f" {human_bytes(p.size * d.logical_sector_size)}, {p.method}"
-                + (f", {human_bytes(used.used_bytes)} used" if used else "")
-            )
+        lines = [f"Computer {self.system.computer or '(unknown)'}, "
+                 f"{self.system.os_name or 'unknown OS'}"]
+        for src in self.sources:
+            d = src.layout
+            lines.append(f"Source disk {src.path}: {human_bytes(d.size_bytes)}, "
+                         f"{d.table.upper()} table")
+            for p in d.partitions:
+                used = src.used.get(p.number)
+                lines.append(
+                    f"  partition {p.number}: {p.filesystem or 'no filesystem'}"
+                    f"{' ' + repr(p.fs_label) if p.fs_label else ''},"
+                    f" {human_bytes(p.size * d.logical_sector_size)}, {p.method}"
+                    + (f", {human_bytes(used.used_bytes)} used" if used else "")
+                )
         lines.append(f"Repository {self.repo.root}")
         return lines
 
@@ -96,9 +119,33 @@ class BackupResult:
 
 
 def prepare_backup(
-    disk: str, repo_path: str, options: BackupOptions, runner: CommandRunner
+    disks: str | list[str], repo_path: str, options: BackupOptions, runner: CommandRunner
 ) -> PreparedBackup:
-    """Every check that can refuse a backup, and the read-only probe of the source."""
+    """Every check that can refuse a backup, and the read-only probe of the source
+    disk(s). Several disks make one image; the first is the system disk (its bus and
+    drivers are recorded as the boot disk's)."""
+    paths = [disks] if isinstance(disks, str) else list(disks)
+    if not paths:
+        raise SourceRefusedError("No disk to back up was given.")
+    real = [os.path.realpath(p) for p in paths]
+    twice = sorted({p for p, r in zip(paths, real, strict=True) if real.count(r) > 1})
+    if twice:
+        raise SourceRefusedError(f"{', '.join(twice)} is given more than once; name each "
+                                 "disk to back up once.")
+    os.makedirs(repo_path, exist_ok=True)
+    sources = [_probe_source(p, repo_path, runner) for p in paths]
+    repo = Repository.create(repo_path)
+    system = SystemInfo()
+    for src in sources:
+        nodes = {p.number: partition_node(src.path, p.number) for p in src.layout.partitions}
+        found = read_system_info(src.layout, nodes, runner)
+        if found.computer or found.os_name:
+            system = found
+            break
+    return PreparedBackup(sources, repo, system, options)
+
+
+def _probe_source(disk: str, repo_path: str, runner: CommandRunner) -> SourceDisk:
     require_block_device(disk)
     use = disk_use(disk)
     rw = [m for m in use.mounts if m.read_write]
@@ -112,14 +159,12 @@ def prepare_backup(
     runner.run(["partx", "-u", disk], check=False)
     runner.run(["udevadm", "settle", "--timeout=10"], check=False)
     layout = probe_disk(disk, runner)
-    os.makedirs(repo_path, exist_ok=True)
     repo_disk = parent_disk_devnum(os.stat(repo_path).st_dev)
     if repo_disk in disk_devnums(disk) or repo_disk == devnum_of(disk):
         raise SourceRefusedError(
             f"The repository {repo_path} is on {disk}, the disk being backed up; "
             "choose a repository on another disk."
         )
-    repo = Repository.create(repo_path)
     nodes = {p.number: partition_node(disk, p.number) for p in layout.partitions}
     used: dict[int, UsedMap] = {}
     fd = os.open(disk, os.O_RDONLY | os.O_CLOEXEC)
@@ -142,8 +187,7 @@ def prepare_backup(
     for p in layout.partitions:
         if p.number in used:
             p.used_bytes = used[p.number].used_bytes
-    system = read_system_info(layout, nodes, runner)
-    return PreparedBackup(disk, repo, layout, used, system, options)
+    return SourceDisk(disk, layout, used)
 
 
 class _Capture:
@@ -243,7 +287,6 @@ def run_backup(
     now: datetime | None = None,
 ) -> BackupResult:
     opts = prepared.options
-    layout = prepared.layout
     repo = prepared.repo
     cs = opts.chunk_size
     now = now or datetime.now(UTC)
@@ -253,25 +296,30 @@ def run_backup(
     except (KeyError, ValueError):
         local = now.astimezone()
     repo.clean_tmp()
-    fd = os.open(prepared.disk_path, os.O_RDONLY | os.O_CLOEXEC)
-    cap = _Capture(fd, repo, opts.level)
-    total = prepared.total_bytes + sum(n for _, _, n in _boot_areas(layout))
+    cap = _Capture(-1, repo, opts.level)
+    total = prepared.total_bytes + sum(
+        n for src in prepared.sources for _, _, n in _boot_areas(src.layout))
     meter = ProgressMeter(sink, "backup", total)
-    sink(StageStarted("backup", f"Backing up {prepared.disk_path} "
+    names = ", ".join(src.path for src in prepared.sources)
+    sink(StageStarted("backup", f"Backing up {names} "
                       f"({human_bytes(total)} of used data)", total))
-    try:
-        for name, offset, length in _boot_areas(layout):
-            used = UsedMap.whole(length)
-            data = _capture_range(cap, offset, used, cs, opts.workers, meter, cancel)
-            layout.boot_areas.append(BootArea(name, offset, data))
-        for p in layout.partitions:
-            if p.number not in prepared.used:
-                continue
-            used = prepared.used[p.number]
-            base = p.start * layout.logical_sector_size
-            p.data = _capture_range(cap, base, used, cs, opts.workers, meter, cancel)
-    finally:
-        os.close(fd)
+    for src in prepared.sources:
+        layout = src.layout
+        cap.fd = os.open(src.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            layout.boot_areas = []
+            for name, offset, length in _boot_areas(layout):
+                used = UsedMap.whole(length)
+                data = _capture_range(cap, offset, used, cs, opts.workers, meter, cancel)
+                layout.boot_areas.append(BootArea(name, offset, data))
+            for p in layout.partitions:
+                if p.number not in src.used:
+                    continue
+                used = src.used[p.number]
+                base = p.start * layout.logical_sector_size
+                p.data = _capture_range(cap, base, used, cs, opts.workers, meter, cancel)
+        finally:
+            os.close(cap.fd)
     sink(StageFinished("backup", meter.elapsed, meter.done))
     stats = {
         "new_raw_bytes": cap.new_raw,
@@ -291,11 +339,11 @@ def run_backup(
         os_name=sysinfo.os_name,
         os_id=sysinfo.os_id,
         os_version=sysinfo.os_version,
-        firmware=_source_firmware(layout) or firmware_type(),
+        firmware=_source_firmware([src.layout for src in prepared.sources]),
         hardware=collect_profile(boot_disk=_profile_boot_disk(prepared.disk_path)).to_dict(),
         chunk_size=cs,
         compression="zstd",
-        disks=[layout],
+        disks=[src.layout for src in prepared.sources],
         stats=stats,
         tool_version=__version__,
     )
@@ -317,9 +365,10 @@ def _profile_boot_disk(disk: str) -> str | None:
 ESP_GUID = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 
 
-def _source_firmware(layout: Disk) -> str:
-    """How the source disk boots, judged from its layout: an ESP means UEFI."""
-    for p in layout.partitions:
-        if p.type.upper() == ESP_GUID or (layout.table == "dos" and p.type == "ef"):
-            return "uefi"
+def _source_firmware(layouts: list[Disk]) -> str:
+    """How the source machine boots, judged from its disks' layouts: an ESP means UEFI."""
+    for layout in layouts:
+        for p in layout.partitions:
+            if p.type.upper() == ESP_GUID or (layout.table == "dos" and p.type == "ef"):
+                return "uefi"
     return "bios"

@@ -62,6 +62,7 @@ class FixupContext:
     # GPT partition GUIDs the target disk had before it was overwritten: boot entries that
     # point at them lead nowhere now and are removed as stale too.
     previous_partuuids: list[str] = field(default_factory=list)
+    disk_index: int = 0  # which disk of the image is on *disk*
 
 
 class NothingToFix(RescueError):
@@ -562,7 +563,7 @@ def fix_uefi_nvram(s: _Session, step: FixupStep) -> FixupResult:
         ctx.runner.run(["efibootmgr", "-v"], what="Reading the UEFI boot entries").stdout
     )
     gone = {u.lower() for u in ctx.previous_partuuids} - {
-        str(p.uuid).lower() for p in ctx.manifest.disks[0].partitions if p.uuid
+        str(p.uuid).lower() for p in ctx.manifest.disks[ctx.disk_index].partitions if p.uuid
     }
     stale = [e for e in before if e.partuuid and (e.partuuid == partuuid or e.partuuid in gone)]
     for e in stale:

@@ -70,14 +70,16 @@ class RestoreReport:
     partitions: dict[int, str] = field(default_factory=dict)
     plan: dict = field(default_factory=dict)
     compatibility: dict = field(default_factory=dict)
+    disks: list[dict] = field(default_factory=list)  # multi-disk: each disk's own report
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
 
 def write_jobs(manifest: Manifest, plan: RestorePlan) -> list[WriteJob]:
-    """Every chunk of the image, in target order."""
-    disk = manifest.disks[0]
+    """Every chunk of the plan's disk of the image, in target order."""
+    disk = manifest.disks[plan.disk_index]
+    which = f"disk {plan.disk_index + 1}, " if plan.disk_count > 1 else ""
     jobs: list[WriteJob] = []
 
     def add(base: int, data: ChunkedData, label: str) -> None:
@@ -86,7 +88,7 @@ def write_jobs(manifest: Manifest, plan: RestorePlan) -> list[WriteJob]:
         for index in sorted(zero | set(stored)):
             start, length = data.chunk_span(index)
             jobs.append(WriteJob(base + start, length, stored.get(index),
-                                 f"Image {manifest.id}, {label}, offset {start}"))
+                                 f"Image {manifest.id}, {which}{label}, offset {start}"))
 
     for area in disk.boot_areas:
         add(area.offset, area.data, f"boot area {area.name}")
@@ -109,13 +111,16 @@ def check_chunks_present(repo: RepositoryReader, manifest: Manifest) -> None:
 
 def verify_image(repo: RepositoryReader, manifest: Manifest, sink: Sink = null_sink,
                  cancel: threading.Event | None = None) -> int:
-    """Re-hash every chunk of an image without a target. Returns bytes checked."""
-    disk = manifest.disks[0]
+    """Re-hash every chunk of an image (every disk) without a target. Returns bytes
+    checked."""
     items: list[tuple[str, int, str]] = []
     seen: set[str] = set()
-    for label, data in [(f"boot area {a.name}", a.data) for a in disk.boot_areas] + [
-        (f"partition {p.number}", p.data) for d in manifest.disks for p in d.partitions if p.data
-    ]:
+    parts: list[tuple[str, ChunkedData]] = []
+    for n, disk in enumerate(manifest.disks, start=1):
+        which = f"disk {n}, " if len(manifest.disks) > 1 else ""
+        parts += [(f"{which}boot area {a.name}", a.data) for a in disk.boot_areas]
+        parts += [(f"{which}partition {p.number}", p.data) for p in disk.partitions if p.data]
+    for label, data in parts:
         for index, digest in data.chunks:
             if digest not in seen:
                 seen.add(digest)
@@ -148,7 +153,7 @@ class Restorer:
         self.runner, self.sink, self.cancel = runner, sink, cancel
         self.target_factory = target_factory
         self.report_path = report_path
-        self.disk: Disk = manifest.disks[0]
+        self.disk: Disk = manifest.disks[plan.disk_index]
         self.report = RestoreReport(
             image_id=manifest.id, target=plan.target.path,
             started_utc=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -341,7 +346,7 @@ class Restorer:
             disk=self.plan.target.path, partitions=nodes, manifest=self.manifest,
             firmware=self.plan.firmware,
             storage_drivers=drivers, runner=self.runner, sink=self.sink,
-            previous_partuuids=previous,
+            previous_partuuids=previous, disk_index=self.plan.disk_index,
         )
         for r in run_fixups(ctx, self.plan.fixups):
             self.report.steps.append(StepResult(r.name, r.status, r.detail))

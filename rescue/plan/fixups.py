@@ -137,14 +137,15 @@ def plan_fixups(
     firmware: str,
     storage_drivers: list[str],
     skip: set[str] | list[str] = frozenset(),  # type: ignore[assignment]
+    disk_index: int = 0,
 ) -> list[FixupStep]:
     """Which boot fix-ups a restore of *manifest* needs on a machine whose firmware is
     *firmware* ("uefi" | "bios") and whose boot disk needs *storage_drivers* (from the
-    compatibility verdict; empty when unchanged). Pure."""
+    compatibility verdict; empty when unchanged), for the image's disk *disk_index*. Pure."""
     if firmware not in ("uefi", "bios"):
         raise UsageError(f"Firmware must be 'uefi' or 'bios', not {firmware!r}.")
     skipped = check_skip(skip)
-    disk = manifest.disks[0]
+    disk = manifest.disks[disk_index]
     parts = sorted(disk.partitions, key=lambda p: p.number)
     esp = _esp(parts)
     linux = sorted(

@@ -109,6 +109,8 @@ class RestorePlan:
     compatibility: dict[str, Any] = field(default_factory=dict)  # the hardware verdict
     firmware: str = "bios"  # how the machine running the restore booted
     fixups: list[FixupStep] = field(default_factory=list)  # boot fix-ups after the data
+    disk_index: int = 0  # which disk of the image this plan restores
+    disk_count: int = 1  # how many disks the image holds
 
     def partition(self, number: int) -> PartitionPlan:
         return next(p for p in self.partitions if p.number == number)
@@ -128,13 +130,17 @@ class RestorePlan:
             "compatibility": self.compatibility,
             "firmware": self.firmware,
             "fixups": steps_to_json(self.fixups),
+            "disk_index": self.disk_index,
+            "disk_count": self.disk_count,
         }
 
     def summary_lines(self) -> list[str]:
         t = self.target
         ss = self.sector_size
+        which = (f", disk {self.disk_index + 1} of {self.disk_count}"
+                 if self.disk_count > 1 else "")
         lines = [
-            f"Image {self.image_id} onto {t.path}"
+            f"Image {self.image_id}{which} onto {t.path}"
             f" ({t.model or 'disk'}{', serial ' + t.serial if t.serial else ''},"
             f" {human_bytes(t.size_bytes)})",
             f"Partition table: {self.table.upper()} {self.disk_id}",
@@ -212,18 +218,41 @@ def _check_numbering(disk: Disk) -> None:
             )
 
 
+def plan_restore_set(manifest: Manifest, targets: list[TargetInfo], options: RestoreOptions,
+                     verdict: dict[str, Any] | None = None,
+                     firmware: str = "bios") -> list[RestorePlan]:
+    """One plan per disk of the image: the image's disk *i* goes onto ``targets[i]``.
+    Every refusal of every disk is raised here, so nothing is written to any target
+    unless all of them can be restored."""
+    count = len(manifest.disks)
+    if len(targets) != count:
+        raise UsageError(
+            f"Image {manifest.id} holds {count} disk(s) "
+            f"({', '.join(human_bytes(d.size_bytes) for d in manifest.disks)}); give one "
+            f"target disk for each, in the image's order ({len(targets)} given)."
+        )
+    paths = [t.path for t in targets]
+    twice = sorted({p for p in paths if paths.count(p) > 1})
+    if twice:
+        raise UsageError(
+            f"{', '.join(twice)} is given as the target of more than one of the image's "
+            "disks; each disk of the image needs its own target disk."
+        )
+    return [plan_restore(manifest, t, options, verdict, firmware, disk_index=i)
+            for i, t in enumerate(targets)]
+
+
 def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions,
-                 verdict: dict[str, Any] | None = None, firmware: str = "bios") -> RestorePlan:
+                 verdict: dict[str, Any] | None = None, firmware: str = "bios",
+                 disk_index: int = 0) -> RestorePlan:
     """*verdict*: the hardware compatibility verdict (rescue.hardware.compat) as a dict;
     a "blocked" verdict refuses the restore unless options.force. *firmware*: how the
     machine running the restore booted (options.firmware overrides it); it decides the
-    UEFI/BIOS boot fix-ups."""
-    if len(manifest.disks) != 1:
-        raise UsageError(
-            f"Image {manifest.id} holds {len(manifest.disks)} disks; "
-            "restoring multi-disk images is not supported yet."
-        )
-    disk = manifest.disks[0]
+    UEFI/BIOS boot fix-ups. *disk_index*: which disk of the image goes onto *target*
+    (multi-disk images: see :func:`plan_restore_set`)."""
+    if not 0 <= disk_index < len(manifest.disks):
+        raise UsageError(f"Image {manifest.id} has no disk {disk_index + 1}.")
+    disk = manifest.disks[disk_index]
     check_target(target)
     verdict = verdict or {}
     if verdict.get("level") == "blocked" and not options.force:
@@ -289,7 +318,7 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
     firmware = options.firmware or firmware
     drivers = list(verdict.get("initramfs_drivers", []))
     drivers += [d for d in options.add_drivers if d not in drivers]
-    fixups = plan_fixups(manifest, firmware, drivers, set(options.skip_fixups))
+    fixups = plan_fixups(manifest, firmware, drivers, set(options.skip_fixups), disk_index)
     steps.extend(s.name for s in fixups if not s.skip)
     steps.append("sync")
     total = sum(p.data_bytes for p in plans) + sum(
@@ -300,6 +329,7 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
         image_id=manifest.id, target=target, options=options, table=disk.table,
         disk_id=disk.id, sector_size=ss, partitions=plans, steps=steps, data_bytes=total,
         reuse_table=reuse_table, compatibility=verdict, firmware=firmware, fixups=fixups,
+        disk_index=disk_index, disk_count=len(manifest.disks),
     )
 
 

@@ -82,6 +82,11 @@ def pick_disk(disks: list[DiskEntry], ref: str, origin: str, purpose: str) -> Di
     raise UsageError(f"{origin}: the disk {ref} was not found (disks present: {names}).")
 
 
+def split_disks(text: str) -> list[str]:
+    """Disk names from one answer: several (a multi-disk image) are separated by commas."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def run(answers: Answers, services: Services, out: IO[str] | None = None,
         sink: Sink | None = None) -> Outcome:
     """Carry out *answers* (validated first); raises RescueError with the reason."""
@@ -107,25 +112,36 @@ def run(answers: Answers, services: Services, out: IO[str] | None = None,
             computer=image.computer, when=format_datetime(image.created), os=image.os_name,
             id=image.id))
         disks = services.list_disks(image, "target")
-        disk = pick_disk(disks, answers.target, answers.origin, "target")
-        say(_("Target: {path} {model} {size}").format(
-            path=disk.path, model=disk.model, size=format_size(disk.size_bytes)))
+        refs = split_disks(answers.target)
+        if len(refs) != image.disk_count:
+            raise UsageError(
+                f"{answers.origin}: image {image.id} holds {image.disk_count} disk(s); name "
+                f"one target for each, in the image's order, separated by commas "
+                f"(target=/dev/disk/by-id/A,/dev/disk/by-id/B); {len(refs)} given."
+            )
+        targets = [pick_disk(disks, ref, answers.origin, "target") for ref in refs]
+        for disk in targets:
+            say(_("Target: {path} {model} {size}").format(
+                path=disk.path, model=disk.model, size=format_size(disk.size_bytes)))
         options = RestoreOptions(repartition=True, grow=answers.grow, verify=answers.verify,
                                  force=answers.force)
-        prepared = services.prepare_restore(image, disk, options)
+        prepared = services.prepare_restore(image, targets[0], options, targets[1:])
         for line in prepared.lines:
             say("  " + line)
-        if (prepared.loses_data or disk.has_data) and not answers.confirm:
+        holding = [d.path for d in targets if d.has_data]
+        if (prepared.loses_data or holding) and not answers.confirm:
             raise UsageError(
-                f"{answers.origin}: {disk.path} holds partitions or data that the restore "
-                "would erase; confirm with rescue.confirm=yes (job file: confirm = true)."
+                f"{answers.origin}: {', '.join(holding or [targets[0].path])} holds partitions "
+                "or data that the restore would erase; confirm with rescue.confirm=yes "
+                "(job file: confirm = true)."
             )
         outcome = services.run_restore(prepared, progress, cancel)
     else:
         disks = services.list_disks(None, "source")
-        disk = pick_disk(disks, answers.source, answers.origin, "source")
-        name = answers.name or disk.name
-        prepared = services.prepare_backup([disk], answers.repos[0], name)
+        sources = [pick_disk(disks, ref, answers.origin, "source")
+                   for ref in split_disks(answers.source)]
+        name = answers.name or "+".join(d.name for d in sources)
+        prepared = services.prepare_backup(sources, answers.repos[0], name)
         for line in prepared.lines:
             say("  " + line)
         outcome = services.run_backup(prepared, progress, cancel)

@@ -35,7 +35,12 @@ class ImageEntry:
     location: str  # the repository (path or URL)
     medium: str = ""  # e.g. "USB stick SanDisk (sdb1)"; empty for added locations
     volumes: tuple[Volume, ...] = ()
-    disk_bytes: int = 0  # size of the source disk
+    disk_bytes: int = 0  # size of the source disk(s), all together
+    disk_sizes: tuple[int, ...] = ()  # each source disk's size, in the image's order
+
+    @property
+    def disk_count(self) -> int:
+        return max(1, len(self.disk_sizes))
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,8 @@ class WizardState:
     locations: list[str] = field(default_factory=list)
     image: ImageEntry | None = None
     use_latest: bool = True
-    target: DiskEntry | None = None
+    target: DiskEntry | None = None  # for the image's first (or only) disk
+    other_targets: list[DiskEntry] = field(default_factory=list)  # its disks 2, 3, ...
     options: RestoreOptions = field(default_factory=RestoreOptions)
     verdict: Verdict | None = None
     sources: list[DiskEntry] = field(default_factory=list)
@@ -119,3 +125,7 @@ class WizardState:
     prepared: Prepared | None = None
     outcome: Outcome | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+
+    def targets(self) -> list[DiskEntry]:
+        """The chosen target of each of the image's disks, in the image's order."""
+        return ([self.target] if self.target else []) + list(self.other_targets)

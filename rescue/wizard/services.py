@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,7 +41,8 @@ class Services(Protocol):
     def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]: ...
     def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict: ...
     def prepare_restore(
-        self, image: ImageEntry, disk: DiskEntry, options: RestoreOptions
+        self, image: ImageEntry, disk: DiskEntry, options: RestoreOptions,
+        others: Sequence[DiskEntry] = (),
     ) -> Prepared: ...
     def run_restore(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome: ...
     def backup_destinations(self) -> list[tuple[str, str]]: ...
@@ -208,6 +209,7 @@ class EngineServices:
             medium=found.location if found.device else "",
             volumes=volumes,
             disk_bytes=sum(d.size_bytes for d in manifest.disks),
+            disk_sizes=tuple(d.size_bytes for d in manifest.disks),
         )
 
     # -- disks -----------------------------------------------------------------------
@@ -248,27 +250,33 @@ class EngineServices:
 
     # -- restore / backup ------------------------------------------------------------
     def prepare_restore(
-        self, image: ImageEntry, disk: DiskEntry, options: RestoreOptions
+        self, image: ImageEntry, disk: DiskEntry, options: RestoreOptions,
+        others: Sequence[DiskEntry] = (),
     ) -> Prepared:
         from rescue import services
         from rescue.plan.restore import RestoreOptions as PlanOptions
 
         prepared = services.prepare_restore(
-            image.location, image.id, disk.path,
+            image.location, image.id, [disk.path, *(d.path for d in others)],
             PlanOptions(grow=options.grow, verify=options.verify, force=options.force),
             self.runner,
         )
-        plan = prepared.plan
-        self._log("restore plan: " + json.dumps(plan.to_dict()))
-        total = plan.data_bytes * (2 if options.verify else 1)
-        boot = plan.data_bytes - sum(p.data_bytes for p in plan.partitions)
-        volumes = [("boot areas", boot)] if boot > 0 else []
-        for p in sorted(plan.partitions, key=lambda p: p.start):
-            if p.data_bytes:
-                label = f" '{p.fs_label}'" if p.fs_label else ""
-                volumes.append((f"{p.number}: {p.filesystem or p.kind}{label}", p.data_bytes))
-        return Prepared("restore", list(plan.summary_lines()), prepared,
-                        plan.target.holds_data, total, volumes)
+        self._log("restore plan: " + json.dumps(prepared.to_dict()))
+        total = prepared.data_bytes * (2 if options.verify else 1)
+        volumes: list[tuple[str, int]] = []
+        # the order the engine writes them: the image's disks 2, 3, ... then disk 1
+        for plan in prepared.plans[1:] + prepared.plans[:1]:
+            which = f"{plan.target.path} " if len(prepared.plans) > 1 else ""
+            boot = plan.data_bytes - sum(p.data_bytes for p in plan.partitions)
+            if boot > 0:
+                volumes.append((f"{which}boot areas", boot))
+            for p in sorted(plan.partitions, key=lambda p: p.start):
+                if p.data_bytes:
+                    label = f" '{p.fs_label}'" if p.fs_label else ""
+                    volumes.append((f"{which}{p.number}: {p.filesystem or p.kind}{label}",
+                                    p.data_bytes))
+        return Prepared("restore", prepared.summary_lines(), prepared,
+                        prepared.erases_data, total, volumes)
 
     def run_restore(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome:
         from rescue import services
@@ -306,12 +314,12 @@ class EngineServices:
         from rescue import services
         from rescue.engine.backup import BackupOptions
 
-        if len(disks) != 1:
-            raise UsageError("Choose exactly one disk to back up.")
+        if not disks:
+            raise UsageError(_("Choose a disk to back up."))
         if "://" in destination:
             raise UsageError(f"{destination}: saving images over the network is not supported "
                              "yet; mount the share and give its folder.")
-        prepared = services.prepare_backup(disks[0].path, destination,
+        prepared = services.prepare_backup([d.path for d in disks], destination,
                                            BackupOptions(name=name), self.runner)
         return Prepared("backup", list(prepared.summary_lines()), prepared,
                         total_bytes=prepared.total_bytes)

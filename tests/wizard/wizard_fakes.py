@@ -86,8 +86,9 @@ class FixtureServices:
         return self.verdict
 
     def prepare_restore(self, image: ImageEntry, disk: DiskEntry,
-                        options: RestoreOptions) -> Prepared:
-        self.calls.append(("prepare_restore", image.id, disk.path))
+                        options: RestoreOptions, others=()) -> Prepared:
+        self.calls.append(("prepare_restore", image.id, disk.path,
+                           *(d.path for d in others)))
         if self.prepare_error:
             raise self.prepare_error
         return Prepared("restore", [
@@ -126,6 +127,7 @@ class FixtureServices:
 
     def prepare_backup(self, disks: list[DiskEntry], destination: str, name: str) -> Prepared:
         self.calls.append(("prepare_backup", disks[0].path, destination, name))
+        self.calls.append(("backup_sources", tuple(d.path for d in disks)))
         if self.prepare_error:
             raise self.prepare_error
         return Prepared("backup", [f"read {disks[0].path}: 2 partitions, 21.0 GB used",

@@ -1,9 +1,13 @@
-"""Back up this computer: source disk, destination repository and name."""
+"""Back up this computer: source disk(s), destination repository and name.
+
+Enter backs up the highlighted disk; Space marks several disks for one image (a machine
+with a system disk and data disks): the first one marked is the system disk."""
 
 from __future__ import annotations
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
@@ -16,10 +20,12 @@ from rescue.wizard.services import describe_error
 
 class BackupSourceScreen(WizardScreen):
     STEP = 4
+    BINDINGS = [Binding("space", "mark", "Mark", show=False)]
 
     def __init__(self) -> None:
         super().__init__()
         self.disks: list[DiskEntry] = []
+        self.marked: list[str] = []  # paths, in the order marked (the first: system disk)
         self.message = _("Looking for disks…")
 
     def heading(self) -> str:
@@ -27,7 +33,8 @@ class BackupSourceScreen(WizardScreen):
 
     def body(self) -> ComposeResult:
         with Vertical(id="body"):
-            yield Static(_("Choose the disk to back up"), classes="heading")
+            yield Static(_("Choose the disk to back up (Space marks several disks for one "
+                           "image; the first marked is the system disk)"), classes="heading")
             table: DataTable[str] = DataTable(id="sources", cursor_type="row")
             table.add_columns(_("Disk"), _("Model"), _("Serial"), _("Size"), _("Partitions"))
             yield table
@@ -58,19 +65,42 @@ class BackupSourceScreen(WizardScreen):
     def fill(self) -> None:
         table = self.query_one("#sources", DataTable)
         table.clear()
+        self.marked = [p for p in self.marked if any(d.path == p for d in self.disks)]
         for d in self.disks:
-            table.add_row(d.name, d.model or "-", d.serial or "-", format_size(d.size_bytes),
-                          ", ".join(d.partitions) or "-", key=d.path)
-        self.query_one("#message", Static).update(self.message)
+            mark = f"{self.marked.index(d.path) + 1}✓" if d.path in self.marked else "  "
+            table.add_row(f"{mark} {d.name}", d.model or "-", d.serial or "-",
+                          format_size(d.size_bytes), ", ".join(d.partitions) or "-", key=d.path)
+        message = self.message
+        if self.marked:
+            message = _("One image of {count} disk(s): {disks}").format(
+                count=len(self.marked), disks=", ".join(self.marked))
+        self.query_one("#message", Static).update(message)
         self.query_one("#next", Button).disabled = not self.disks
+
+    def action_mark(self) -> None:
+        if not self.disks:
+            return
+        table = self.query_one("#sources", DataTable)
+        row = min(table.cursor_row, len(self.disks) - 1)
+        path = self.disks[row].path
+        if path in self.marked:
+            self.marked.remove(path)
+        else:
+            self.marked.append(path)
+        self.fill()
+        table.move_cursor(row=row)
 
     @on(DataTable.RowSelected, "#sources")
     @on(Button.Pressed, "#next")
     def next(self) -> None:
         if not self.disks:
             return
-        row = self.query_one("#sources", DataTable).cursor_row
-        self.state.sources = [self.disks[min(row, len(self.disks) - 1)]]
+        if self.marked:
+            by_path = {d.path: d for d in self.disks}
+            self.state.sources = [by_path[p] for p in self.marked]
+        else:
+            row = self.query_one("#sources", DataTable).cursor_row
+            self.state.sources = [self.disks[min(row, len(self.disks) - 1)]]
         self.app.push_screen(BackupDestinationScreen())
 
     @on(Button.Pressed, "#back")
@@ -93,7 +123,7 @@ class BackupDestinationScreen(WizardScreen):
         with Vertical(id="body"):
             yield Static(_("Repositories on attached disks"), classes="heading")
             yield OptionList(id="media")
-            yield Label(_("Repository folder or URL"))
+            yield Label(_("Repository folder"))
             yield Input(st.destination, placeholder="/mnt/usb/rescue", id="destination")
             yield Label(_("Name of the new image"))
             yield Input(st.backup_name or self.default_name(), id="name")
@@ -142,7 +172,7 @@ class BackupDestinationScreen(WizardScreen):
         destination = self.query_one("#destination", Input).value.strip()
         name = self.query_one("#name", Input).value.strip()
         if not destination:
-            self.app.notify(_("Type the folder or URL to save the image in."), severity="error")
+            self.app.notify(_("Type the folder to save the image in."), severity="error")
             self.query_one("#destination", Input).focus()
             return
         self.state.destination, self.state.backup_name = destination, name

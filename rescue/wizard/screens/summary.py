@@ -41,8 +41,9 @@ class SummaryScreen(WizardScreen):
 
     def restore_text(self) -> str:
         st = self.state
-        image, disk = st.image, st.target
-        assert image is not None and disk is not None
+        image, targets = st.image, st.targets()
+        assert image is not None and targets
+        several = len(targets) > 1
         out = [
             f"[b]{_('System image')}[/b]",
             "  " + _("Date and time: {when}").format(when=format_datetime(image.created)),
@@ -53,21 +54,25 @@ class SummaryScreen(WizardScreen):
         ]
         for v in image.volumes:
             label = f"'{v.label}'" if v.label else ""
+            where = _("Disk {n}").format(n=v.disk + 1) + ", " if several else ""
             out.append(
-                "  " + _("Partition {n}").format(n=v.number)
+                "  " + where + _("Partition {n}").format(n=v.number)
                 + f"  {format_size(v.size_bytes):>9}  {v.filesystem or '-':<6} {label}"
             )
-        out += [
-            f"[b]{_('Target disk')}[/b]",
-            f"  {disk.path}  {disk.model or '-'}  "
-            + _("serial {serial}").format(serial=disk.serial or "-")
-            + f"  {format_size(disk.size_bytes)}",
-        ]
-        if disk.partitions:
-            out.append("  [b red]" + _("Everything on this disk will be erased:") + "[/]")
-            out += [f"    {p}" for p in disk.partitions]
-        else:
-            out.append("  " + _("The disk is empty: nothing will be lost."))
+        for n, disk in enumerate(targets, start=1):
+            title = _("Target disk") if not several else _(
+                "Target disk for the image's disk {n}").format(n=n)
+            out += [
+                f"[b]{title}[/b]",
+                f"  {disk.path}  {disk.model or '-'}  "
+                + _("serial {serial}").format(serial=disk.serial or "-")
+                + f"  {format_size(disk.size_bytes)}",
+            ]
+            if disk.partitions:
+                out.append("  [b red]" + _("Everything on this disk will be erased:") + "[/]")
+                out += [f"    {p}" for p in disk.partitions]
+            else:
+                out.append("  " + _("The disk is empty: nothing will be lost."))
         opts = st.options
         for label, value in ((_("Format and repartition disks"), opts.repartition),
                              (_("Verify after restore"), opts.verify),
@@ -81,7 +86,7 @@ class SummaryScreen(WizardScreen):
 
     def backup_text(self) -> str:
         st = self.state
-        out = [f"[b]{_('Disk to back up')}[/b]"]
+        out = [f"[b]{_('Disk to back up') if len(st.sources) < 2 else _('Disks to back up')}[/b]"]
         for disk in st.sources:
             out.append(f"  {disk.path}  {disk.model or '-'}  {format_size(disk.size_bytes)}")
             out += [f"    {p}" for p in disk.partitions]
@@ -114,7 +119,8 @@ class SummaryScreen(WizardScreen):
         try:
             if self.kind == "restore":
                 assert st.image is not None and st.target is not None
-                prepared = self.services.prepare_restore(st.image, st.target, st.options)
+                prepared = self.services.prepare_restore(st.image, st.target, st.options,
+                                                         list(st.other_targets))
             else:
                 prepared = self.services.prepare_backup(st.sources, st.destination,
                                                         st.backup_name)
@@ -142,19 +148,23 @@ class SummaryScreen(WizardScreen):
         prepared = self.prepared
         if prepared is None:
             return
-        target = self.state.target
+        targets = self.state.targets()
         blocked = self.state.verdict is not None and self.state.verdict.level == "blocked"
-        if self.kind == "restore" and target is not None and (
-            target.has_data or target.partitions or prepared.loses_data or blocked
-        ):
+        holding = [t for t in targets if t.has_data or t.partitions]
+        if self.kind == "restore" and targets and (holding or prepared.loses_data or blocked):
+            asked = holding or targets[:1]
+            if len(asked) == 1:
+                target = asked[0]
+                message = _("{disk} ({model}, {size}) holds partitions or data. Restoring "
+                            "erases all of it.").format(
+                    disk=target.path, model=target.model or "-",
+                    size=format_size(target.size_bytes))
+            else:
+                message = _("{disks} hold partitions or data. Restoring erases all of it; "
+                            "type their names separated by a space.").format(
+                    disks=", ".join(t.path for t in asked))
             self.app.push_screen(
-                TypedConfirmDialog(
-                    _("{disk} ({model}, {size}) holds partitions or data. Restoring "
-                      "erases all of it.").format(
-                        disk=target.path, model=target.model or "-",
-                        size=format_size(target.size_bytes)),
-                    target.name,
-                ),
+                TypedConfirmDialog(message, " ".join(t.name for t in asked)),
                 self.confirmed,
             )
         else:

@@ -1,4 +1,8 @@
-"""Step 5: the target disk, restore options and the hardware compatibility verdict."""
+"""Step 5: the target disk, restore options and the hardware compatibility verdict.
+
+An image of several disks gets one such screen per disk of the image, in its order: the
+first carries the options and the verdict, the next ones only the choice of disk (a disk
+chosen for an earlier one is not offered again)."""
 
 from __future__ import annotations
 
@@ -44,62 +48,107 @@ def reason_text(disk: DiskEntry) -> str:
 class TargetScreen(WizardScreen):
     STEP = 5
 
-    def __init__(self) -> None:
+    def __init__(self, disk_index: int = 0) -> None:
         super().__init__()
+        self.disk_index = disk_index  # which of the image's disks this screen places
         self.disks: list[DiskEntry] = []
         self.loaded = False
         self.error = ""
 
+    @property
+    def disk_count(self) -> int:
+        return self.state.image.disk_count if self.state.image else 1
+
     def heading(self) -> str:
+        if self.disk_count > 1:
+            return _("Target disk {n} of {count}").format(n=self.disk_index + 1,
+                                                         count=self.disk_count)
         return _("Target disk and options")
 
+    def prompt(self) -> str:
+        image = self.state.image
+        if self.disk_count == 1 or image is None:
+            return _("Choose the disk to restore to")
+        volumes = ", ".join(
+            f"{v.filesystem or '-'}{' ' + repr(v.label) if v.label else ''}"
+            for v in image.volumes if v.disk == self.disk_index) or "-"
+        return _("Choose the disk for the image's disk {n} ({size}: {volumes})").format(
+            n=self.disk_index + 1, size=format_size(image.disk_sizes[self.disk_index]),
+            volumes=volumes)
+
+    @property
+    def chosen(self) -> DiskEntry | None:
+        if self.disk_index == 0:
+            return self.state.target
+        extra = self.state.other_targets
+        return extra[self.disk_index - 1] if len(extra) >= self.disk_index else None
+
+    def choose(self, disk: DiskEntry | None) -> None:
+        if self.disk_index == 0:
+            self.state.target = disk
+            return
+        del self.state.other_targets[self.disk_index - 1:]
+        if disk is not None:
+            self.state.other_targets.append(disk)
+
+    def taken(self) -> dict[str, int]:
+        """Disks chosen on the earlier screens -> the image disk (1-based) they received."""
+        earlier = self.state.targets()[: self.disk_index]
+        return {d.path: n for n, d in enumerate(earlier, start=1)}
+
+    def usable(self, disk: DiskEntry) -> bool:
+        return disk.eligible and disk.path not in self.taken()
+
     def body(self) -> ComposeResult:
+        first = self.disk_index == 0
         with Vertical(id="body"):
-            yield Static(_("Choose the disk to restore to"), classes="heading")
+            yield Static(self.prompt(), classes="heading")
             table: DataTable[str] = DataTable(id="disks", cursor_type="row")
             table.add_columns(_("Disk"), _("Size"), _("State"), _("Model"), _("Serial"))
             yield table
             yield Static(self.selection_text(), id="selection")
-            yield Check(_("Format and repartition disks"),
-                           value=self.state.options.repartition, id="repartition")
-            yield Check(_("Verify after restore"), value=self.state.options.verify,
-                           id="verify")
-            yield Check(_("Grow the largest partition to fill the disk"),
-                           value=self.state.options.grow, id="grow")
-            force = Check(_("Restore anyway (the restored system may not start)"),
-                          value=self.state.options.force, id="force")
-            force.display = self.blocked()
-            yield force
-            yield Static(verdict_text(self.state.verdict), id="verdict")
+            if first:
+                yield Check(_("Format and repartition disks"),
+                            value=self.state.options.repartition, id="repartition")
+                yield Check(_("Verify after restore"), value=self.state.options.verify,
+                            id="verify")
+                yield Check(_("Grow the largest partition to fill the disk"),
+                            value=self.state.options.grow, id="grow")
+                force = Check(_("Restore anyway (the restored system may not start)"),
+                              value=self.state.options.force, id="force")
+                force.display = self.blocked()
+                yield force
+                yield Static(verdict_text(self.state.verdict), id="verdict")
         yield self.buttons(
             Button(_("Back"), id="back"),
             Button(_("Next"), id="next", variant="primary", disabled=not self.ready()),
         )
 
     def ready(self) -> bool:
-        return self.state.target is not None and self.state.options.repartition
+        return self.chosen is not None and self.state.options.repartition
 
     def selection_text(self) -> str:
         if self.error:
             return self.error
         if not self.loaded:
             return _("Looking for disks…")
-        if not any(d.eligible for d in self.disks):
+        if not any(self.usable(d) for d in self.disks):
             return _("No disk can receive the image. Connect a disk at least as large "
                      "as the image's data and it will appear here.")
         if not self.state.options.repartition:
             return _("The target disk must get the image's partition table: tick "
                      "'Format and repartition disks' to continue.")
-        target = self.state.target
+        target = self.chosen
         if target is None:
             return _("Several disks are available: choose one and press Enter.")
         return _("Selected: {disk} ({model}, {size})").format(
             disk=target.path, model=target.model or "-", size=format_size(target.size_bytes))
 
     def on_mount(self) -> None:
-        self.state.target = None
+        self.choose(None)
         self.load()
-        self.load_verdict()
+        if self.disk_index == 0:
+            self.load_verdict()
         self.query_one("#disks", DataTable).focus()
 
     def refill(self) -> None:
@@ -128,7 +177,7 @@ class TargetScreen(WizardScreen):
         return self.state.verdict is not None and self.state.verdict.level == "blocked"
 
     def loaded_verdict(self, verdict: Verdict, target: DiskEntry | None) -> None:
-        if target != self.state.target:
+        if target != self.state.target or self.disk_index != 0:
             return  # an answer for an earlier choice of disk
         self.state.verdict = verdict
         self.query_one("#force", Check).display = self.blocked()
@@ -138,35 +187,41 @@ class TargetScreen(WizardScreen):
 
     def loaded_disks(self, disks: list[DiskEntry], error: str) -> None:
         self.disks, self.error, self.loaded = disks, error, True
-        eligible = [d for d in disks if d.eligible]
-        if self.state.target is None and len(eligible) == 1:
-            self.state.target = eligible[0]  # unambiguous: pre-selected
-            self.load_verdict()  # now for this disk's bus and driver
+        usable = [d for d in disks if self.usable(d)]
+        if self.chosen is None and len(usable) == 1:
+            self.choose(usable[0])  # unambiguous: pre-selected
+            if self.disk_index == 0:
+                self.load_verdict()  # now for this disk's bus and driver
         self.fill()
 
     def fill(self) -> None:
         table = self.query_one("#disks", DataTable)
         table.clear()
+        chosen, taken = self.chosen, self.taken()
         for disk in self.disks:
-            mark = "●" if self.state.target and disk.path == self.state.target.path else " "
+            mark = "●" if chosen and disk.path == chosen.path else " "
+            state = (_("Chosen for the image's disk {n}").format(n=taken[disk.path])
+                     if disk.path in taken else reason_text(disk))
             table.add_row(
-                f"{mark} {disk.name}", format_size(disk.size_bytes), reason_text(disk),
+                f"{mark} {disk.name}", format_size(disk.size_bytes), state,
                 disk.model or "-", disk.serial or "-", key=disk.path,
             )
-        if self.state.target is not None:
+        if chosen is not None:
             paths = [d.path for d in self.disks]
-            if self.state.target.path in paths:
-                table.move_cursor(row=paths.index(self.state.target.path))
+            if chosen.path in paths:
+                table.move_cursor(row=paths.index(chosen.path))
         self.query_one("#selection", Static).update(self.selection_text())
         self.query_one("#next", Button).disabled = not self.ready()
 
     @on(DataTable.RowHighlighted, "#disks")
     def highlighted(self, event: DataTable.RowHighlighted) -> None:
         disk = self.disk_at(event.cursor_row)
-        if disk is not None and not disk.eligible:
+        if disk is not None and not self.usable(disk):
+            reason = disk.reason if not disk.eligible else _(
+                "it receives the image's disk {n}").format(n=self.taken()[disk.path])
             lines = [_("{disk} cannot be chosen: {reason}").format(
-                disk=disk.path, reason=disk.reason)]
-            if not any(d.eligible for d in self.disks):
+                disk=disk.path, reason=reason)]
+            if not any(self.usable(d) for d in self.disks):
                 lines.insert(0, self.selection_text())
             self.query_one("#selection", Static).update("\n".join(lines))
         else:
@@ -178,10 +233,11 @@ class TargetScreen(WizardScreen):
     @on(DataTable.RowSelected, "#disks")
     def selected(self, event: DataTable.RowSelected) -> None:
         disk = self.disk_at(event.cursor_row)
-        if disk is None or not disk.eligible:
+        if disk is None or not self.usable(disk):
             return
-        self.state.target = disk
-        self.load_verdict()
+        self.choose(disk)
+        if self.disk_index == 0:
+            self.load_verdict()
         self.fill()
         self.query_one("#next", Button).focus()
 
@@ -209,6 +265,9 @@ class TargetScreen(WizardScreen):
     @on(Button.Pressed, "#next")
     def next(self) -> None:
         if not self.ready():
+            return
+        if self.disk_index + 1 < self.disk_count:
+            self.app.push_screen(TargetScreen(self.disk_index + 1))
             return
         from rescue.wizard.screens.summary import SummaryScreen
 
