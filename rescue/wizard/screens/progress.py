@@ -28,6 +28,8 @@ class ProgressScreen(WizardScreen):
         self.finished_bytes = 0
         self.stage_done = 0
         self.stage_total = 0
+        self.volume_start = 0  # first of prepared.volumes the current data stage writes
+        self.stage_volumes: tuple[int, int] | None = None  # its [start, end) in volumes
         self.rate = 0.0
         self.started = 0.0
         self.messages: list[str] = []
@@ -90,29 +92,46 @@ class ProgressScreen(WizardScreen):
         if isinstance(event, StageStarted):
             self.stage_title = event.title
             self.stage_done, self.stage_total = 0, event.total_bytes
+            self.stage_volumes = self._volumes_of(event.total_bytes)
         elif isinstance(event, Progress):
             self.stage_done, self.stage_total = event.done_bytes, event.total_bytes
             self.rate = event.rate
         elif isinstance(event, StageFinished):
             self.finished_bytes += max(self.stage_total, event.done_bytes)
             self.stage_done = self.stage_total = 0
+            if self.stage_volumes is not None:
+                self.volume_start = self.stage_volumes[1]
+                self.stage_volumes = None
         elif isinstance(event, LogMessage):
             self.messages = [*self.messages, event.text][-2:]
         self.refill()
 
+    def _volumes_of(self, total: int) -> tuple[int, int] | None:
+        """The run of the plan's volumes, from the next unwritten one, that a data stage of
+        *total* bytes walks in order (one per disk of the image), or None."""
+        prepared = self.state.prepared
+        volumes = prepared.volumes if prepared else []
+        running = 0
+        for end in range(self.volume_start, len(volumes)):
+            running += volumes[end][1]
+            if running == total:
+                return self.volume_start, end + 1
+            if running > total:
+                break
+        return None
+
     def current_volume(self) -> str:
         """The volume the data stages are in, from their byte count and the plan."""
         prepared = self.state.prepared
-        if not prepared or not prepared.volumes or not self.stage_total:
-            return ""
-        if sum(n for _, n in prepared.volumes) != self.stage_total:
+        if not prepared or self.stage_volumes is None or not self.stage_total:
             return ""  # not a stage that walks the volumes in order
+        start, stop = self.stage_volumes
         end = 0
-        for title, size in prepared.volumes:
+        for title, size in prepared.volumes[start:stop]:
             end += size
             if self.stage_done < end:
                 return title
-        return prepared.volumes[-1][0]
+        return prepared.volumes[stop - 1][0]
 
     def overall(self) -> tuple[int, int]:
         prepared = self.state.prepared
