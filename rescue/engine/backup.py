@@ -31,6 +31,7 @@ from rescue.events import (
 from rescue.fs import ext, fat, partclone
 from rescue.fs.usedmap import UsedMap
 from rescue.hardware.profile import collect_profile, firmware_type
+from rescue.i18n import _
 from rescue.image import chunks as codec
 from rescue.image.manifest import (
     METHOD_USED_BLOCKS,
@@ -68,19 +69,28 @@ class PreparedBackup:
     def summary_lines(self) -> list[str]:
         d = self.layout
         lines = [
-            f"Source disk {self.disk_path}: {human_bytes(d.size_bytes)}, {d.table.upper()} table",
-            f"Computer {self.system.computer or '(unknown)'}, "
-            f"{self.system.os_name or 'unknown OS'}",
+            _("Source disk {path}: {size}, {table} table").format(
+                path=self.disk_path, size=human_bytes(d.size_bytes), table=d.table.upper()),
+            _("Computer {computer}, {os}").format(
+                computer=self.system.computer or _("(unknown)"),
+                os=self.system.os_name or _("unknown OS")),
         ]
         for p in d.partitions:
             used = self.used.get(p.number)
-            lines.append(
-                f"  partition {p.number}: {p.filesystem or 'no filesystem'}"
-                f"{' ' + repr(p.fs_label) if p.fs_label else ''},"
-                f" {human_bytes(p.size * d.logical_sector_size)}, {p.method}"
-                + (f", {human_bytes(used.used_bytes)} used" if used else "")
-            )
-        lines.append(f"Repository {self.repo.root}")
+            fields = {
+                "number": p.number,
+                "filesystem": (p.filesystem or _("no filesystem"))
+                + (" " + repr(p.fs_label) if p.fs_label else ""),
+                "size": human_bytes(p.size * d.logical_sector_size),
+                "method": p.method,
+            }
+            if used:
+                line = _("partition {number}: {filesystem}, {size}, {method}, {used} used").format(
+                    used=human_bytes(used.used_bytes), **fields)
+            else:
+                line = _("partition {number}: {filesystem}, {size}, {method}").format(**fields)
+            lines.append("  " + line)
+        lines.append(_("Repository {path}").format(path=self.repo.root))
         return lines
 
 
@@ -103,11 +113,12 @@ def prepare_backup(
     use = disk_use(disk)
     rw = [m for m in use.mounts if m.read_write]
     if rw:
-        where = ", ".join(f"{m.source} on {m.mountpoint}" for m in rw)
-        raise SourceRefusedError(
-            f"{disk} has a partition mounted read-write ({where}); the image would be "
+        where = ", ".join(_("{device} on {mountpoint}").format(
+            device=m.source, mountpoint=m.mountpoint) for m in rw)
+        raise SourceRefusedError(_(
+            "{disk} has a partition mounted read-write ({where}); the image would be "
             "inconsistent. Unmount it (or boot the rescue system) and retry."
-        )
+        ).format(disk=disk, where=where))
     # Make the kernel list the partitions (no disk write; loop devices need it).
     runner.run(["partx", "-u", disk], check=False)
     runner.run(["udevadm", "settle", "--timeout=10"], check=False)
@@ -115,10 +126,10 @@ def prepare_backup(
     os.makedirs(repo_path, exist_ok=True)
     repo_disk = parent_disk_devnum(os.stat(repo_path).st_dev)
     if repo_disk in disk_devnums(disk) or repo_disk == devnum_of(disk):
-        raise SourceRefusedError(
-            f"The repository {repo_path} is on {disk}, the disk being backed up; "
+        raise SourceRefusedError(_(
+            "The repository {repo} is on {disk}, the disk being backed up; "
             "choose a repository on another disk."
-        )
+        ).format(repo=repo_path, disk=disk))
     repo = Repository.create(repo_path)
     nodes = {p.number: partition_node(disk, p.number) for p in layout.partitions}
     used: dict[int, UsedMap] = {}
@@ -160,9 +171,11 @@ class _Capture:
         try:
             data = os.pread(self.fd, length, offset)
         except OSError as exc:
-            raise from_oserror(exc, f"Reading the source disk at byte {offset}") from exc
+            raise from_oserror(exc, _("Reading the source disk at byte {offset}").format(
+                offset=offset)) from exc
         if len(data) != length:
-            raise SourceRefusedError(f"The source disk ended early at byte {offset + len(data)}.")
+            raise SourceRefusedError(_("The source disk ended early at byte {offset}.").format(
+                offset=offset + len(data)))
         if keep is not None:
             buf = bytearray(length)
             view = memoryview(buf)
@@ -255,10 +268,10 @@ def run_backup(
     repo.clean_tmp()
     fd = os.open(prepared.disk_path, os.O_RDONLY | os.O_CLOEXEC)
     cap = _Capture(fd, repo, opts.level)
-    total = prepared.total_bytes + sum(n for _, _, n in _boot_areas(layout))
+    total = prepared.total_bytes + sum(length for _name, _start, length in _boot_areas(layout))
     meter = ProgressMeter(sink, "backup", total)
-    sink(StageStarted("backup", f"Backing up {prepared.disk_path} "
-                      f"({human_bytes(total)} of used data)", total))
+    sink(StageStarted("backup", _("Backing up {disk} ({size} of used data)").format(
+        disk=prepared.disk_path, size=human_bytes(total)), total))
     try:
         for name, offset, length in _boot_areas(layout):
             used = UsedMap.whole(length)
@@ -283,6 +296,7 @@ def run_backup(
     sysinfo = prepared.system
     manifest = Manifest(
         id=new_image_id(now),
+        # a manifest field: English, as every field of the format
         name=opts.name or f"Backup of {sysinfo.computer or prepared.disk_path}",
         created_utc=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
         created_local=local.isoformat(timespec="seconds"),
@@ -301,9 +315,10 @@ def run_backup(
     )
     repo.sync()
     repo.write_manifest(manifest)
-    sink(LogMessage("info", f"Image {manifest.id}: {human_bytes(cap.new_raw)} new data stored "
-                    f"as {human_bytes(cap.new_stored)}, {human_bytes(cap.reused)} reused from "
-                    "earlier images."))
+    sink(LogMessage("info", _(
+        "Image {image}: {new} new data stored as {stored}, {reused} reused from earlier images."
+    ).format(image=manifest.id, new=human_bytes(cap.new_raw),
+             stored=human_bytes(cap.new_stored), reused=human_bytes(cap.reused))))
     return BackupResult(manifest, cap.new_raw, cap.new_stored, cap.reused, cap.zero,
                         meter.elapsed, stats)
 
