@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -78,6 +79,29 @@ def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+@contextmanager
+def web_server(folder: Path):  # type: ignore[no-untyped-def]
+    """`python3 -m http.server` sharing *folder* on 127.0.0.1; yields its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([PY, "-m", "http.server", "--bind", "127.0.0.1", str(port),
+                             "--directory", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()  # by its PID
+        proc.wait(10)
+
+
 def build_source(work: Path, fs_size: int, data: int) -> Path:
     img = work / f"source-{fs_size // MiB}M-{data // MiB}M.img"
     if img.exists():
@@ -123,7 +147,7 @@ def main() -> int:
     }
     rescue = [PY, "-m", "rescue"]
     runs: dict[str, list[float]] = {k: [] for k in (
-        "backup", "pc_backup", "restore", "pc_restore", "dd")}
+        "backup", "pc_backup", "restore", "pc_restore", "dd", "http_restore")}
     rss: dict[str, int] = {"backup": 0, "restore": 0}
     repo = work / "repo"
     pc_img = work / "partclone.img.zst"
@@ -159,6 +183,12 @@ def main() -> int:
                 rss["restore"] = max(rss["restore"], peak)
                 written = json.loads(report.read_text())["bytes_written"]
                 fsck = subprocess.run(["e2fsck", "-fn", f"{tgt}p1"], capture_output=True)
+            # --- the same restore, the repository read from a web server (loopback) ---
+            with loop(tgt_img, size) as tgt, web_server(repo) as url:
+                drop_caches()
+                t, _ = timed([*rescue, "restore", "--repo", url, "--disk", tgt,
+                              "--yes", "--no-grow"])
+                runs["http_restore"].append(t)
             with loop(tgt_img, size) as tgt:
                 sh(f"sfdisk -q --no-reread --no-tell-kernel {tgt}", input=table)
                 partitions(tgt)
@@ -198,6 +228,9 @@ def main() -> int:
             "dd_MiBps": round(written / MiB / med["dd"], 1),
             "rescue_peak_rss_mib": round(rss["restore"] / MiB, 1),
             "restored_fsck_clean": fsck.returncode == 0,
+            "http_s": round(med["http_restore"], 2),
+            "http_MiBps": round(written / MiB / med["http_restore"], 1),
+            "http_vs_local": round(med["restore"] / med["http_restore"], 3),
         }
 
         # --- incremental -------------------------------------------------------------
@@ -238,6 +271,7 @@ device; page cache dropped before each timed run.
 | backup time | {b['rescue_s']} s ({b['rescue_MiBps']} MiB/s) | {b['partclone_zstd_s']} s | | {b['speedup']}x faster | >= 1.5x |
 | image size | {b['rescue_image_bytes'] / MiB:.1f} MiB | {b['partclone_zstd_bytes'] / MiB:.1f} MiB | | {b['size_ratio']} | <= 1.0 |
 | restore time | {s['rescue_s']} s ({s['rescue_MiBps']} MiB/s) | {s['partclone_zstd_s']} s | {s['dd_same_bytes_s']} s ({s['dd_MiBps']} MiB/s) | {s['speedup_vs_partclone']}x vs partclone, {s['fraction_of_dd'] * 100:.0f}% of dd | >= 2x, >= 85% |
+| restore from a web server (`--repo http://127.0.0.1:PORT/`, `python3 -m http.server`) | {s['http_s']} s ({s['http_MiBps']} MiB/s) | | | {s['http_vs_local'] * 100:.0f}% of the speed from a folder | |
 | peak RSS | backup {b['rescue_peak_rss_mib']} MiB, restore {s['rescue_peak_rss_mib']} MiB | | | | < 300 MB |
 | incremental backup (50 files changed) | {i['seconds']} s, {i['new_stored_bytes'] / MiB:.2f} MiB new | | | {i['new_stored_bytes'] / max(i['first_image_bytes'], 1) * 100:.2f}% of the first image | small |
 

@@ -14,7 +14,7 @@ from rescue.events import Sink, null_sink
 from rescue.hardware.compat import Verdict, compare
 from rescue.hardware.profile import HardwareProfile, collect_profile, firmware_type
 from rescue.image.manifest import Manifest
-from rescue.image.repository import Repository
+from rescue.image.repository import RepositoryReader, is_url, open_repository
 from rescue.plan.restore import RestoreOptions, RestorePlan, plan_restore
 from rescue.runner import CommandRunner
 
@@ -39,7 +39,7 @@ def hardware_verdict(manifest: Manifest, target_disk: str | None = None) -> Verd
 
 @dataclass
 class PreparedRestore:
-    repo: Repository
+    repo: RepositoryReader
     manifest: Manifest
     plan: RestorePlan
 
@@ -54,9 +54,10 @@ def prepare_restore(
     """Open the image (its manifest hash checked), probe the target read-only and plan.
     Raises a RescueError with a sentence for the technician on any refusal."""
     runner = runner or CommandRunner()
-    repo = Repository.open(repo_path)
+    repo = open_repository(repo_path)
     manifest = repo.load_manifest(image_ref)
-    target = probe_target(target_disk, repo_path, runner)
+    # a repository on a web server lives on no local disk that needs protecting
+    target = probe_target(target_disk, None if is_url(repo_path) else repo_path, runner)
     verdict = hardware_verdict(manifest, target_disk)
     plan = plan_restore(manifest, target, options or RestoreOptions(), verdict.to_dict(),
                         firmware=firmware_type())

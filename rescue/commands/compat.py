@@ -41,9 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def image_profile(repo: str, image: str) -> HardwareProfile:
-    from rescue.image.repository import Repository
+    from rescue.image.repository import open_repository
 
-    manifest = Repository.open(repo).load_manifest(image)
+    manifest = open_repository(repo).load_manifest(image)
     return HardwareProfile.from_dict(manifest.hardware or {})
 
 

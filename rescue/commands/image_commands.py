@@ -12,10 +12,13 @@ from rescue.engine.backup import BackupOptions
 from rescue.engine.restore import verify_image
 from rescue.errors import Cancelled, UsageError
 from rescue.events import Broadcast, JsonLog, Sink, TerminalProgress, human_bytes
-from rescue.image.repository import Repository, summarize
+from rescue.image.repository import open_repository, summarize
 from rescue.plan.fixups import FIXUP_NAMES
 from rescue.plan.restore import RestoreOptions
 from rescue.runner import CommandRunner
+
+REPO_HELP = ("repository: a folder, or the http:// or https:// URL of a folder a web "
+             "server shares (read-only; http://user:password@host/path/ for a login)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,21 +39,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "in a private directory, unmounted afterwards), newest first; the "
                        "newest is recommended.")
     p.add_argument("--repo", action="append", default=[],
-                   help="repository directory (repeatable); without it every attached "
-                   "disk is searched")
+                   help=REPO_HELP + "; repeatable; without it every attached disk is searched")
     p.add_argument("--include-loop", action="store_true",
                    help="also search loop devices (tests, demos)")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("inspect", help="show an image's layout, volumes and hardware")
-    p.add_argument("--repo", required=True)
+    p.add_argument("--repo", required=True, help=REPO_HELP)
     p.add_argument("--image", default="latest", help="id, unique id prefix or 'latest'")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("verify", help="re-hash every chunk of an image (no target needed)")
-    p.add_argument("--repo", required=True)
+    p.add_argument("--repo", required=True, help=REPO_HELP)
     p.add_argument("--image", default="latest")
     p.set_defaults(func=cmd_verify)
 
@@ -58,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Restore an image onto a whole disk. Every check that can "
                        "refuse runs before the first byte is written. Without --yes the plan "
                        "is shown and a confirmation is asked for.")
-    p.add_argument("--repo", required=True)
+    p.add_argument("--repo", required=True, help=REPO_HELP)
     p.add_argument("--image", default="latest")
     p.add_argument("--disk", required=True, help="the target disk, e.g. /dev/sdb")
     p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
@@ -122,7 +124,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     if len(args.repo) != 1:
         return _list_everywhere(args)
-    repo = Repository.open(args.repo[0])
+    repo = open_repository(args.repo[0])
     images = repo.list_images()
     if args.json:
         print(json.dumps([s.to_dict() for s in images], indent=1))
@@ -158,7 +160,7 @@ def _list_everywhere(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    repo = Repository.open(args.repo)
+    repo = open_repository(args.repo)
     m = repo.load_manifest(args.image)
     if args.json:
         print(json.dumps(m.to_dict(), indent=1))
@@ -195,7 +197,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    repo = Repository.open(args.repo)
+    repo = open_repository(args.repo)
     m = repo.load_manifest(args.image)
     checked = verify_image(repo, m, TerminalProgress())
     print(f"Image {m.id} is intact: {len(m.all_chunk_hashes())} chunks, "

@@ -39,6 +39,7 @@ from typing import Any
 from rescue.devices.inventory import Inventory
 from rescue.errors import RescueError
 from rescue.events import LogMessage, Sink, null_sink
+from rescue.image.repository import Repository, is_url
 from rescue.runner import CommandRunner
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,6 @@ def _sources(inventory: Inventory) -> list[_Source]:
 
 def _find_repositories(top: Path, depth: int = SEARCH_DEPTH) -> list[Path]:
     """Repositories at *top* and up to *depth* levels below, on the same filesystem."""
-    from rescue.image.repository import Repository
 
     try:
         top_dev = top.stat().st_dev
@@ -190,10 +190,10 @@ def _find_repositories(top: Path, depth: int = SEARCH_DEPTH) -> list[Path]:
     return found
 
 
-def _images_of(repo_path: Path) -> list[FoundImage]:
-    from rescue.image.repository import Repository
+def _images_of(repo_path: Path | str) -> list[FoundImage]:
+    from rescue.image.repository import open_repository
 
-    repo = Repository.open(repo_path)
+    repo = open_repository(repo_path)
     # ImageSummary's fields carry the same names; from_dict drops the ones FoundImage lacks
     return [FoundImage.from_dict({**asdict(s), "repo": str(repo_path)})
             for s in repo.list_images()]
@@ -224,8 +224,8 @@ def open_catalog(
         log.info("not searching %s: %s", what, reason)
         sink(LogMessage("info", f"Not searching {what}: {reason}."))
 
-    def add_repo(path: Path, src: _Source | None, top: Path | None) -> None:
-        real = os.path.realpath(path)
+    def add_repo(path: Path | str, src: _Source | None, top: Path | None) -> None:
+        real = str(path) if is_url(path) else os.path.realpath(path)
         if real in seen_repos:
             return
         seen_repos.add(real)
@@ -288,9 +288,10 @@ def open_catalog(
             for repo in _find_repositories(mp, depth):
                 add_repo(repo, src, mp)
         for extra in extra_repos:
+            if is_url(extra):  # a web server: read in place, nothing to mount
+                add_repo(extra, None, None)
+                continue
             path = Path(extra)
-            from rescue.image.repository import Repository
-
             if not Repository.is_repository(path):
                 skip(str(path), "it is not a rescue repository")
                 continue

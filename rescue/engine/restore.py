@@ -30,7 +30,7 @@ from rescue.fs import grow
 from rescue.i18n import _
 from rescue.image import chunks as codec
 from rescue.image.manifest import METHOD_RECREATE, ChunkedData, Disk, Manifest
-from rescue.image.repository import Repository
+from rescue.image.repository import RepositoryReader
 from rescue.plan.restore import RestorePlan
 from rescue.runner import CommandRunner
 
@@ -109,17 +109,17 @@ def chunk_place(image: str, offset: int, area: str = "", partition: int = 0) -> 
         image=image, number=partition, offset=offset)
 
 
-def check_chunks_present(repo: Repository, manifest: Manifest) -> None:
-    missing = [h for h in manifest.all_chunk_hashes() if repo.chunk_size_on_disk(h) <= 0]
+def check_chunks_present(repo: RepositoryReader, manifest: Manifest) -> None:
+    missing = repo.missing_chunks(sorted(manifest.all_chunk_hashes()))
     if missing:
         raise ImageCorruptError(_(
             "Image {image}: {count} chunk(s) are missing or empty in {repo} (first: {first}); "
             "the image cannot be restored."
-        ).format(image=manifest.id, count=len(missing), repo=repo.root,
+        ).format(image=manifest.id, count=len(missing), repo=repo.location,
                  first=sorted(missing)[0][:16]))
 
 
-def verify_image(repo: Repository, manifest: Manifest, sink: Sink = null_sink,
+def verify_image(repo: RepositoryReader, manifest: Manifest, sink: Sink = null_sink,
                  cancel: threading.Event | None = None) -> int:
     """Re-hash every chunk of an image without a target. Returns bytes checked."""
     disk = manifest.disks[0]
@@ -145,14 +145,15 @@ def verify_image(repo: Repository, manifest: Manifest, sink: Sink = null_sink,
         codec.decode_chunk(digest, repo.read_chunk(digest, where), length, where)
         return length
 
-    for _item, n in ordered_map(check, items, DECODE_WORKERS, DEPTH, cancel):
+    for _item, n in ordered_map(check, items, max(DECODE_WORKERS, repo.parallel_reads), DEPTH,
+                                cancel):
         meter.add(n)
     sink(StageFinished("verify-image", meter.elapsed, meter.done))
     return total
 
 
 class Restorer:
-    def __init__(self, repo: Repository, manifest: Manifest, plan: RestorePlan,
+    def __init__(self, repo: RepositoryReader, manifest: Manifest, plan: RestorePlan,
                  runner: CommandRunner, sink: Sink = null_sink,
                  cancel: threading.Event | None = None,
                  target_factory: type[BlockTarget] = BlockTarget,
@@ -274,8 +275,8 @@ class Restorer:
             return self._decode(job)
 
         try:
-            for job, raw in ordered_map(fetch, iter(jobs), DECODE_WORKERS, DEPTH,
-                                        self.cancel):
+            workers = max(DECODE_WORKERS, self.repo.parallel_reads)
+            for job, raw in ordered_map(fetch, iter(jobs), workers, DEPTH, self.cancel):
                 if raw is True:
                     skipped += job.length
                 elif raw is None:

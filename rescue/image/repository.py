@@ -26,14 +26,18 @@ from rescue.errors import (
     ImageNotFoundError,
     RepositoryError,
     UnsupportedFormatError,
+    UsageError,
     from_oserror,
 )
+from rescue.i18n import _
 from rescue.image.manifest import Manifest
 
 REPO_MAGIC = "rescue-repository"
 REPO_FORMAT_VERSION = 1
 REPO_FILE = "rescue-repository.json"
-_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
+INDEX_FILE = "images/index.json"
+IMAGE_ID_PATTERN = r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}"
+_ID_RE = re.compile(f"^{IMAGE_ID_PATTERN}$")
 
 
 @dataclass(frozen=True)
@@ -70,49 +74,166 @@ def new_image_id(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
-class Repository:
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """True for a repository served over HTTP(S) (read-only); anything else is a path."""
+    return str(location).lower().startswith(("http://", "https://"))
+
+
+def open_repository(location: str | os.PathLike[str]) -> RepositoryReader:
+    """Open a repository for reading: a folder, or an ``http://``/``https://`` URL."""
+    if is_url(location):
+        from rescue.image.http_repository import HttpRepository
+
+        return HttpRepository.open(str(location))
+    return Repository.open(location)
+
+
+def check_marker(raw: bytes, where: str) -> None:
+    """Refuse anything but a rescue repository marker this version can read."""
+    try:
+        info = json.loads(raw)
+    except ValueError as exc:
+        raise RepositoryError(
+            _("{where} is unreadable or damaged: {error}.").format(where=where, error=exc)
+        ) from exc
+    if not isinstance(info, dict) or info.get("magic") != REPO_MAGIC:
+        raise RepositoryError(
+            _("{where} is not a rescue repository (wrong magic).").format(where=where))
+    if int(info.get("format_version", 0)) > REPO_FORMAT_VERSION:
+        raise UnsupportedFormatError(
+            _("The repository {where} uses format version {version}; this rescue reads up "
+              "to {supported}. Use a newer rescue.").format(
+                where=where, version=info.get("format_version"), supported=REPO_FORMAT_VERSION)
+        )
+
+
+class RepositoryReader:
+    """What restoring, listing and verifying need from a repository: its images and
+    chunks, read-only. :class:`Repository` (a folder) and
+    :class:`~rescue.image.http_repository.HttpRepository` (a URL) provide it."""
+
+    #: where the repository is, as the technician gave it (shown in messages)
+    location: str
+    #: how many chunk reads may run at once to keep the pipeline fed
+    parallel_reads = 2
+
+    def image_ids(self) -> list[str]:
+        """Ids of every complete image, newest first."""
+        raise NotImplementedError
+
+    def manifest_bytes(self, image_id: str) -> bytes:
+        raise NotImplementedError
+
+    def read_chunk(self, digest: str, where: str) -> bytes:
+        raise NotImplementedError
+
+    def chunk_size_on_disk(self, digest: str) -> int:
+        """Stored size of a chunk, -1 when it is missing."""
+        raise NotImplementedError
+
+    def missing_chunks(self, digests: list[str]) -> list[str]:
+        """The chunks of *digests* that are absent or empty."""
+        return [d for d in digests if self.chunk_size_on_disk(d) <= 0]
+
+    def load_manifest(self, ref: str) -> Manifest:
+        image_id = self.resolve(ref)
+        manifest = Manifest.from_json(self.manifest_bytes(image_id),
+                                      where=f"manifest of image {image_id}")
+        if manifest.id != image_id:
+            raise ImageCorruptError(
+                _("The manifest in images/{dir} names image {id}; the repository was edited "
+                  "by hand.").format(dir=image_id, id=manifest.id)
+            )
+        return manifest
+
+    def resolve(self, ref: str) -> str:
+        """An image id from 'latest', a full id or a unique id prefix."""
+        ids = self.image_ids()
+        if not ids:
+            raise ImageNotFoundError(
+                _("The repository {where} holds no images.").format(where=self.location))
+        if ref == "latest":
+            # Ids start with the UTC creation time, so the greatest is the newest.
+            return max(ids)
+        if ref in ids:
+            return ref
+        matches = [i for i in ids if i.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise ImageNotFoundError(
+                _("No image '{ref}' in {where}; 'rescue list --repo {where}' shows them.")
+                .format(ref=ref, where=self.location)
+            )
+        raise ImageNotFoundError(
+            _("'{ref}' matches {count} images in {where}; give more of the id.").format(
+                ref=ref, count=len(matches), where=self.location)
+        )
+
+    def list_images(self) -> list[ImageSummary]:
+        """Every complete image, newest first. Damaged or vanished manifests are skipped
+        here; `rescue verify` reports them."""
+        out = []
+        for image_id in self.image_ids():
+            try:
+                m = self.load_manifest(image_id)
+            except (ImageCorruptError, UnsupportedFormatError, RepositoryError):
+                continue
+            out.append(summarize(m))
+        out.sort(key=lambda s: s.created_utc, reverse=True)
+        return out
+
+
+class Repository(RepositoryReader):
+    """A repository in a folder: read and written."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.location = str(root)
 
     # -- opening ---------------------------------------------------------------------
 
     @staticmethod
     def is_repository(path: str | os.PathLike[str]) -> bool:
-        return (Path(path) / REPO_FILE).is_file()
+        return not is_url(path) and (Path(path) / REPO_FILE).is_file()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Repository:
         root = Path(path)
         marker = root / REPO_FILE
         if not root.is_dir():
-            raise RepositoryError(f"The repository {root} does not exist or is not a directory.")
+            raise RepositoryError(
+                _("The repository {where} does not exist or is not a directory.").format(
+                    where=root))
         try:
-            info = json.loads(marker.read_text())
+            raw = marker.read_bytes()
         except FileNotFoundError:
             raise RepositoryError(
-                f"{root} is not a rescue repository (no {REPO_FILE})."
+                _("{where} is not a rescue repository (no {marker}).").format(
+                    where=root, marker=REPO_FILE)
             ) from None
-        except (OSError, ValueError) as exc:
-            raise RepositoryError(f"{marker} is unreadable or damaged: {exc}.") from exc
-        if info.get("magic") != REPO_MAGIC:
-            raise RepositoryError(f"{root} is not a rescue repository (wrong magic).")
-        if int(info.get("format_version", 0)) > REPO_FORMAT_VERSION:
-            raise UnsupportedFormatError(
-                f"The repository {root} uses format version {info.get('format_version')}; "
-                f"this rescue reads up to {REPO_FORMAT_VERSION}. Use a newer rescue."
-            )
+        except OSError as exc:
+            raise RepositoryError(
+                _("{where} is unreadable or damaged: {error}.").format(where=marker, error=exc)
+            ) from exc
+        check_marker(raw, str(root))
         return cls(root)
 
     @classmethod
     def create(cls, path: str | os.PathLike[str]) -> Repository:
         """Open the repository at *path*, creating it (and the directory) if needed."""
+        if is_url(path):
+            raise UsageError(
+                _("{where}: images are written to a folder; repositories on a web server are "
+                  "read-only. Mount the share (NFS, SMB) and give its folder.").format(
+                    where=path))
         root = Path(path)
         if cls.is_repository(root):
             return cls.open(root)
         if root.exists() and any(root.iterdir()):
             raise RepositoryError(
-                f"{root} is not empty and is not a rescue repository; choose an empty "
-                "directory or an existing repository."
+                _("{where} is not empty and is not a rescue repository; choose an empty "
+                  "directory or an existing repository.").format(where=root)
             )
         try:
             for sub in ("chunks", "images", "tmp"):
@@ -158,7 +279,8 @@ class Repository:
                 return f.read()
         except FileNotFoundError:
             raise ImageCorruptError(
-                f"{where}: chunk {digest[:16]} is missing from the repository {self.root}."
+                _("{where}: chunk {chunk} is missing from the repository {repo}.").format(
+                    where=where, chunk=digest[:16], repo=self.location)
             ) from None
         except OSError as exc:
             raise from_oserror(exc, f"{where}: reading chunk {digest[:16]}") from exc
@@ -180,57 +302,16 @@ class Repository:
             reverse=True,
         )
 
-    def load_manifest(self, ref: str) -> Manifest:
-        image_id = self.resolve(ref)
+    def manifest_bytes(self, image_id: str) -> bytes:
         path = self.root / "images" / image_id / "manifest.json"
         try:
-            raw = path.read_bytes()
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ImageNotFoundError(
+                _("Image {id} is gone from {where}.").format(id=image_id, where=self.location)
+            ) from None
         except OSError as exc:
             raise from_oserror(exc, f"Reading {path}") from exc
-        manifest = Manifest.from_json(raw, where=f"manifest of image {image_id}")
-        if manifest.id != image_id:
-            raise ImageCorruptError(
-                f"The manifest in images/{image_id} names image {manifest.id}; "
-                "the repository was edited by hand."
-            )
-        return manifest
-
-    def resolve(self, ref: str) -> str:
-        """An image id from 'latest', a full id or a unique id prefix."""
-        ids = self.image_ids()
-        if not ids:
-            raise ImageNotFoundError(f"The repository {self.root} holds no images.")
-        if ref == "latest":
-            return self._latest(ids)
-        if ref in ids:
-            return ref
-        matches = [i for i in ids if i.startswith(ref)]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise ImageNotFoundError(
-                f"No image '{ref}' in {self.root}; 'rescue list --repo {self.root}' shows them."
-            )
-        raise ImageNotFoundError(
-            f"'{ref}' matches {len(matches)} images in {self.root}; give more of the id."
-        )
-
-    def _latest(self, ids: list[str]) -> str:
-        # Ids start with the UTC creation time, so the greatest is the newest.
-        return max(ids)
-
-    def list_images(self) -> list[ImageSummary]:
-        """Every complete image, newest first. Damaged manifests are skipped here;
-        `rescue verify` reports them."""
-        out = []
-        for image_id in self.image_ids():
-            try:
-                m = self.load_manifest(image_id)
-            except (ImageCorruptError, UnsupportedFormatError, RepositoryError):
-                continue
-            out.append(summarize(m))
-        out.sort(key=lambda s: s.created_utc, reverse=True)
-        return out
 
     def write_manifest(self, manifest: Manifest) -> Path:
         """Publish an image: after this the image is listed. Chunks must already be
@@ -243,7 +324,18 @@ class Repository:
             _atomic_write(directory / "manifest.json", manifest.to_json(), self.root)
         except OSError as exc:
             raise from_oserror(exc, f"Writing the manifest to {directory}") from exc
+        self.write_index()
         return directory / "manifest.json"
+
+    def write_index(self) -> None:
+        """Refresh ``images/index.json``, the list of image ids a reader over HTTP uses
+        where the web server lists no directories. Advisory: a folder reader ignores it."""
+        body = {"images": sorted(self.image_ids())}
+        try:
+            _atomic_write(self.root / INDEX_FILE,
+                          (json.dumps(body, indent=1) + "\n").encode(), self.root)
+        except OSError as exc:
+            raise from_oserror(exc, f"Writing {self.root / INDEX_FILE}") from exc
 
     def sync(self) -> None:
         """Make every chunk written so far durable before a manifest points at it."""

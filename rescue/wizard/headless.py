@@ -9,15 +9,42 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import IO
 
 from rescue import i18n
 from rescue.errors import ImageNotFoundError, TargetRefusedError, UsageError
 from rescue.events import Broadcast, Sink, TerminalProgress
 from rescue.i18n import _, format_datetime, format_size
+from rescue.image.repository import is_url
 from rescue.unattended import Answers, validate
 from rescue.wizard.model import DiskEntry, ImageEntry, Outcome, RestoreOptions
 from rescue.wizard.services import Services
+
+NETWORK_WAIT = 120.0  # seconds a web address may take to answer after boot (DHCP, links)
+NETWORK_RETRY = 5.0
+
+
+def find_images(services: Services, repos: list[str], say: Callable[[str], None],
+                wait: float = NETWORK_WAIT) -> list[ImageEntry]:
+    """Search; while a web address given does not answer yet (the network comes up
+    after the live system starts), try again for up to *wait* seconds."""
+    deadline = time.monotonic() + wait
+    images = services.find_images(repos)
+    said = ""
+    while any(is_url(r) for r in repos) and time.monotonic() < deadline:
+        problems = services.search_problems()
+        if not problems:
+            break
+        if problems[0] != said:
+            said = problems[0]
+            say(_("Waiting for the network: {problem}").format(problem=said))
+        time.sleep(NETWORK_RETRY)
+        images = services.find_images(repos)
+    for problem in services.search_problems():
+        say(problem)
+    return images
 
 
 def pick_image(images: list[ImageEntry], ref: str, origin: str) -> ImageEntry:
@@ -74,7 +101,7 @@ def run(answers: Answers, services: Services, out: IO[str] | None = None,
     cancel = threading.Event()
     if answers.action == "restore":
         say(_("Searching for system images…"))
-        images = services.find_images(answers.repos)
+        images = find_images(services, answers.repos, say)
         image = pick_image(images, answers.image, answers.origin)
         say(_("Image: {computer}, {when}, {os} ({id})").format(
             computer=image.computer, when=format_datetime(image.created), os=image.os_name,

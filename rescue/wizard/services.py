@@ -37,6 +37,7 @@ from rescue.wizard.model import (
 
 class Services(Protocol):
     def find_images(self, locations: list[str]) -> list[ImageEntry]: ...
+    def search_problems(self) -> list[str]: ...
     def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]: ...
     def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict: ...
     def prepare_restore(
@@ -106,6 +107,7 @@ class EngineServices:
         self._catalog: contextlib.ExitStack | None = None
         self._lock = threading.Lock()
         self._machines: dict[str, Any] = {}  # hardware profiles by target disk name
+        self._problems: list[str] = []
 
     def close(self) -> None:
         """Unmount what the image search mounted (read-only)."""
@@ -137,12 +139,14 @@ class EngineServices:
     def find_images(self, locations: list[str]) -> list[ImageEntry]:
         from rescue.devices.catalog import open_catalog
         from rescue.devices.inventory import Inventory
+        from rescue.image.repository import is_url
 
         for loc in locations:
-            if "://" in loc:
+            if "://" in loc and not is_url(loc):
                 raise UsageError(
-                    f"{loc}: reading images over the network is not supported yet; mount "
-                    "the share (NFS, SMB) and add its folder instead."
+                    _("{location}: rescue reads images from a folder or from an http:// or "
+                      "https:// address. Mount other shares (NFS, SMB) from the shell and add "
+                      "their folder instead.").format(location=loc)
                 )
         inv = self._inventory(self.include_loop) if self.scan_media else Inventory()
         with self._lock:
@@ -155,20 +159,29 @@ class EngineServices:
                 stack.close()
                 raise
             self._catalog = stack
+        self._problems = []
         for skipped in catalog.skipped:
             self._log(f"not searched: {skipped.what}: {skipped.reason}")
+            if skipped.what in locations:  # the technician asked for this one: say why
+                self._problems.append(_("{location}: {reason}").format(
+                    location=skipped.what, reason=skipped.reason))
         missing = [loc for loc in locations
-                   if not any(s.what == loc for s in catalog.skipped) and not os.path.isdir(loc)]
+                   if not any(s.what == loc for s in catalog.skipped)
+                   and not is_url(loc) and not os.path.isdir(loc)]
         if missing:
             self._log(f"locations not found: {missing}")
         entries = [self._entry(found) for found in catalog.images]
         entries.sort(key=lambda i: (i.computer.lower(), -i.created.timestamp()))
         return entries
 
-    def _entry(self, found: Any) -> ImageEntry:
-        from rescue.image.repository import Repository
+    def search_problems(self) -> list[str]:
+        """Why a location the technician added gave no images (last search)."""
+        return list(self._problems)
 
-        manifest = Repository.open(found.repo).load_manifest(found.id)
+    def _entry(self, found: Any) -> ImageEntry:
+        from rescue.image.repository import open_repository
+
+        manifest = open_repository(found.repo).load_manifest(found.id)
         volumes = tuple(
             Volume(
                 disk=di,
@@ -199,17 +212,20 @@ class EngineServices:
 
     # -- disks -----------------------------------------------------------------------
     def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]:
+        from rescue.image.repository import is_url
+
         include_loop = self.include_loop
-        inv = self._inventory(include_loop, [image.location] if image else [])
+        local = image is not None and not is_url(image.location)
+        inv = self._inventory(include_loop, [image.location] if image and local else [])
         return [_disk_entry(d) for d in inv.disks]
 
     def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict:
         """The verdict for restoring *image* here (onto *disk*: its bus and driver count)."""
         from rescue.hardware.compat import BOOT_CRITICAL, compare
         from rescue.hardware.profile import HardwareProfile, collect_profile
-        from rescue.image.repository import Repository
+        from rescue.image.repository import open_repository
 
-        manifest = Repository.open(image.location).load_manifest(image.id)
+        manifest = open_repository(image.location).load_manifest(image.id)
         if not manifest.hardware:
             return Verdict("unknown", summary=_("The image records no hardware profile."))
         key = disk.name if disk is not None else ""

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from httpserve import serve
 from isoqemu import Disk, Machine
 from loopdev import loop_device, mounted
 
@@ -88,11 +89,16 @@ def debian_like(root: Path, nodes: dict[str, str]) -> None:
         "".join(f"kernel/drivers/{name}.ko\n" for name in BUILTIN))
 
 
-def test_unattended_restore_from_a_repository_disk(iso_path: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["disk", "http"])
+def test_unattended_restore(source: str, iso_path: Path, tmp_path: Path) -> None:
+    """*disk*: the repository on an attached disk, found by the image search; *http*: on a
+    web server on the host (QEMU's user network reaches the host's 127.0.0.1 as
+    10.0.2.2), given as rescue.repo=http://10.0.2.2:PORT/; the live system's DHCP brings
+    the network up."""
     missing = needs()
     if missing:
         pytest.skip("waits for " + " and ".join(missing))
-    from rescue.demo.sample_system import build_gpt_system, esp_get, tree_digest
+    from rescue.demo.sample_system import build_gpt_system, tree_digest
 
     # 1. A sample system, backed up into a repository, and the repository on a disk.
     repo = tmp_path / "repo"
@@ -118,15 +124,31 @@ def test_unattended_restore_from_a_repository_disk(iso_path: Path, tmp_path: Pat
         f.truncate(256 * MiB)  # larger than the source: the root partition grows
 
     # 2. The ISO with the unattended answers as its default entry.
+    with contextlib.ExitStack() as stack:
+        answers, disks = ANSWERS, [Disk(repo_disk, "RESCUE-REPO"), Disk(target, TARGET_SERIAL)]
+        requests: list[str] = []
+        if source == "http":
+            url, requests = stack.enter_context(serve(repo))
+            port = url.rsplit(":", 1)[1].strip("/")
+            answers += f" rescue.repo=http://10.0.2.2:{port}/"
+            disks = [Disk(target, TARGET_SERIAL)]
+        log = boot_and_restore(iso_path, tmp_path, answers, disks)
+    if source == "http":
+        assert any(r.startswith("GET /chunks/") for r in requests), requests[:20]
+        assert "Image: sample-pc" in log
+
+    # 4. The target, from the host: same table (root grown), sound filesystems, same files.
+    check_target(target, source_table, esp_files, digest, tmp_path)
+
+
+def boot_and_restore(iso_path: Path, tmp_path: Path, answers: str, disks: list[Disk]) -> str:
+    """Boot the ISO with *answers* as its default entry on UEFI (the sample's ESP makes it
+    a UEFI system); the machine powers itself off when the restore is done."""
     iso = tmp_path / "unattended.iso"
     UsbWriter(CommandRunner(), say=lambda _m: None).write(
-        UsbJob(iso=str(iso_path), target=iso, append=ANSWERS, title="Rescue (unattended)",
+        UsbJob(iso=str(iso_path), target=iso, append=answers, title="Rescue (unattended)",
                iso_only=True))
-
-    # 3. Boot; the machine powers itself off when the restore is done.
-    # The sample's ESP makes it a UEFI system: restore it on UEFI (OVMF).
-    vm = Machine(iso=iso, workdir=tmp_path / "vm", firmware="uefi",
-                 disks=[Disk(repo_disk, "RESCUE-REPO"), Disk(target, TARGET_SERIAL)])
+    vm = Machine(iso=iso, workdir=tmp_path / "vm", firmware="uefi", disks=disks)
     try:
         vm.start()
         vm.wait_for(r"unattended restore", 600)
@@ -144,8 +166,13 @@ def test_unattended_restore_from_a_repository_disk(iso_path: Path, tmp_path: Pat
         vm.stop()
     assert rc == 0, log[-3000:]
     assert "Done." in log, f"the unattended run did not finish:\n{log[-3000:]}"
+    return log
 
-    # 4. The target, from the host: same table (root grown), sound filesystems, same files.
+
+def check_target(target: Path, source_table: dict, esp_files: dict[str, bytes],
+                 digest: object, tmp_path: Path) -> None:
+    from rescue.demo.sample_system import esp_get, tree_digest
+
     table = json.loads(sh("sfdisk", "-J", str(target)))["partitiontable"]
     assert table["label"] == "gpt"
     assert [p["type"] for p in table["partitions"]] == \

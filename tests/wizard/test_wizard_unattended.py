@@ -135,6 +135,43 @@ def test_unattended_restore_from_a_kernel_command_line(real_backup, loops, tmp_p
     check_restored(target, tmp_path)
 
 
+@pytest.mark.root
+def test_unattended_restore_waits_for_the_web_server(real_backup, loops, tmp_path: Path):
+    """rescue.repo=http://...: the network (here: the server) comes up after the live
+    system started; the run waits for it, then restores from it."""
+    import threading
+
+    from httpserve import free_port, serve
+
+    target = loops(256 * MiB, "target")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    stop = threading.Event()
+    served: list[str] = []
+
+    def late_server() -> None:
+        stop.wait(4)  # not there when the search starts
+        with serve(real_backup.repo, port=port) as (_, requests):
+            while not stop.wait(0.2):
+                pass
+            served.extend(requests)
+
+    server = threading.Thread(target=late_server)
+    server.start()
+    try:
+        proc = rescue_wizard(
+            "--cmdline", f"rescue.action=restore rescue.repo={url} rescue.target={target} "
+            "rescue.after=poweroff", "--include-loop", "--disk", target, "--no-media-search",
+            "--simulate-power", "--log", str(tmp_path / "log"))
+    finally:
+        stop.set()
+        server.join()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Waiting for the network" in proc.stdout and "did not answer" in proc.stdout
+    assert any(r.startswith("GET /chunks/") for r in served)
+    check_restored(target, tmp_path)
+
+
 def test_boot_command_line_without_action_only_presets_the_wizard():
     from rescue.commands.wizard import boot_answers
 

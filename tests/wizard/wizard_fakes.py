@@ -70,10 +70,14 @@ class FixtureServices:
     block_run: threading.Event | None = None  # the run waits for this (cancel tests)
     calls: list[tuple] = field(default_factory=list)
     watchers: list[Callable[[], None]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # search_problems() answers these
 
     def find_images(self, locations: list[str]) -> list[ImageEntry]:
         self.calls.append(("find_images", tuple(locations)))
         return list(self.images)
+
+    def search_problems(self) -> list[str]:
+        return list(self.problems)
 
     def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]:
         return list(self.disks)

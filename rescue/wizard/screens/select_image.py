@@ -123,9 +123,13 @@ class SelectImageScreen(WizardScreen):
         try:
             images = self.services.find_images(list(self.state.locations))
             error = ""
+            problems = self.services.search_problems()
         except Exception as exc:  # noqa: BLE001
-            images, error = [], describe_error(exc)
+            images, error, problems = [], describe_error(exc), []
         self.app.call_from_thread(self.loaded_images, images, error)
+        for problem in problems:
+            self.app.call_from_thread(self.app.notify, problem, severity="warning",
+                                      timeout=15)
 
     def loaded_images(self, images: list[ImageEntry], error: str) -> None:
         self.images, self.error, self.loaded = images, error, True
@@ -197,8 +201,9 @@ class SelectImageScreen(WizardScreen):
 
         self.app.push_screen(
             InputDialog(
-                _("Add a location: a folder (for example /mnt/backups) or a URL."),
-                placeholder="/mnt/backups",
+                _("Add a location: a folder (for example /mnt/backups) or a web address "
+                  "(for example http://server/backups/)."),
+                placeholder="/mnt/backups  http://server/backups/",
             ),
             added,
         )

@@ -1,0 +1,210 @@
+"""A repository read over HTTP(S): restore, list and verify from a web server.
+
+Any static web server that serves the repository folder works (nginx, Apache,
+``python3 -m http.server``, a NAS's web share): the layout is plain files (docs/FORMAT.md).
+Image ids come from ``images/index.json`` (written by every backup) or, for a repository
+written before the index existed, from the server's directory listing of ``images/``.
+
+Reading only: images are written to a folder. Credentials may be given in the URL
+(``http://user:password@host/backups/``) and are sent as HTTP basic authentication; they
+never appear in messages. HTTPS certificates are checked against the system's CAs.
+
+Each thread keeps its own keep-alive connection; a request that fails on the network is
+retried a few times with a short pause before the technician sees an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import re
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote, unquote, urlsplit
+
+from rescue.errors import ImageCorruptError, ImageNotFoundError, RepositoryError
+from rescue.i18n import _
+from rescue.image.repository import (
+    IMAGE_ID_PATTERN,
+    INDEX_FILE,
+    REPO_FILE,
+    RepositoryReader,
+    check_marker,
+)
+
+TIMEOUT = 30.0  # seconds without a byte before a request counts as failed
+ATTEMPTS = 4
+BACKOFF = 0.5  # seconds, doubled after each failed attempt
+HEAD_WORKERS = 8
+_LISTED_ID = re.compile(rf'href="(?:[^"]*/)?({IMAGE_ID_PATTERN})/?"')
+
+
+class HttpRepository(RepositoryReader):
+    """A read-only repository at an ``http://`` or ``https://`` URL."""
+
+    parallel_reads = 4  # hide the round trip of each request
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RepositoryError(
+                _("{url} is not a web address rescue can read (http://host/folder/ or "
+                  "https://host/folder/).").format(url=url))
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port
+        self.base = (parts.path or "/").rstrip("/") + "/"
+        self.headers = {"User-Agent": "rescue", "Connection": "keep-alive"}
+        if parts.username is not None:
+            user, password = unquote(parts.username), unquote(parts.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            self.headers["Authorization"] = f"Basic {token}"
+        netloc = self.host if self.port is None else f"{self.host}:{self.port}"
+        # The URL without credentials: the only form shown or logged.
+        self.location = f"{self.scheme}://{netloc}{self.base}"
+        self._local = threading.local()
+
+    @classmethod
+    def open(cls, url: str) -> HttpRepository:
+        repo = cls(url)
+        raw = repo._fetch(REPO_FILE)
+        if raw is None:
+            raise RepositoryError(
+                _("{where} is not a rescue repository (no {marker} there). Give the URL of "
+                  "the folder that holds {marker}.").format(where=repo.location,
+                                                           marker=REPO_FILE))
+        check_marker(raw, repo.location)
+        return repo
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=TIMEOUT,
+                    context=ssl.create_default_context())
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT)
+            self._local.conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _request(self, method: str, rel: str) -> tuple[int, http.client.HTTPResponse, bytes]:
+        """(status, response, body) for *rel* under the repository URL; retried on
+        network errors and 5xx answers."""
+        path = self.base + quote(rel)
+        error = ""
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                time.sleep(BACKOFF * 2 ** (attempt - 1))
+            conn = self._connection()
+            try:
+                conn.request(method, path, headers=self.headers)
+                resp = conn.getresponse()
+                body = resp.read()
+            except ssl.SSLCertVerificationError as exc:
+                self._drop_connection()
+                raise RepositoryError(
+                    _("The certificate of {host} is not trusted ({reason}); check the "
+                      "address, or serve the repository over http:// on a trusted "
+                      "network.").format(host=self.host, reason=exc.verify_message)
+                ) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_connection()
+                error = str(exc) or type(exc).__name__
+                continue
+            if resp.will_close:
+                self._drop_connection()
+            if resp.status >= 500:
+                error = f"HTTP {resp.status} {resp.reason}"
+                continue
+            return resp.status, resp, body
+        raise RepositoryError(
+            _("The web server {host} did not answer for {what} ({error}) after {attempts} "
+              "attempts; check the network cable, the address and that the server is "
+              "running.").format(host=self.host, what=rel or "/", error=error,
+                                 attempts=ATTEMPTS))
+
+    def _fetch(self, rel: str) -> bytes | None:
+        """The body of *rel*, None when the server has no such file."""
+        status, resp, body = self._request("GET", rel)
+        if status == 200:
+            return body
+        if status == 404:
+            return None
+        raise self._refused(rel, status, resp.reason)
+
+    def _refused(self, rel: str, status: int, reason: str) -> RepositoryError:
+        if status in (401, 403):
+            return RepositoryError(
+                _("The web server {host} refused access to the repository (HTTP {status} "
+                  "{reason}); give the user name and password in the address: "
+                  "http://user:password@host/folder/.").format(
+                    host=self.host, status=status, reason=reason))
+        return RepositoryError(
+            _("The web server {host} answered HTTP {status} {reason} for {what}.").format(
+                host=self.host, status=status, reason=reason, what=rel))
+
+    # -- images ----------------------------------------------------------------------
+
+    def image_ids(self) -> list[str]:
+        raw = self._fetch(INDEX_FILE)
+        ids: set[str] = set()
+        if raw is not None:
+            try:
+                listed = json.loads(raw).get("images", [])
+            except (ValueError, AttributeError) as exc:
+                raise RepositoryError(
+                    _("{where} is unreadable or damaged: {error}.").format(
+                        where=self.location + INDEX_FILE, error=exc)) from exc
+            ids = {i for i in listed if isinstance(i, str) and re.fullmatch(IMAGE_ID_PATTERN, i)}
+        else:
+            listing = self._fetch("images/")
+            if listing is not None:
+                ids = set(_LISTED_ID.findall(listing.decode("utf-8", "replace")))
+        return sorted(ids, reverse=True)
+
+    def manifest_bytes(self, image_id: str) -> bytes:
+        raw = self._fetch(f"images/{image_id}/manifest.json")
+        if raw is None:
+            raise ImageNotFoundError(
+                _("Image {id} is gone from {where}.").format(id=image_id, where=self.location))
+        return raw
+
+    # -- chunks ----------------------------------------------------------------------
+
+    @staticmethod
+    def _chunk_rel(digest: str) -> str:
+        return f"chunks/{digest[:2]}/{digest}.zst"
+
+    def read_chunk(self, digest: str, where: str) -> bytes:
+        raw = self._fetch(self._chunk_rel(digest))
+        if raw is None:
+            raise ImageCorruptError(
+                _("{where}: chunk {chunk} is missing from the repository {repo}.").format(
+                    where=where, chunk=digest[:16], repo=self.location))
+        return raw
+
+    def chunk_size_on_disk(self, digest: str) -> int:
+        status, resp, _body = self._request("HEAD", self._chunk_rel(digest))
+        if status == 404:
+            return -1
+        if status != 200:
+            raise self._refused(self._chunk_rel(digest), status, resp.reason)
+        length = resp.getheader("Content-Length")
+        return int(length) if length and length.isdigit() else 1
+
+    def missing_chunks(self, digests: list[str]) -> list[str]:
+        with ThreadPoolExecutor(HEAD_WORKERS) as pool:
+            sizes = list(pool.map(self.chunk_size_on_disk, digests))
+        return [d for d, size in zip(digests, sizes, strict=True) if size <= 0]
