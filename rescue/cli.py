@@ -10,7 +10,7 @@ import tempfile
 import time
 import traceback
 
-from rescue import __version__
+from rescue import __version__, i18n
 from rescue.errors import RescueError, from_oserror
 
 # Each module registers one or more subcommands (see rescue/commands/__init__.py).
@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Messages in the language the environment asks for (LANG=de_DE.UTF-8 ...); English
+    # by default and for languages without a catalog. The wizard sets its own.
+    i18n.set_language(i18n.language_from_environment())
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

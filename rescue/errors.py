@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno as _errno
 
+from rescue.i18n import _
+
 
 class RescueError(Exception):
     """Base of every error the product reports to a user."""
@@ -98,15 +100,22 @@ def from_oserror(exc: OSError, what: str) -> RescueError:
     """Translate an ``OSError`` raised while doing *what* into a domain error."""
     code = exc.errno
     if code in (_errno.ENOSPC, _errno.EDQUOT):
-        return NoSpaceError(f"{what}: the destination is full ({exc.strerror}).")
+        return NoSpaceError(_("{what}: the destination is full ({reason}).").format(
+            what=what, reason=exc.strerror))
     if code == _errno.EIO:
-        return DeviceError(f"{what}: input/output error; the disk may be failing.")
+        return DeviceError(_("{what}: input/output error; the disk may be failing.").format(
+            what=what))
     if code in (_errno.EACCES, _errno.EPERM):
-        return DeviceError(f"{what}: permission denied; run rescue as root.")
+        return DeviceError(_("{what}: permission denied; run rescue as root.").format(what=what))
     if code == _errno.EROFS:
-        return DeviceError(f"{what}: the device or filesystem is read-only.")
+        return DeviceError(_("{what}: the device or filesystem is read-only.").format(what=what))
     if code == _errno.EBUSY:
-        return DeviceError(f"{what}: the device is busy (mounted or in use by another program).")
+        return DeviceError(_(
+            "{what}: the device is busy (mounted or in use by another program)."
+        ).format(what=what))
     if code == _errno.ENOENT:
-        return DeviceError(f"{what}: {exc.filename or 'file'} does not exist.")
-    return DeviceError(f"{what}: {exc.strerror or exc}.")
+        if exc.filename:
+            return DeviceError(_("{what}: {path} does not exist.").format(
+                what=what, path=exc.filename))
+        return DeviceError(_("{what}: file does not exist.").format(what=what))
+    return DeviceError(_("{what}: {reason}.").format(what=what, reason=exc.strerror or exc))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rescue.errors import ExternalCommandError
+from rescue.i18n import _
 
 
 @dataclass
@@ -45,15 +46,15 @@ class CommandRunner:
                 check=False,
             )
         except FileNotFoundError as exc:
-            raise ExternalCommandError(
-                f"The program '{args[0]}' is not installed; install it (make setup) and retry."
-            ) from exc
+            raise ExternalCommandError(_(
+                "The program '{program}' is not installed; install it (make setup) and retry."
+            ).format(program=args[0])) from exc
         result = Result(args, proc.returncode, proc.stdout, proc.stderr)
         if check and proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
-            last = detail[-1] if detail else f"exit code {proc.returncode}"
+            last = detail[-1] if detail else _("exit code {code}").format(code=proc.returncode)
             label = what or shlex.join(args)
-            raise ExternalCommandError(f"{label} failed: {last}")
+            raise ExternalCommandError(_("{what} failed: {detail}").format(what=label, detail=last))
         return result
 
 

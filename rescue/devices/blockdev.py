@@ -10,6 +10,7 @@ import struct
 from pathlib import Path
 
 from rescue.errors import DeviceError, from_oserror
+from rescue.i18n import _
 
 BLKROGET = 0x125E
 BLKSSZGET = 0x1268
@@ -27,9 +28,10 @@ def require_block_device(path: str) -> None:
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise from_oserror(exc, f"Opening {path}") from exc
+        raise from_oserror(exc, _("Opening {path}").format(path=path)) from exc
     if not stat.S_ISBLK(st.st_mode):
-        raise DeviceError(f"{path} is not a block device (a disk such as /dev/sda).")
+        raise DeviceError(_("{path} is not a block device (a disk such as /dev/sda).").format(
+            path=path))
 
 
 def device_facts(path: str) -> dict[str, int | bool]:
@@ -38,7 +40,7 @@ def device_facts(path: str) -> dict[str, int | bool]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise from_oserror(exc, f"Opening {path}") from exc
+        raise from_oserror(exc, _("Opening {path}").format(path=path)) from exc
     try:
         return {
             "size_bytes": _ioctl_int(fd, BLKGETSIZE64, "Q"),

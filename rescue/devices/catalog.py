@@ -39,6 +39,7 @@ from typing import Any
 from rescue.devices.inventory import Inventory
 from rescue.errors import RescueError
 from rescue.events import LogMessage, Sink, null_sink
+from rescue.i18n import N_, _
 from rescue.image.repository import Repository, is_url
 from rescue.runner import CommandRunner
 
@@ -61,11 +62,11 @@ _MOUNT: dict[str, tuple[list[str], str]] = {
     "udf": (["mount", "-t", "udf", "-o", "ro"], "udf"),
 }
 _NOT_FILESYSTEMS = {
-    "swap": "it is swap space",
-    "LVM2_member": "it is an LVM physical volume (activate LVM to search its volumes)",
-    "linux_raid_member": "it is a software RAID member (assemble the array to search it)",
-    "crypto_LUKS": "it is encrypted (unlock it to search it)",
-    "BitLocker": "it is encrypted with BitLocker",
+    "swap": N_("it is swap space"),
+    "LVM2_member": N_("it is an LVM physical volume (activate LVM to search its volumes)"),
+    "linux_raid_member": N_("it is a software RAID member (assemble the array to search it)"),
+    "crypto_LUKS": N_("it is encrypted (unlock it to search it)"),
+    "BitLocker": N_("it is encrypted with BitLocker"),
 }
 
 
@@ -235,7 +236,8 @@ def open_catalog(
             skip(str(path), str(exc))
             return
         except OSError as exc:  # an unreadable filesystem must not end the whole search
-            skip(str(path), f"it could not be read ({exc.strerror or exc})")
+            skip(str(path), _("it could not be read ({error})").format(
+                error=exc.strerror or exc))
             return
         catalog.repositories.append(str(path))
         sub = ""
@@ -256,10 +258,11 @@ def open_catalog(
         have = kernel_filesystems()
         for src in _sources(inventory):
             if src.fstype in _NOT_FILESYSTEMS:
-                skip(src.device, _NOT_FILESYSTEMS[src.fstype])
+                skip(src.device, _(_NOT_FILESYSTEMS[src.fstype]))
                 continue
             if src.fstype not in _MOUNT:
-                skip(src.device, f"rescue does not search {src.fstype} filesystems")
+                skip(src.device, _("rescue does not search {fstype} filesystems").format(
+                    fstype=src.fstype))
                 continue
             if src.mountpoints:  # already mounted (e.g. the live medium): look in place
                 top = Path(src.mountpoints[0])
@@ -268,10 +271,11 @@ def open_catalog(
                 continue
             argv, kernel_fs = _MOUNT[src.fstype]
             if kernel_fs not in have:
-                skip(src.device, f"the running kernel cannot mount {src.fstype}")
+                skip(src.device, _("the running kernel cannot mount {fstype}").format(
+                    fstype=src.fstype))
                 continue
             if argv[0] == "ntfs-3g" and shutil.which("ntfs-3g") is None:
-                skip(src.device, "ntfs-3g is not installed")
+                skip(src.device, _("ntfs-3g is not installed"))
                 continue
             if private is None:
                 private = _private_root()
@@ -282,7 +286,7 @@ def open_catalog(
                 mp.rmdir()
                 detail = (res.stderr or res.stdout).strip().splitlines()
                 why = detail[-1] if detail else "mount failed"
-                skip(src.device, f"it could not be mounted read-only ({why})")
+                skip(src.device, _("it could not be mounted read-only ({why})").format(why=why))
                 continue
             catalog.mounts.append(str(mp))
             for repo in _find_repositories(mp, depth):
@@ -293,7 +297,7 @@ def open_catalog(
                 continue
             path = Path(extra)
             if not Repository.is_repository(path):
-                skip(str(path), "it is not a rescue repository")
+                skip(str(path), _("it is not a rescue repository"))
                 continue
             add_repo(path, None, None)
         catalog.images.sort(key=lambda i: (i.created_utc, i.id), reverse=True)

@@ -32,6 +32,7 @@ from rescue.devices.inventory import (
     Disk,
     Inventory,
 )
+from rescue.i18n import _
 
 ROLE_BOOT_MEDIUM = "boot-medium"
 ROLE_REPOSITORY = "repository"
@@ -58,38 +59,35 @@ def reasons_for(
     roles: list[str] = []
     if disk.dev in boot_devs:
         roles.append(ROLE_BOOT_MEDIUM)
-        reasons.append("it holds the running rescue system (boot medium or current root)")
+        reasons.append(_("it holds the running rescue system (boot medium or current root)"))
     if disk.dev in repo_devs:
         roles.append(ROLE_REPOSITORY)
-        reasons.append("it holds the selected image repository")
+        reasons.append(_("it holds the selected image repository"))
     if disk.kind == KIND_CDROM:
-        reasons.append("it is an optical drive")
+        reasons.append(_("it is an optical drive"))
     elif disk.kind == KIND_ZRAM:
-        reasons.append("it is a compressed RAM disk (zram), gone at the next restart")
+        reasons.append(_("it is a compressed RAM disk (zram), gone at the next restart"))
     elif disk.kind == KIND_RAM:
-        reasons.append("it is a RAM disk, gone at the next restart")
-    elif disk.kind in (KIND_MD, KIND_DM):
-        reasons.append(
-            f"it is a {'software RAID' if disk.kind == KIND_MD else 'device-mapper'} volume;"
-            " restore onto a physical disk"
-        )
+        reasons.append(_("it is a RAM disk, gone at the next restart"))
+    elif disk.kind == KIND_MD:
+        reasons.append(_("it is a software RAID volume; restore onto a physical disk"))
+    elif disk.kind == KIND_DM:
+        reasons.append(_("it is a device-mapper volume; restore onto a physical disk"))
     if disk.size == 0:
-        reasons.append("it has no medium (size 0)")
+        reasons.append(_("it has no medium (size 0)"))
     if disk.read_only:
-        reasons.append("it is read-only (write-protect switch or firmware lock)")
-    for mp in disk.mountpoints:
-        reasons.append(f"{disk.path} is mounted on {mp}")
-    if disk.swap:
-        reasons.append(f"{disk.path} is in use as swap")
-    for h in disk.holders:
-        reasons.append(f"{disk.path} is in use by {h} (RAID, LVM or encryption)")
-    for part in disk.partitions:
-        for mp in part.mountpoints:
-            reasons.append(f"{part.path} is mounted on {mp}")
-        if part.swap:
-            reasons.append(f"{part.path} is in use as swap")
-        for h in part.holders:
-            reasons.append(f"{part.path} is in use by {h} (RAID, LVM or encryption)")
+        reasons.append(_("it is read-only (write-protect switch or firmware lock)"))
+    uses = [(disk.path, disk.mountpoints, disk.swap, disk.holders)]
+    uses += [(p.path, p.mountpoints, p.swap, p.holders) for p in disk.partitions]
+    for path, mountpoints, swap, holders in uses:
+        for mp in mountpoints:
+            reasons.append(_("{device} is mounted on {mountpoint}").format(
+                device=path, mountpoint=mp))
+        if swap:
+            reasons.append(_("{device} is in use as swap").format(device=path))
+        for h in holders:
+            reasons.append(_("{device} is in use by {holder} (RAID, LVM or encryption)").format(
+                device=path, holder=h))
     return reasons, roles
 
 

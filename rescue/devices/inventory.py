@@ -326,6 +326,15 @@ def _props(device: Any) -> dict[str, str]:
         return {}
 
 
+def _udev_knows(props: dict[str, str], use_udev: bool) -> bool:
+    """Trust the udev database for a device's filesystem and table fields only when udev
+    has processed it and recorded what is on it. Right after mkfs or a new partition
+    table (a stick just prepared, a test) the database can lag behind the disk: a device
+    it records as holding nothing is probed with blkid instead."""
+    return (use_udev and "USEC_INITIALIZED" in props
+            and ("ID_FS_TYPE" in props or "ID_PART_TABLE_TYPE" in props))
+
+
 def _probe_partition(
     device: Any, mounts: dict[str, list[str]], swaps: set[str], use_udev: bool,
     runner: CommandRunner,
@@ -334,7 +343,7 @@ def _probe_partition(
     sysdir = Path(device.sys_path)
     dev = _read(sysdir / "dev")
     node = device.device_node or f"/dev/{device.sys_name}"
-    blk = None if use_udev and "USEC_INITIALIZED" in props else _blkid(runner, node)
+    blk = None if _udev_knows(props, use_udev) else _blkid(runner, node)
     fs = _fs_fields(props, blk)
     return Partition(
         name=device.sys_name,
@@ -371,7 +380,7 @@ def _probe_disk(
     kind = _kind(name, major, props, sysdir)
     size = _read_int(sysdir / "size") * 512
     probe_fs = size > 0 and kind not in (KIND_CDROM, KIND_ZRAM, KIND_RAM)
-    if use_udev and "USEC_INITIALIZED" in props:
+    if _udev_knows(props, use_udev):
         fs = _fs_fields(props, None)
     elif probe_fs:
         fs = _fs_fields({}, _blkid(runner, node))

@@ -8,6 +8,7 @@ import os
 
 from rescue.devices.blockdev import device_facts, partition_node, sysfs_attr
 from rescue.errors import SourceRefusedError
+from rescue.i18n import _
 from rescue.image.manifest import (
     METHOD_NONE,
     METHOD_RECREATE,
@@ -25,10 +26,15 @@ BIOS_GRUB_GUID = "21686148-6449-6E6F-744E-656564454649"
 def read_table(disk: str, runner: CommandRunner) -> dict:
     result = runner.run(["sfdisk", "-J", disk], check=False)
     if result.returncode != 0 or not result.stdout.strip():
-        raise SourceRefusedError(
-            f"{disk} has no partition table rescue can read (GPT or MBR); "
-            f"sfdisk says: {result.stderr.strip() or 'nothing'}"
-        )
+        said = result.stderr.strip()
+        if not said:
+            raise SourceRefusedError(_(
+                "{disk} has no partition table rescue can read (GPT or MBR); sfdisk says: "
+                "nothing"
+            ).format(disk=disk))
+        raise SourceRefusedError(_(
+            "{disk} has no partition table rescue can read (GPT or MBR); sfdisk says: {said}"
+        ).format(disk=disk, said=said))
     return dict(json.loads(result.stdout)["partitiontable"])
 
 
@@ -64,7 +70,9 @@ def probe_disk(disk: str, runner: CommandRunner) -> Disk:
     table = read_table(disk, runner)
     label = table["label"]
     if label not in ("gpt", "dos"):
-        raise SourceRefusedError(f"{disk} has a '{label}' partition table; only GPT and MBR.")
+        raise SourceRefusedError(_(
+            "{disk} has a '{label}' partition table; only GPT and MBR."
+        ).format(disk=disk, label=label))
     sector = int(table.get("sectorsize", facts["logical_sector_size"]))
     result = Disk(
         size_bytes=int(facts["size_bytes"]),
@@ -115,7 +123,7 @@ def _existing_node(disk: str, number: int, node: str) -> str:
     for candidate in (node, partition_node(disk, number)):
         if os.path.exists(candidate):
             return candidate
-    raise SourceRefusedError(
-        f"The kernel has no device node for partition {number} of {disk}; "
-        f"run 'partx -u {disk}' and retry."
-    )
+    raise SourceRefusedError(_(
+        "The kernel has no device node for partition {number} of {disk}; "
+        "run 'partx -u {disk}' and retry."
+    ).format(number=number, disk=disk))

@@ -26,6 +26,7 @@ from typing import Any
 from rescue.devices.inventory import Inventory
 from rescue.errors import UsageError
 from rescue.hardware.profile import HardwareProfile
+from rescue.i18n import _
 from rescue.runner import CommandRunner
 
 MACHINE_FORMAT = "rescue-machine"
@@ -50,11 +51,12 @@ class Machine:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Machine:
         if data.get("format") not in (None, MACHINE_FORMAT):
-            raise UsageError(f"This file is a {data.get('format')!r} file, not a recorded machine.")
+            raise UsageError(_("This file is a {format!r} file, not a recorded machine.").format(
+                format=data.get("format")))
         if int(data.get("version", 1)) > MACHINE_VERSION:
-            raise UsageError(
+            raise UsageError(_(
                 "This machine file was written by a newer rescue; update rescue to read it."
-            )
+            ))
         inv_data = data.get("inventory", data if "disks" in data else {})
         return cls(
             inventory=Inventory.from_dict(inv_data),
@@ -67,11 +69,14 @@ class Machine:
         try:
             data = json.loads(Path(path).read_text())
         except OSError as exc:
-            raise UsageError(f"Cannot read the machine file {path}: {exc.strerror}.") from exc
+            raise UsageError(_("Cannot read the machine file {path}: {reason}.").format(
+                path=path, reason=exc.strerror)) from exc
         except ValueError as exc:
-            raise UsageError(f"The machine file {path} is not valid JSON ({exc}).") from exc
+            raise UsageError(_("The machine file {path} is not valid JSON ({error}).").format(
+                path=path, error=exc)) from exc
         if not isinstance(data, dict):
-            raise UsageError(f"The machine file {path} does not hold a recorded machine.")
+            raise UsageError(_("The machine file {path} does not hold a recorded machine.").format(
+                path=path))
         machine = cls.from_dict(data)
         machine.inventory.source = str(path)
         return machine

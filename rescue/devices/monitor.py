@@ -32,6 +32,7 @@ from typing import Any
 
 from rescue.devices.inventory import udevd_running
 from rescue.errors import DeviceError
+from rescue.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,10 @@ class DiskMonitor:
             monitor.filter_by(subsystem="block")
             monitor.start()  # bind the socket now: events after start() are not lost
         except (OSError, ValueError) as exc:
-            raise DeviceError(
-                f"Cannot watch for disks being plugged in ({exc}); "
+            raise DeviceError(_(
+                "Cannot watch for disks being plugged in ({error}); "
                 "the list of disks will not update by itself; rescan to refresh it."
-            ) from exc
+            ).format(error=exc)) from exc
         self._monitor = monitor
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="rescue-disk-monitor", daemon=True)
@@ -147,7 +148,7 @@ class DiskMonitor:
                     timeout = max(0.0, min(last + self.quiet, first + self.max_delay) - now)
                 else:
                     timeout = None
-                readable, _, _ = select.select([monitor.fileno(), self._wake_r], [], [], timeout)
+                readable, _w, _x = select.select([monitor.fileno(), self._wake_r], [], [], timeout)
                 if self._wake_r in readable:
                     return
                 if monitor.fileno() in readable:

@@ -7,6 +7,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from rescue.i18n import _
+
 
 @dataclass(frozen=True)
 class Mount:
@@ -132,10 +134,11 @@ class DiskUse:
         return bool(self.mounts or self.swaps or self.holders)
 
     def describe(self) -> str:
-        parts = [f"{m.source} is mounted on {m.mountpoint}" for m in self.mounts]
+        parts = [_("{device} is mounted on {mountpoint}").format(
+            device=m.source, mountpoint=m.mountpoint) for m in self.mounts]
         if self.swaps:
-            parts.append("a partition is in use as swap")
-        parts.extend(f"it is held by {h}" for h in self.holders)
+            parts.append(_("a partition is in use as swap"))
+        parts.extend(_("it is held by {holder}").format(holder=h) for h in self.holders)
         return "; ".join(parts)
 
 

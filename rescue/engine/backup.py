@@ -31,6 +31,7 @@ from rescue.events import (
 from rescue.fs import ext, fat, partclone
 from rescue.fs.usedmap import UsedMap
 from rescue.hardware.profile import collect_profile
+from rescue.i18n import _
 from rescue.image import chunks as codec
 from rescue.image.manifest import (
     METHOD_USED_BLOCKS,
@@ -89,21 +90,30 @@ class PreparedBackup:
         return sum(s.total_bytes for s in self.sources)
 
     def summary_lines(self) -> list[str]:
-        lines = [f"Computer {self.system.computer or '(unknown)'}, "
-                 f"{self.system.os_name or 'unknown OS'}"]
+        lines = [_("Computer {computer}, {os}").format(
+            computer=self.system.computer or _("(unknown)"),
+            os=self.system.os_name or _("unknown OS"))]
         for src in self.sources:
             d = src.layout
-            lines.append(f"Source disk {src.path}: {human_bytes(d.size_bytes)}, "
-                         f"{d.table.upper()} table")
+            lines.append(_("Source disk {path}: {size}, {table} table").format(
+                path=src.path, size=human_bytes(d.size_bytes), table=d.table.upper()))
             for p in d.partitions:
                 used = src.used.get(p.number)
-                lines.append(
-                    f"  partition {p.number}: {p.filesystem or 'no filesystem'}"
-                    f"{' ' + repr(p.fs_label) if p.fs_label else ''},"
-                    f" {human_bytes(p.size * d.logical_sector_size)}, {p.method}"
-                    + (f", {human_bytes(used.used_bytes)} used" if used else "")
-                )
-        lines.append(f"Repository {self.repo.root}")
+                fields = {
+                    "number": p.number,
+                    "filesystem": (p.filesystem or _("no filesystem"))
+                    + (" " + repr(p.fs_label) if p.fs_label else ""),
+                    "size": human_bytes(p.size * d.logical_sector_size),
+                    "method": p.method,
+                }
+                if used:
+                    line = _("partition {number}: {filesystem}, {size}, {method}, {used} used"
+                             ).format(used=human_bytes(used.used_bytes), **fields)
+                else:
+                    line = _("partition {number}: {filesystem}, {size}, {method}").format(
+                        **fields)
+                lines.append("  " + line)
+        lines.append(_("Repository {path}").format(path=self.repo.root))
         return lines
 
 
@@ -126,12 +136,13 @@ def prepare_backup(
     drivers are recorded as the boot disk's)."""
     paths = [disks] if isinstance(disks, str) else list(disks)
     if not paths:
-        raise SourceRefusedError("No disk to back up was given.")
+        raise SourceRefusedError(_("No disk to back up was given."))
     real = [os.path.realpath(p) for p in paths]
     twice = sorted({p for p, r in zip(paths, real, strict=True) if real.count(r) > 1})
     if twice:
-        raise SourceRefusedError(f"{', '.join(twice)} is given more than once; name each "
-                                 "disk to back up once.")
+        raise SourceRefusedError(_(
+            "{disks} is given more than once; name each disk to back up once."
+        ).format(disks=", ".join(twice)))
     os.makedirs(repo_path, exist_ok=True)
     sources = [_probe_source(p, repo_path, runner) for p in paths]
     repo = Repository.create(repo_path)
@@ -150,21 +161,22 @@ def _probe_source(disk: str, repo_path: str, runner: CommandRunner) -> SourceDis
     use = disk_use(disk)
     rw = [m for m in use.mounts if m.read_write]
     if rw:
-        where = ", ".join(f"{m.source} on {m.mountpoint}" for m in rw)
-        raise SourceRefusedError(
-            f"{disk} has a partition mounted read-write ({where}); the image would be "
+        where = ", ".join(_("{device} on {mountpoint}").format(
+            device=m.source, mountpoint=m.mountpoint) for m in rw)
+        raise SourceRefusedError(_(
+            "{disk} has a partition mounted read-write ({where}); the image would be "
             "inconsistent. Unmount it (or boot the rescue system) and retry."
-        )
+        ).format(disk=disk, where=where))
     # Make the kernel list the partitions (no disk write; loop devices need it).
     runner.run(["partx", "-u", disk], check=False)
     runner.run(["udevadm", "settle", "--timeout=10"], check=False)
     layout = probe_disk(disk, runner)
     repo_disk = parent_disk_devnum(os.stat(repo_path).st_dev)
     if repo_disk in disk_devnums(disk) or repo_disk == devnum_of(disk):
-        raise SourceRefusedError(
-            f"The repository {repo_path} is on {disk}, the disk being backed up; "
+        raise SourceRefusedError(_(
+            "The repository {repo} is on {disk}, the disk being backed up; "
             "choose a repository on another disk."
-        )
+        ).format(repo=repo_path, disk=disk))
     nodes = {p.number: partition_node(disk, p.number) for p in layout.partitions}
     used: dict[int, UsedMap] = {}
     fd = os.open(disk, os.O_RDONLY | os.O_CLOEXEC)
@@ -204,9 +216,11 @@ class _Capture:
         try:
             data = os.pread(self.fd, length, offset)
         except OSError as exc:
-            raise from_oserror(exc, f"Reading the source disk at byte {offset}") from exc
+            raise from_oserror(exc, _("Reading the source disk at byte {offset}").format(
+                offset=offset)) from exc
         if len(data) != length:
-            raise SourceRefusedError(f"The source disk ended early at byte {offset + len(data)}.")
+            raise SourceRefusedError(_("The source disk ended early at byte {offset}.").format(
+                offset=offset + len(data)))
         if keep is not None:
             buf = bytearray(length)
             view = memoryview(buf)
@@ -298,11 +312,11 @@ def run_backup(
     repo.clean_tmp()
     cap = _Capture(-1, repo, opts.level)
     total = prepared.total_bytes + sum(
-        n for src in prepared.sources for _, _, n in _boot_areas(src.layout))
+        n for src in prepared.sources for _name, _start, n in _boot_areas(src.layout))
     meter = ProgressMeter(sink, "backup", total)
     names = ", ".join(src.path for src in prepared.sources)
-    sink(StageStarted("backup", f"Backing up {names} "
-                      f"({human_bytes(total)} of used data)", total))
+    sink(StageStarted("backup", _("Backing up {disk} ({size} of used data)").format(
+        disk=names, size=human_bytes(total)), total))
     for src in prepared.sources:
         layout = src.layout
         cap.fd = os.open(src.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -331,6 +345,7 @@ def run_backup(
     sysinfo = prepared.system
     manifest = Manifest(
         id=new_image_id(now),
+        # a manifest field: English, as every field of the format
         name=opts.name or f"Backup of {sysinfo.computer or prepared.disk_path}",
         created_utc=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
         created_local=local.isoformat(timespec="seconds"),
@@ -349,9 +364,10 @@ def run_backup(
     )
     repo.sync()
     repo.write_manifest(manifest)
-    sink(LogMessage("info", f"Image {manifest.id}: {human_bytes(cap.new_raw)} new data stored "
-                    f"as {human_bytes(cap.new_stored)}, {human_bytes(cap.reused)} reused from "
-                    "earlier images."))
+    sink(LogMessage("info", _(
+        "Image {image}: {new} new data stored as {stored}, {reused} reused from earlier images."
+    ).format(image=manifest.id, new=human_bytes(cap.new_raw),
+             stored=human_bytes(cap.new_stored), reused=human_bytes(cap.reused))))
     return BackupResult(manifest, cap.new_raw, cap.new_stored, cap.reused, cap.zero,
                         meter.elapsed, stats)
 

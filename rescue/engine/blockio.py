@@ -12,6 +12,7 @@ import os
 import struct
 
 from rescue.errors import TargetRefusedError, from_oserror
+from rescue.i18n import _
 
 BLKZEROOUT = 0x127F
 BLKFLSBUF = 0x1261
@@ -35,7 +36,7 @@ class BlockTarget:
         try:
             self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
-            raise from_oserror(exc, f"Opening {path} for writing") from exc
+            raise from_oserror(exc, _("Opening {path} for writing").format(path=path)) from exc
         self._zeroout = True
         self._dirty_lo: int | None = None
         self._dirty_hi = 0
@@ -49,7 +50,8 @@ class BlockTarget:
                 view = view[n:]
                 offset += n
         except OSError as exc:
-            raise from_oserror(exc, f"Writing to {self.path} at byte {offset}") from exc
+            raise from_oserror(exc, _("Writing to {path} at byte {offset}").format(
+                path=self.path, offset=offset)) from exc
         self._note_dirty(start, offset)
 
     def _note_dirty(self, start: int, end: int) -> None:
@@ -70,7 +72,8 @@ class BlockTarget:
                 return
             except OSError as exc:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL):
-                    raise from_oserror(exc, f"Zeroing {self.path} at byte {offset}") from exc
+                    raise from_oserror(exc, _("Zeroing {path} at byte {offset}").format(
+                        path=self.path, offset=offset)) from exc
                 self._zeroout = False
         while length > 0:
             n = min(length, len(_ZERO_BUF))
@@ -82,13 +85,14 @@ class BlockTarget:
         try:
             return os.pread(self.fd, length, offset)
         except OSError as exc:
-            raise from_oserror(exc, f"Reading {self.path} at byte {offset}") from exc
+            raise from_oserror(exc, _("Reading {path} at byte {offset}").format(
+                path=self.path, offset=offset)) from exc
 
     def flush(self) -> None:
         try:
             os.fsync(self.fd)
         except OSError as exc:
-            raise from_oserror(exc, f"Flushing {self.path}") from exc
+            raise from_oserror(exc, _("Flushing {path}").format(path=self.path)) from exc
 
     def drop_cache(self) -> None:
         """Forget cached pages so the next reads come from the device itself."""
@@ -111,8 +115,8 @@ def ensure_exclusive(path: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.EBUSY:
-            raise TargetRefusedError(
-                f"{path} is in use (mounted or held by another driver); nothing was written."
-            ) from exc
-        raise from_oserror(exc, f"Opening {path}") from exc
+            raise TargetRefusedError(_(
+                "{path} is in use (mounted or held by another driver); nothing was written."
+            ).format(path=path)) from exc
+        raise from_oserror(exc, _("Opening {path}").format(path=path)) from exc
     os.close(fd)

@@ -28,6 +28,7 @@ from typing import Any
 
 from rescue.errors import RescueError
 from rescue.events import LogMessage, Sink, StageFinished, StageStarted, null_sink
+from rescue.i18n import _
 from rescue.image.manifest import Manifest
 from rescue.plan.fixups import FixupStep, module_name
 from rescue.runner import CommandRunner
@@ -88,14 +89,15 @@ def run_fixups(ctx: FixupContext, steps: list[FixupStep]) -> list[FixupResult]:
 def _run_one(session: _Session, step: FixupStep) -> FixupResult:
     ctx = session.ctx
     stage = f"fixup-{step.name}"
-    ctx.sink(StageStarted(stage, step.title))
+    ctx.sink(StageStarted(stage, step.display_title))
     started = time.monotonic()
     if step.skip:
-        result = FixupResult(step.name, SKIPPED, "Skipped by option; nothing was changed.")
+        result = FixupResult(step.name, SKIPPED, _("Skipped by option; nothing was changed."))
     else:
         handler = HANDLERS.get(step.name)
         if handler is None:
-            result = FixupResult(step.name, FAILED, f"Unknown boot fix-up '{step.name}'.")
+            result = FixupResult(step.name, FAILED, _("Unknown boot fix-up '{name}'.").format(
+                name=step.name))
         else:
             try:
                 result = handler(session, step)
@@ -164,23 +166,29 @@ class _Session:
             ):
                 self._stack.callback(self._umount, mnt)
                 self.run(["mount", "-o", "remount,rw", str(mnt)],
-                         what=f"Mounting the restored root {node} for writing")
+                         what=_("Mounting the restored root {node} for writing").format(
+                             node=node))
                 self._root, self._root_number = mnt, number
                 self._mount_boot(mnt)
                 return mnt
             self._umount(mnt)
-        raise NothingToFix(
+        if not tried:
+            raise NothingToFix(_(
+                "No restored Linux root filesystem (with /etc/fstab and an init) was found on "
+                "the target; nothing to fix inside the system (a data disk, or not a bootable "
+                "Linux)."
+            ))
+        raise NothingToFix(_(
             "No restored Linux root filesystem (with /etc/fstab and an init) was found on "
-            f"{', '.join(tried) or 'the target'}; nothing to fix inside the system "
-            "(a data disk, or not a bootable Linux)."
-        )
+            "{devices}; nothing to fix inside the system (a data disk, or not a bootable Linux)."
+        ).format(devices=", ".join(tried)))
 
     def _mount_boot(self, root: Path) -> None:
         for entry in read_fstab(root / "etc/fstab"):
             if entry.mountpoint == "/boot":
                 node = self._resolve(entry.spec)
                 if node:
-                    self.run(["mount", node, str(root / "boot")], what="Mounting /boot")
+                    self.run(["mount", node, str(root / "boot")], what=_("Mounting /boot"))
                     self._stack.callback(self._umount, root / "boot")
 
     def _resolve(self, spec: str) -> str | None:
@@ -210,7 +218,8 @@ class _Session:
         for d in ("dev", "dev/pts", "proc", "sys", "run"):
             target = self._root / d
             target.mkdir(parents=True, exist_ok=True)
-            self.run(["mount", "--bind", f"/{d}", str(target)], what=f"Binding /{d}")
+            self.run(["mount", "--bind", f"/{d}", str(target)],
+                     what=_("Binding {path}").format(path="/" + d))
             self._stack.callback(self._umount, target)
             self.run(["mount", "--make-rslave", str(target)], check=False)
         self._binds = True
@@ -335,34 +344,37 @@ def fix_bios_boot_code(s: _Session, step: FixupStep) -> FixupResult:
             f.seek(512)
             gap = f.read(1024 * 1024 - 512)
     if mbr[510:512] != b"\x55\xaa":
-        raise StepFailed(f"{s.ctx.disk} has no MBR signature; the BIOS cannot start it.")
+        raise StepFailed(_("{disk} has no MBR signature; the BIOS cannot start it.").format(
+            disk=s.ctx.disk))
     if not any(mbr[:440]):
-        raise StepFailed(
-            f"The MBR boot code on {s.ctx.disk} is empty (the image came from a "
-            f"{step.params.get('image_firmware') or 'unknown'}-firmware system); set the "
-            "firmware to UEFI boot, or reinstall GRUB for BIOS after the restore."
-        )
-    found = []
+        raise StepFailed(_(
+            "The MBR boot code on {disk} is empty (the image came from a {firmware}-firmware "
+            "system); set the firmware to UEFI boot, or reinstall GRUB for BIOS after the "
+            "restore."
+        ).format(disk=s.ctx.disk, firmware=step.params.get("image_firmware") or "unknown"))
     if step.params.get("table") == "gpt":
         number = step.params.get("bios_grub_partition")
         if number is None:
-            raise StepFailed(
+            raise StepFailed(_(
                 "The GPT disk has no bios_grub partition, so GRUB's core image has nowhere to "
                 "live for BIOS boot; set the firmware to UEFI boot, or reinstall GRUB."
-            )
+            ))
         node = s.ctx.partitions[number]
         with open(node, "rb") as f:
             core = f.read(1024 * 1024)
         if not any(core):
-            raise StepFailed(f"The bios_grub partition {node} is empty; GRUB cannot start.")
-        found.append(f"GRUB core image in bios_grub partition {number}")
+            raise StepFailed(_(
+                "The bios_grub partition {node} is empty; GRUB cannot start."
+            ).format(node=node))
+        found = _("MBR boot code present; GRUB core image in bios_grub partition {number}.")
+        found = found.format(number=number)
     else:
         if not any(gap):
-            raise StepFailed(
-                f"The post-MBR gap of {s.ctx.disk} is empty: GRUB's core image is missing."
-            )
-        found.append("GRUB core image in the post-MBR gap")
-    return FixupResult(step.name, DONE, f"MBR boot code present; {'; '.join(found)}.")
+            raise StepFailed(_(
+                "The post-MBR gap of {disk} is empty: GRUB's core image is missing."
+            ).format(disk=s.ctx.disk))
+        found = _("MBR boot code present; GRUB core image in the post-MBR gap.")
+    return FixupResult(step.name, DONE, found)
 
 
 # --------------------------------------------------------------------------- UEFI
@@ -378,9 +390,8 @@ def esp_files(s: _Session, node: str) -> list[str]:
     info = s.run(["minfo", "-i", node, "::"], env=env, check=False)
     if info.returncode != 0:
         detail = (info.stderr or info.stdout).strip().splitlines()
-        raise StepFailed(
-            f"The ESP {node} cannot be read as FAT ({detail[-1] if detail else 'minfo failed'})."
-        )
+        raise StepFailed(_("The ESP {node} cannot be read as FAT ({error}).").format(
+            node=node, error=detail[-1] if detail else _("minfo failed")))
     # mdir exits 1 on an empty root directory: an empty ESP is not an error here.
     res = s.run(["mdir", "-/", "-b", "-i", node, "::/"], env=env, check=False)
     files = []
@@ -443,23 +454,23 @@ def choose_loader(files: list[str], os_id: str) -> list[tuple[str, str]]:
 def fix_uefi_fallback(s: _Session, step: FixupStep) -> FixupResult:
     number = step.params.get("esp_partition")
     if number is None:
-        raise StepFailed(
+        raise StepFailed(_(
             "The image has no EFI System Partition, so it cannot boot on UEFI firmware; "
             "set the firmware to legacy/CSM boot, or install a UEFI boot loader afterwards."
-        )
+        ))
     node = s.ctx.partitions[number]
     files = esp_files(s, node)
     existing = _find(files, FALLBACK)
     if existing:
-        return FixupResult(
-            step.name, DONE, f"The fallback loader {_efi(existing)} is already on the ESP."
-        )
+        return FixupResult(step.name, DONE, _(
+            "The fallback loader {loader} is already on the ESP."
+        ).format(loader=_efi(existing)))
     pairs = choose_loader(files, step.params.get("os_id", ""))
     if not pairs:
-        raise StepFailed(
-            f"The ESP {node} holds no installed UEFI loader to copy as {_efi(FALLBACK)}; "
+        raise StepFailed(_(
+            "The ESP {node} holds no installed UEFI loader to copy as {loader}; "
             "reinstall the boot loader after the restore."
-        )
+        ).format(node=node, loader=_efi(FALLBACK)))
     env = _mtools_env()
     tmp = s.workdir() / "esp"
     tmp.mkdir(exist_ok=True)
@@ -469,21 +480,20 @@ def fix_uefi_fallback(s: _Session, step: FixupStep) -> FixupResult:
     for src, name in pairs:
         local = tmp / name
         s.run(["mcopy", "-n", "-o", "-i", node, f"::{src}", str(local)], env=env,
-              what=f"Reading {_efi(src)} from the ESP")
+              what=_("Reading {file} from the ESP").format(file=_efi(src)))
         s.run(["mcopy", "-o", "-i", node, str(local), f"::/EFI/BOOT/{name}"], env=env,
-              what=f"Writing \\EFI\\BOOT\\{name} to the ESP")
+              what=_("Writing {file} to the ESP").format(file="\\EFI\\BOOT\\" + name))
         back = tmp / (name + ".readback")
         s.run(["mcopy", "-n", "-o", "-i", node, f"::/EFI/BOOT/{name}", str(back)], env=env,
-              what=f"Reading back \\EFI\\BOOT\\{name}")
+              what=_("Reading back {file}").format(file="\\EFI\\BOOT\\" + name))
         if _sha256(back) != _sha256(local):
-            raise StepFailed(
-                f"\\EFI\\BOOT\\{name} reads back differently from {_efi(src)}; the ESP "
-                "may be damaged."
-            )
+            raise StepFailed(_(
+                "{file} reads back differently from {source}; the ESP may be damaged."
+            ).format(file="\\EFI\\BOOT\\" + name, source=_efi(src)))
         copied.append(f"{_efi(src)} -> \\EFI\\BOOT\\{name}")
-    return FixupResult(
-        step.name, DONE, "Copied the installed loader as the fallback: " + "; ".join(copied) + "."
-    )
+    return FixupResult(step.name, DONE, _(
+        "Copied the installed loader as the fallback: {copies}."
+    ).format(copies="; ".join(copied)))
 
 
 def _sha256(path: Path) -> str:
@@ -520,7 +530,7 @@ def parse_efibootmgr(text: str) -> tuple[list[BootEntry], list[str]]:
         if not m:
             continue
         rest = m.group(3)
-        label, _, path = rest.partition("\t")
+        label, _tab, path = rest.partition("\t")
         if not path:
             # efibootmgr 18 separates with two spaces when there is no tab.
             hd = rest.find("HD(")
@@ -545,9 +555,9 @@ def fix_uefi_nvram(s: _Session, step: FixupStep) -> FixupResult:
         return FixupResult(
             step.name,
             SKIPPED,
-            "This machine was not started in UEFI mode (no EFI variables), so no NVRAM "
-            "entry can be written from here; the firmware starts the fallback loader "
-            "\\EFI\\BOOT\\BOOTX64.EFI.",
+            _("This machine was not started in UEFI mode (no EFI variables), so no NVRAM "
+              "entry can be written from here; the firmware starts the fallback loader "
+              "\\EFI\\BOOT\\BOOTX64.EFI."),
         )
     number = int(step.params["esp_partition"])
     partuuid = str(step.params.get("esp_partuuid") or "").lower()
@@ -557,24 +567,25 @@ def fix_uefi_nvram(s: _Session, step: FixupStep) -> FixupResult:
     loader = _efi(pairs[0][0]) if pairs else None
     if loader is None:
         if not _find(files, FALLBACK):
-            raise StepFailed("The ESP holds no UEFI loader for a boot entry to point at.")
+            raise StepFailed(_("The ESP holds no UEFI loader for a boot entry to point at."))
         loader = _efi(FALLBACK)
-    before, _ = parse_efibootmgr(
-        ctx.runner.run(["efibootmgr", "-v"], what="Reading the UEFI boot entries").stdout
-    )
+    before = parse_efibootmgr(
+        ctx.runner.run(["efibootmgr", "-v"], what=_("Reading the UEFI boot entries")).stdout
+    )[0]
     gone = {u.lower() for u in ctx.previous_partuuids} - {
         str(p.uuid).lower() for p in ctx.manifest.disks[ctx.disk_index].partitions if p.uuid
     }
     stale = [e for e in before if e.partuuid and (e.partuuid == partuuid or e.partuuid in gone)]
     for e in stale:
         ctx.runner.run(["efibootmgr", "-q", "-b", e.number, "-B"],
-                       what=f"Removing the stale boot entry Boot{e.number}")
+                       what=_("Removing the stale boot entry {entry}").format(
+                           entry="Boot" + e.number))
     ctx.runner.run(
         ["efibootmgr", "-q", "-c", "-d", ctx.disk, "-p", str(number), "-L", label, "-l", loader],
-        what="Creating the UEFI boot entry",
+        what=_("Creating the UEFI boot entry"),
     )
     after, order = parse_efibootmgr(
-        ctx.runner.run(["efibootmgr", "-v"], what="Reading back the UEFI boot entries").stdout
+        ctx.runner.run(["efibootmgr", "-v"], what=_("Reading back the UEFI boot entries")).stdout
     )
     ours = [
         e
@@ -583,20 +594,27 @@ def fix_uefi_nvram(s: _Session, step: FixupStep) -> FixupResult:
         and e.loader.lower() == loader.lower()
     ]
     if not ours:
-        raise StepFailed(
-            f"efibootmgr reported success, but reading the NVRAM back shows no entry "
-            f"'{label}' for {loader}; the firmware may have refused it. The fallback loader "
+        raise StepFailed(_(
+            "efibootmgr reported success, but reading the NVRAM back shows no entry "
+            "'{label}' for {loader}; the firmware may have refused it. The fallback loader "
             "is the way this disk boots."
-        )
+        ).format(label=label, loader=loader))
     entry = ours[0]
-    removed = f"; removed stale {', '.join('Boot' + e.number for e in stale)}" if stale else ""
-    first = order[:1] == [entry.number]
-    where = "first in BootOrder" if first else f"BootOrder is {','.join(order) or 'empty'}"
-    return FixupResult(
-        step.name,
-        DONE,
-        f"Boot{entry.number} '{label}' -> {loader} created and read back ({where}){removed}.",
-    )
+    if order[:1] == [entry.number]:
+        where = _("first in BootOrder")
+    elif order:
+        where = _("BootOrder is {order}").format(order=",".join(order))
+    else:
+        where = _("BootOrder is empty")
+    fields = {"entry": "Boot" + entry.number, "label": label, "loader": loader, "where": where}
+    if stale:
+        done = _("{entry} '{label}' -> {loader} created and read back ({where}); removed "
+                 "stale {stale}.").format(
+            stale=", ".join("Boot" + e.number for e in stale), **fields)
+    else:
+        done = _("{entry} '{label}' -> {loader} created and read back ({where}).").format(
+            **fields)
+    return FixupResult(step.name, DONE, done)
 
 
 # --------------------------------------------------------------------------- initramfs
@@ -660,7 +678,7 @@ def initramfs_path(root: Path, kver: str, tool: str) -> str:
 
 def initramfs_modules(s: _Session, root: Path, image: str, tool: str) -> set[str]:
     lister = ["lsinitramfs", image] if tool == "initramfs-tools" else ["lsinitrd", image]
-    res = s.chroot(*lister, what=f"Listing {image}")
+    res = s.chroot(*lister, what=_("Listing {file}").format(file=image))
     mods = set()
     for line in res.stdout.splitlines():
         name = line.strip().rsplit("/", 1)[-1]
@@ -675,12 +693,12 @@ def fix_initramfs(s: _Session, step: FixupStep) -> FixupResult:
     tool = initramfs_tool(root)
     kvers = kernels(root)
     if not kvers:
-        raise StepFailed("The restored system has no kernel in /boot with modules.")
+        raise StepFailed(_("The restored system has no kernel in /boot with modules."))
     if not tool:
-        raise StepFailed(
-            "The restored system has neither initramfs-tools nor dracut; add "
-            f"{', '.join(drivers)} to its initramfs by hand."
-        )
+        raise StepFailed(_(
+            "The restored system has neither initramfs-tools nor dracut; add {drivers} to "
+            "its initramfs by hand."
+        ).format(drivers=", ".join(drivers)))
     s.chroot_binds()
     notes: list[str] = []
     rebuilt: list[str] = []
@@ -688,19 +706,21 @@ def fix_initramfs(s: _Session, step: FixupStep) -> FixupResult:
         status = {d: module_status(root, kver, d) for d in drivers}
         missing_kernel = [d for d, st in status.items() if st == "missing"]
         if missing_kernel:
-            raise StepFailed(
-                f"The restored kernel {kver} has no {', '.join(missing_kernel)} driver; it "
-                "cannot reach its disk on this machine. Install a kernel that has it."
-            )
+            raise StepFailed(_(
+                "The restored kernel {kernel} has no {drivers} driver; it cannot reach its "
+                "disk on this machine. Install a kernel that has it."
+            ).format(kernel=kver, drivers=", ".join(missing_kernel)))
         needed = [d for d, st in status.items() if st == "module"]
         if not needed:
-            notes.append(f"{kver}: {', '.join(drivers)} built into the kernel")
+            notes.append(_("{kernel}: {drivers} built into the kernel").format(
+                kernel=kver, drivers=", ".join(drivers)))
             continue
         image = initramfs_path(root, kver, tool)
         have = initramfs_modules(s, root, image, tool) if (root / image[1:]).exists() else set()
         absent = [d for d in needed if d not in have]
         if not absent:
-            notes.append(f"{kver}: {image} already contains {', '.join(needed)}")
+            notes.append(_("{kernel}: {file} already contains {drivers}").format(
+                kernel=kver, file=image, drivers=", ".join(needed)))
             continue
         _configure(root, tool, absent)
         if tool == "initramfs-tools":
@@ -714,32 +734,35 @@ def fix_initramfs(s: _Session, step: FixupStep) -> FixupResult:
                                     "MODULES=most\n")
             try:
                 s.chroot("update-initramfs", "-u", "-k", kver,
-                         what=f"Rebuilding the initramfs of {kver} (update-initramfs)")
+                         what=_("Rebuilding the initramfs of {kernel} ({tool})").format(
+                             kernel=kver, tool="update-initramfs"))
             finally:
                 override.unlink(missing_ok=True)
             if dep:
-                notes.append(
-                    f"{kver}: MODULES=dep cannot look at this machine from a chroot, so this "
+                notes.append(_(
+                    "{kernel}: MODULES=dep cannot look at this machine from a chroot, so this "
                     "initramfs was built once with MODULES=most (the configuration is "
                     "unchanged; the drivers are also listed in /etc/initramfs-tools/modules)"
-                )
+                ).format(kernel=kver))
         else:
             s.chroot("dracut", "--force", image, kver,
-                     what=f"Rebuilding the initramfs of {kver} (dracut)")
+                     what=_("Rebuilding the initramfs of {kernel} ({tool})").format(
+                         kernel=kver, tool="dracut"))
         now = initramfs_modules(s, root, image, tool)
         still = [d for d in needed if d not in now]
         if still:
-            raise StepFailed(
-                f"{image} was rebuilt but still lacks {', '.join(still)}; the restored "
-                "system will not find its disk on this machine."
-            )
-        rebuilt.append(f"{kver}: added {', '.join(absent)} ({tool})")
+            raise StepFailed(_(
+                "{file} was rebuilt but still lacks {drivers}; the restored system will not "
+                "find its disk on this machine."
+            ).format(file=image, drivers=", ".join(still)))
+        rebuilt.append(_("{kernel}: added {drivers} ({tool})").format(
+            kernel=kver, drivers=", ".join(absent), tool=tool))
     if rebuilt:
-        return FixupResult(
-            step.name, DONE, "Initramfs rebuilt in a chroot and checked: "
-            + "; ".join(rebuilt + notes) + "."
-        )
-    return FixupResult(step.name, DONE, "Nothing to add: " + "; ".join(notes) + ".")
+        return FixupResult(step.name, DONE, _(
+            "Initramfs rebuilt in a chroot and checked: {notes}."
+        ).format(notes="; ".join(rebuilt + notes)))
+    return FixupResult(step.name, DONE, _("Nothing to add: {notes}.").format(
+        notes="; ".join(notes)))
 
 
 def initramfs_tools_modules_setting(root: Path) -> str:
@@ -800,7 +823,8 @@ def fix_fstab(s: _Session, step: FixupStep) -> FixupResult:
             if any(spec_matches(e.spec, f) for f in facts.values()):
                 ok += 1
             elif e.optional:
-                warnings.append(f"{e.spec} ({e.mountpoint}, nofail) is not on this disk")
+                warnings.append(_("{spec} ({mountpoint}, nofail) is not on this disk").format(
+                    spec=e.spec, mountpoint=e.mountpoint))
             else:
                 broken.append(f"{e.spec} ({e.mountpoint})")
             continue
@@ -808,7 +832,8 @@ def fix_fstab(s: _Session, step: FixupStep) -> FixupResult:
         if number is not None and number in facts and facts[number].get("UUID"):
             rewrites[e.line_no] = (e.spec, f"UUID={facts[number]['UUID']}")
         elif e.spec.startswith("/dev/"):
-            warnings.append(f"{e.spec} ({e.mountpoint}) names a device path that may change")
+            warnings.append(_("{spec} ({mountpoint}) names a device path that may change").format(
+                spec=e.spec, mountpoint=e.mountpoint))
             ok += 1
     if rewrites:
         original = fstab.read_text()
@@ -817,19 +842,19 @@ def fix_fstab(s: _Session, step: FixupStep) -> FixupResult:
         for no, (old, new) in rewrites.items():
             lines[no - 1] = lines[no - 1].replace(old, new, 1)
         fstab.write_text("".join(lines))
-    parts = [f"{ok + len(rewrites)} of {len(entries)} entries resolve on the restored disk"]
+    parts = [_("{ok} of {total} entries resolve on the restored disk").format(
+        ok=ok + len(rewrites), total=len(entries))]
     parts += check_boot_loader_root(root, facts, source_disk)
     if rewrites:
-        parts.append("rewrote " + ", ".join(f"{a} -> {b}" for a, b in rewrites.values())
-                     + " (old file kept as /etc/fstab.rescue-backup)")
+        parts.append(_("rewrote {changes} (old file kept as /etc/fstab.rescue-backup)").format(
+            changes=", ".join(f"{a} -> {b}" for a, b in rewrites.values())))
     if warnings:
-        parts.append("note: " + "; ".join(warnings))
+        parts.append(_("note: {notes}").format(notes="; ".join(warnings)))
     if broken:
-        raise StepFailed(
-            "/etc/fstab names filesystems that are not on the restored disk: "
-            + ", ".join(broken)
-            + "; the restored system will stop in emergency mode. " + "; ".join(parts) + "."
-        )
+        raise StepFailed(_(
+            "/etc/fstab names filesystems that are not on the restored disk: {entries}; the "
+            "restored system will stop in emergency mode. {findings}."
+        ).format(entries=", ".join(broken), findings="; ".join(parts)))
     return FixupResult(step.name, DONE, "; ".join(parts) + ".")
 
 
@@ -864,9 +889,10 @@ def check_boot_loader_root(root: Path, facts: dict[int, dict[str, str]],
             (root / (rel + ".rescue-backup")).write_text(text)
             cfg.write_text(changed)
         if unresolved:
-            notes.append(f"/{rel} also names root={', '.join(unresolved)}, not on this disk")
+            notes.append(_("{file} also names root={values}, not on this disk").format(
+                file="/" + rel, values=", ".join(unresolved)))
         elif values:
-            notes.append(f"/{rel}: root= resolves on the restored disk")
+            notes.append(_("{file}: root= resolves on the restored disk").format(file="/" + rel))
     return notes
 
 

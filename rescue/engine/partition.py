@@ -13,6 +13,7 @@ import time
 import parted
 
 from rescue.errors import DeviceError
+from rescue.i18n import _
 from rescue.image.manifest import Disk
 from rescue.plan.restore import RestorePlan
 from rescue.runner import CommandRunner
@@ -36,10 +37,10 @@ def write_table(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> N
             part = parted.Partition(disk=disk, type=_KIND[pp.kind], geometry=geometry)
             disk.addPartition(partition=part, constraint=parted.Constraint(exactGeom=geometry))
             if part.number != pp.number:
-                raise DeviceError(
-                    f"parted numbered partition {pp.number} as {part.number}; "
+                raise DeviceError(_(
+                    "parted numbered partition {number} as {parted_number}; "
                     "the layout cannot be reproduced exactly."
-                )
+                ).format(number=pp.number, parted_number=part.number))
             src = image_disk.partition(pp.number)
             if plan.table == "gpt" and src.name:
                 part.set_name(src.name)
@@ -47,7 +48,8 @@ def write_table(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> N
                 part.setFlag(parted.PARTITION_BOOT)
         disk.commit()
     except parted.PartedException as exc:
-        raise DeviceError(f"Writing the partition table to {path} failed: {exc}") from exc
+        raise DeviceError(_("Writing the partition table to {path} failed: {error}").format(
+            path=path, error=exc)) from exc
     # No parted.freeAllDevices() here: it frees PedDevices that the Python objects above
     # still point at, and their deallocation then crashes the process (SIGFPE at exit).
     _set_identity(plan, image_disk, runner)
@@ -56,20 +58,22 @@ def write_table(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> N
 def _set_identity(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> None:
     path = plan.target.path
     sf = ["sfdisk", "--no-reread", "--no-tell-kernel", "-q"]
-    runner.run([*sf, "--disk-id", path, plan.disk_id], what=f"Setting the disk id of {path}")
+    runner.run([*sf, "--disk-id", path, plan.disk_id],
+               what=_("Setting the disk id of {path}").format(path=path))
     for pp in plan.partitions:
         src = image_disk.partition(pp.number)
         n = str(pp.number)
         if pp.kind != "extended":
             runner.run([*sf, "--part-type", path, n, src.type],
-                       what=f"Setting the type of partition {n}")
+                       what=_("Setting the type of partition {number}").format(number=n))
         if plan.table == "gpt":
             if src.uuid:
                 runner.run([*sf, "--part-uuid", path, n, src.uuid],
-                           what=f"Setting the GUID of partition {n}")
+                           what=_("Setting the GUID of partition {number}").format(number=n))
             if src.attrs:
                 runner.run([*sf, "--part-attrs", path, n, src.attrs],
-                           what=f"Setting the attributes of partition {n}")
+                           what=_("Setting the attributes of partition {number}").format(
+                               number=n))
 
 
 def tell_kernel(path: str, numbers: list[int], runner: CommandRunner,
@@ -87,9 +91,9 @@ def tell_kernel(path: str, numbers: list[int], runner: CommandRunner,
         if not missing:
             return nodes
         if time.monotonic() > deadline:
-            raise DeviceError(
-                f"The kernel did not create device nodes for partitions {missing} of {path}."
-            )
+            raise DeviceError(_(
+                "The kernel did not create device nodes for partitions {numbers} of {path}."
+            ).format(numbers=missing, path=path))
         runner.run(["partx", "-a", path], check=False)
         time.sleep(0.2)
 

@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from rescue.errors import Cancelled
+from rescue.i18n import _
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -28,16 +29,16 @@ def ordered_map(
         try:
             for item in items:
                 if cancel is not None and cancel.is_set():
-                    raise Cancelled("Cancelled.")
+                    raise Cancelled(_("Cancelled."))
                 pending.append((item, pool.submit(func, item)))
                 if len(pending) >= depth:
                     done_item, fut = pending.popleft()
                     yield done_item, fut.result()
             while pending:
                 if cancel is not None and cancel.is_set():
-                    raise Cancelled("Cancelled.")
+                    raise Cancelled(_("Cancelled."))
                 done_item, fut = pending.popleft()
                 yield done_item, fut.result()
         finally:
-            for _, fut in pending:
+            for _item, fut in pending:
                 fut.cancel()

@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from rescue.devices.blockdev import device_facts
 from rescue.devices.mounts import disk_use
@@ -26,6 +27,7 @@ from rescue.events import (
     null_sink,
 )
 from rescue.fs import grow
+from rescue.i18n import _
 from rescue.image import chunks as codec
 from rescue.image.manifest import METHOD_RECREATE, ChunkedData, Disk, Manifest
 from rescue.image.repository import RepositoryReader
@@ -79,34 +81,52 @@ class RestoreReport:
 def write_jobs(manifest: Manifest, plan: RestorePlan) -> list[WriteJob]:
     """Every chunk of the plan's disk of the image, in target order."""
     disk = manifest.disks[plan.disk_index]
-    which = f"disk {plan.disk_index + 1}, " if plan.disk_count > 1 else ""
+    which = plan.disk_index + 1 if plan.disk_count > 1 else 0  # named only when several
     jobs: list[WriteJob] = []
 
-    def add(base: int, data: ChunkedData, label: str) -> None:
+    def add(base: int, data: ChunkedData, place: dict[str, Any]) -> None:
         zero = {i for a, n in data.zero for i in range(a, a + n)}
         stored = dict(data.chunks)
         for index in sorted(zero | set(stored)):
             start, length = data.chunk_span(index)
             jobs.append(WriteJob(base + start, length, stored.get(index),
-                                 f"Image {manifest.id}, {which}{label}, offset {start}"))
+                                 chunk_place(manifest.id, start, disk=which, **place)))
 
     for area in disk.boot_areas:
-        add(area.offset, area.data, f"boot area {area.name}")
+        add(area.offset, area.data, {"area": area.name})
     for pp in plan.partitions:
         src = disk.partition(pp.number)
         if src.data is not None:
-            add(pp.start * plan.sector_size, src.data, f"partition {pp.number}")
+            add(pp.start * plan.sector_size, src.data, {"partition": pp.number})
     jobs.sort(key=lambda j: j.offset)
     return jobs
+
+
+def chunk_place(image: str, offset: int, area: str = "", partition: int = 0,
+                disk: int = 0) -> str:
+    """Where a chunk belongs, for error sentences: "Image X, partition 2, offset 123";
+    *disk* (1-based) names the image's disk when it holds several."""
+    if disk:
+        if area:
+            return _("Image {image}, disk {disk}, boot area {area}, offset {offset}").format(
+                image=image, disk=disk, area=area, offset=offset)
+        return _("Image {image}, disk {disk}, partition {number}, offset {offset}").format(
+            image=image, disk=disk, number=partition, offset=offset)
+    if area:
+        return _("Image {image}, boot area {area}, offset {offset}").format(
+            image=image, area=area, offset=offset)
+    return _("Image {image}, partition {number}, offset {offset}").format(
+        image=image, number=partition, offset=offset)
 
 
 def check_chunks_present(repo: RepositoryReader, manifest: Manifest) -> None:
     missing = repo.missing_chunks(sorted(manifest.all_chunk_hashes()))
     if missing:
-        raise ImageCorruptError(
-            f"Image {manifest.id}: {len(missing)} chunk(s) are missing or empty in "
-            f"{repo.location} (first: {sorted(missing)[0][:16]}); the image cannot be restored."
-        )
+        raise ImageCorruptError(_(
+            "Image {image}: {count} chunk(s) are missing or empty in {repo} (first: {first}); "
+            "the image cannot be restored."
+        ).format(image=manifest.id, count=len(missing), repo=repo.location,
+                 first=sorted(missing)[0][:16]))
 
 
 def verify_image(repo: RepositoryReader, manifest: Manifest, sink: Sink = null_sink,
@@ -115,29 +135,30 @@ def verify_image(repo: RepositoryReader, manifest: Manifest, sink: Sink = null_s
     checked."""
     items: list[tuple[str, int, str]] = []
     seen: set[str] = set()
-    parts: list[tuple[str, ChunkedData]] = []
+    places: list[tuple[dict[str, Any], ChunkedData]] = []
     for n, disk in enumerate(manifest.disks, start=1):
-        which = f"disk {n}, " if len(manifest.disks) > 1 else ""
-        parts += [(f"{which}boot area {a.name}", a.data) for a in disk.boot_areas]
-        parts += [(f"{which}partition {p.number}", p.data) for p in disk.partitions if p.data]
-    for label, data in parts:
+        which = n if len(manifest.disks) > 1 else 0
+        places += [({"area": a.name, "disk": which}, a.data) for a in disk.boot_areas]
+        places += [({"partition": p.number, "disk": which}, p.data)
+                   for p in disk.partitions if p.data]
+    for place, data in places:
         for index, digest in data.chunks:
             if digest not in seen:
                 seen.add(digest)
                 start, length = data.chunk_span(index)
-                items.append((digest, length, f"Image {manifest.id}, {label}, offset {start}"))
-    total = sum(n for _, n, _ in items)
+                items.append((digest, length, chunk_place(manifest.id, start, **place)))
+    total = sum(item[1] for item in items)
     meter = ProgressMeter(sink, "verify-image", total)
-    sink(StageStarted("verify-image", f"Verifying image {manifest.id} "
-                      f"({human_bytes(total)})", total))
+    sink(StageStarted("verify-image", _("Verifying image {image} ({size})").format(
+        image=manifest.id, size=human_bytes(total)), total))
 
     def check(item: tuple[str, int, str]) -> int:
         digest, length, where = item
         codec.decode_chunk(digest, repo.read_chunk(digest, where), length, where)
         return length
 
-    for _, n in ordered_map(check, items, max(DECODE_WORKERS, repo.parallel_reads), DEPTH,
-                            cancel):
+    for _item, n in ordered_map(check, items, max(DECODE_WORKERS, repo.parallel_reads), DEPTH,
+                                cancel):
         meter.add(n)
     sink(StageFinished("verify-image", meter.elapsed, meter.done))
     return total
@@ -166,17 +187,18 @@ class Restorer:
         t = self.plan.target
         facts = device_facts(t.path)
         if int(facts["size_bytes"]) != t.size_bytes:
-            raise TargetRefusedError(
-                f"{t.path} changed since the plan was made (size {facts['size_bytes']} bytes, "
-                f"planned for {t.size_bytes}); was a disk swapped? Start again."
-            )
+            raise TargetRefusedError(_(
+                "{path} changed since the plan was made (size {size} bytes, planned for "
+                "{planned}); was a disk swapped? Start again."
+            ).format(path=t.path, size=facts["size_bytes"], planned=t.size_bytes))
         if facts["read_only"]:
-            raise TargetRefusedError(f"{t.path} is read-only (write-protected).")
+            raise TargetRefusedError(_("{path} is read-only (write-protected).").format(
+                path=t.path))
         use = disk_use(t.path)
         if use.busy:
-            raise TargetRefusedError(
-                f"{t.path} is in use: {use.describe()}. Unmount it first; nothing was written."
-            )
+            raise TargetRefusedError(_(
+                "{path} is in use: {why}. Unmount it first; nothing was written."
+            ).format(path=t.path, why=use.describe()))
         ensure_exclusive(t.path)
         check_chunks_present(self.repo, self.manifest)
         if self.plan.options.verify_first:
@@ -207,7 +229,7 @@ class Restorer:
             self.report.result = "ok"
         except (Cancelled, KeyboardInterrupt):
             self.report.result = "cancelled"
-            self.report.error = (
+            self.report.error = _(
                 "The restore was cancelled; the target disk is incomplete and will not boot. "
                 "Run the restore again (with --resume to keep what is already written)."
             )
@@ -226,7 +248,8 @@ class Restorer:
     def _prepare_disk(self) -> None:
         path = self.plan.target.path
         pt.forget_partitions(path, self.runner)
-        self.runner.run(["wipefs", "-a", "-q", path], what=f"Wiping old signatures on {path}")
+        self.runner.run(["wipefs", "-a", "-q", path],
+                        what=_("Wiping old signatures on {path}").format(path=path))
         self._step("wipe-signatures", "done")
         pt.write_table(self.plan, self.disk, self.runner)
         self._step("write-partition-table", "done",
@@ -252,8 +275,8 @@ class Restorer:
         jobs = write_jobs(self.manifest, self.plan)
         total = sum(j.length for j in jobs)
         meter = ProgressMeter(self.sink, "write-data", total)
-        self.sink(StageStarted("write-data", f"Writing {human_bytes(total)} to "
-                               f"{self.plan.target.path}", total))
+        self.sink(StageStarted("write-data", _("Writing {size} to {path}").format(
+            size=human_bytes(total), path=self.plan.target.path), total))
         target = self.target_factory(self.plan.target.path)
         delta = self.plan.options.delta
         skipped = 0
@@ -292,8 +315,8 @@ class Restorer:
         target.drop_cache()
         total = sum(j.length for j in jobs)
         meter = ProgressMeter(self.sink, "verify-written-data", total)
-        self.sink(StageStarted("verify-written-data",
-                               f"Reading back {human_bytes(total)} to verify", total))
+        self.sink(StageStarted("verify-written-data", _("Reading back {size} to verify").format(
+            size=human_bytes(total)), total))
 
         def check(job: WriteJob) -> None:
             data = target.pread(job.length, job.offset)
@@ -301,12 +324,12 @@ class Restorer:
                 codec.chunk_hash(data) == job.digest)
             if not ok:
                 self.report.verified = False
-                raise ImageCorruptError(
-                    f"Verification failed: {job.where} reads back differently from "
-                    f"{self.plan.target.path}; the disk may be failing."
-                )
+                raise ImageCorruptError(_(
+                    "Verification failed: {where} reads back differently from {path}; the "
+                    "disk may be failing."
+                ).format(where=job.where, path=self.plan.target.path))
 
-        for job, _ in ordered_map(check, iter(jobs), DECODE_WORKERS, DEPTH, self.cancel):
+        for job, _none in ordered_map(check, iter(jobs), DECODE_WORKERS, DEPTH, self.cancel):
             meter.add(job.length)
         self.report.verified = True
         self.sink(StageFinished("verify-written-data", meter.elapsed, meter.done))
@@ -322,15 +345,17 @@ class Restorer:
                 argv += ["-U", src.fs_uuid]
             if src.fs_label:
                 argv += ["-L", src.fs_label]
-            self.runner.run([*argv, nodes[pp.number]], what=f"Recreating swap {pp.number}")
+            self.runner.run([*argv, nodes[pp.number]], what=_("Recreating swap {number}").format(
+                number=pp.number))
             self._step("recreate-swap", "done", f"partition {pp.number}")
 
     def _grow(self, nodes: dict[int, str]) -> None:
         for pp in self.plan.partitions:
             if pp.grow_filesystem and pp.filesystem:
                 size = human_bytes(pp.size * self.plan.sector_size)
-                self.sink(LogMessage("info", f"Growing the {pp.filesystem} filesystem on "
-                                     f"partition {pp.number} to {size}"))
+                self.sink(LogMessage("info", _(
+                    "Growing the {fstype} filesystem on partition {number} to {size}"
+                ).format(fstype=pp.filesystem, number=pp.number, size=size)))
                 grow.grow(pp.filesystem, nodes[pp.number], self.runner)
                 self._step("grow-filesystems", "done", f"partition {pp.number}")
 
@@ -351,7 +376,8 @@ class Restorer:
         for r in run_fixups(ctx, self.plan.fixups):
             self.report.steps.append(StepResult(r.name, r.status, r.detail))
             if r.status == "failed":
-                self.report.warnings.append(f"Boot fix-up '{r.name}' failed: {r.detail}")
+                self.report.warnings.append(_("Boot fix-up '{name}' failed: {detail}").format(
+                    name=r.name, detail=r.detail))
 
     def _step(self, name: str, status: str, detail: str = "") -> None:
         self.report.steps.append(StepResult(name, status, detail))

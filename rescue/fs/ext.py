@@ -7,6 +7,7 @@ import re
 
 from rescue.errors import SourceRefusedError
 from rescue.fs.usedmap import UsedMap, blocks_to_ranges
+from rescue.i18n import _
 from rescue.runner import CommandRunner
 
 EXT_TYPES = {"ext2", "ext3", "ext4"}
@@ -33,7 +34,7 @@ def parse_dumpe2fs(text: str, length: int,
                     b = int(m.group(2)) if m.group(2) else a
                     free.append((a, b))
     if block_size is None or total is None:
-        raise SourceRefusedError("dumpe2fs printed no block size or block count.")
+        raise SourceRefusedError(_("dumpe2fs printed no block size or block count."))
     return blocks_to_ranges(free, total, block_size, length)
 
 
@@ -79,7 +80,8 @@ def empty_journal(fields: dict[str, str]) -> bool:
 def used_map(device: str, length: int, runner: CommandRunner) -> UsedMap:
     """Blocks in use, less the log area of an empty journal: after a clean unmount the
     journal says "start 0" and its log blocks are never read, so they are not copied."""
-    result = runner.run(["dumpe2fs", device], what=f"Reading the ext filesystem on {device}")
+    result = runner.run(["dumpe2fs", device],
+                        what=_("Reading the ext filesystem on {device}").format(device=device))
     fields = header_fields(result.stdout)
     free_extra: list[tuple[int, int]] = []
     if empty_journal(fields):
@@ -92,5 +94,7 @@ def grow(device: str, runner: CommandRunner) -> None:
     """Grow the filesystem on *device* to fill it (checked first, as resize2fs wants)."""
     check = runner.run(["e2fsck", "-f", "-p", device], check=False)
     if check.returncode not in (0, 1):
-        runner.run(["e2fsck", "-f", "-y", device], what=f"Checking {device} before growing")
-    runner.run(["resize2fs", device], what=f"Growing the filesystem on {device}")
+        runner.run(["e2fsck", "-f", "-y", device],
+                   what=_("Checking {device} before growing").format(device=device))
+    runner.run(["resize2fs", device], what=_("Growing the filesystem on {device}").format(
+        device=device))

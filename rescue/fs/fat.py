@@ -10,6 +10,7 @@ import struct
 
 from rescue.errors import SourceRefusedError
 from rescue.fs.usedmap import UsedMap
+from rescue.i18n import _
 
 FAT_TYPES = {"vfat", "fat", "msdos"}
 
@@ -24,14 +25,14 @@ def used_map_from_device(fd: int, offset: int, length: int) -> UsedMap:
 
 def parse_boot_sector(boot: bytes) -> dict[str, int]:
     if len(boot) < 512 or boot[510:512] != b"\x55\xaa":
-        raise SourceRefusedError("The FAT boot sector has no 55AA signature.")
+        raise SourceRefusedError(_("The FAT boot sector has no 55AA signature."))
     bps, spc, reserved, nfats, root_entries, total16, _media, fat16 = struct.unpack_from(
         "<HBHBHHBH", boot, 11
     )
     total32 = struct.unpack_from("<I", boot, 32)[0]
     fat32 = struct.unpack_from("<I", boot, 36)[0]
     if bps not in (512, 1024, 2048, 4096) or spc == 0 or nfats == 0:
-        raise SourceRefusedError("The FAT boot sector has an impossible geometry.")
+        raise SourceRefusedError(_("The FAT boot sector has an impossible geometry."))
     fat_sectors = fat16 or fat32
     total = total16 or total32
     root_sectors = (root_entries * 32 + bps - 1) // bps

@@ -6,15 +6,18 @@ import tempfile
 from collections.abc import Callable
 
 from rescue.fs import ext
+from rescue.i18n import _
 from rescue.runner import CommandRunner
 
 
 def _mounted(fstype: str, node: str, runner: CommandRunner,
              action: Callable[[str], list[str]]) -> None:
     with tempfile.TemporaryDirectory(prefix="rescue-grow-") as mnt:
-        runner.run(["mount", "-t", fstype, node, mnt], what=f"Mounting {node} to grow it")
+        runner.run(["mount", "-t", fstype, node, mnt], what=_("Mounting {node} to grow it").format(
+            node=node))
         try:
-            runner.run(action(mnt), what=f"Growing the {fstype} filesystem on {node}")
+            runner.run(action(mnt), what=_("Growing the {fstype} filesystem on {node}").format(
+                fstype=fstype, node=node))
         finally:
             runner.run(["umount", mnt], check=False)
 
@@ -28,7 +31,8 @@ def grow(fstype: str, node: str, runner: CommandRunner) -> None:
         _mounted("btrfs", node, runner, lambda mnt: ["btrfs", "filesystem", "resize", "max", mnt])
     elif fstype == "ntfs":
         runner.run(["ntfsresize", "--force", "--no-progress-bar", node], input="y\n",
-                   what=f"Growing the NTFS filesystem on {node}")
+                   what=_("Growing the {fstype} filesystem on {node}").format(
+                       fstype="NTFS", node=node))
     else:
         raise ValueError(f"cannot grow {fstype}")
 

@@ -11,6 +11,7 @@ import tempfile
 
 from rescue.errors import SourceRefusedError
 from rescue.fs.usedmap import UsedMap
+from rescue.i18n import _
 from rescue.runner import CommandRunner
 
 # blkid TYPE -> partclone program
@@ -47,10 +48,12 @@ def used_map(fstype: str, device: str, length: int, runner: CommandRunner) -> Us
     with tempfile.TemporaryDirectory(prefix="rescue-domain-") as tmp:
         domain = os.path.join(tmp, "domain.log")
         runner.run([program, "-q", "-D", "-s", device, "-o", domain],
-                   what=f"Reading the {fstype} allocation map of {device} ({program})")
+                   what=_("Reading the {fstype} allocation map of {device} ({program})").format(
+                       fstype=fstype, device=device, program=program))
         with open(domain) as f:
             text = f.read()
     used = parse_domain(text, length)
     if not used.ranges:
-        raise SourceRefusedError(f"{program} found no used blocks on {device}.")
+        raise SourceRefusedError(_("{program} found no used blocks on {device}.").format(
+            program=program, device=device))
     return used

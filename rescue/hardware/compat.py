@@ -38,6 +38,7 @@ from rescue.hardware.profile import (
     driver_module,
     normalize_arch,
 )
+from rescue.i18n import N_, _
 
 BOOT_CRITICAL = "boot-critical"
 OTHER = "other"
@@ -58,10 +59,15 @@ EXIT_CODES = {
     LEVEL_BLOCKED: IncompatibleImageError.exit_code,
 }
 
+# Translated where shown (Verdict.describe).
 LEVEL_TEXT = {
-    LEVEL_COMPATIBLE: "compatible",
-    LEVEL_FIXUPS: "compatible with fix-ups",
-    LEVEL_BLOCKED: "blocked",
+    LEVEL_COMPATIBLE: N_("compatible"),
+    LEVEL_FIXUPS: N_("compatible with fix-ups"),
+    LEVEL_BLOCKED: N_("blocked"),
+}
+KLASS_HEADING = {
+    BOOT_CRITICAL: N_("Boot-critical differences:"),
+    OTHER: N_("Other differences:"),
 }
 
 # Architectures whose binaries a machine of the key architecture runs natively.
@@ -130,20 +136,23 @@ class Verdict:
 
     def describe(self) -> list[str]:
         """Lines for people (CLI, log, confirm screen)."""
-        lines = [f"Verdict: {LEVEL_TEXT.get(self.level, self.level)}"]
+        level = _(LEVEL_TEXT[self.level]) if self.level in LEVEL_TEXT else self.level
+        lines = [_("Verdict: {level}").format(level=level)]
         if not self.differences:
-            lines.append("No hardware differences that matter were found.")
+            lines.append(_("No hardware differences that matter were found."))
         for klass in (BOOT_CRITICAL, OTHER):
             diffs = [d for d in self.differences if d.klass == klass]
             if not diffs:
                 continue
-            lines.append(f"{klass.capitalize()} differences:")
+            lines.append(_(KLASS_HEADING[klass]))
             for d in diffs:
-                lines.append(f"  - {d.component}: {d.source or 'none'} -> {d.target or 'none'}")
+                lines.append(f"  - {d.component}: {d.source or _('none')} -> "
+                             f"{d.target or _('none')}")
                 lines.append(f"      {d.meaning}")
-                lines.append(f"      Restore: {d.action}")
+                lines.append("      " + _("Restore: {action}").format(action=d.action))
         if self.initramfs_drivers:
-            lines.append("Storage drivers needed at boot: " + ", ".join(self.initramfs_drivers))
+            lines.append(_("Storage drivers needed at boot: {drivers}").format(
+                drivers=", ".join(self.initramfs_drivers)))
         return lines
 
 
@@ -177,34 +186,39 @@ def _compare_cpu(img: HardwareProfile, mach: HardwareProfile) -> list[Difference
         if a_src in _RUNS.get(a_dst, set()):
             diffs.append(Difference(
                 "cpu.architecture", BOOT_CRITICAL, a_src, a_dst,
-                f"This {a_dst} machine also runs {a_src} systems natively.",
-                "Nothing to do.", EFFECT_NONE))
+                _("This {target} machine also runs {source} systems natively.").format(
+                    target=a_dst, source=a_src),
+                _("Nothing to do."), EFFECT_NONE))
         else:
             diffs.append(Difference(
                 "cpu.architecture", BOOT_CRITICAL, a_src, a_dst,
-                f"A system built for {a_src} cannot run on a {a_dst} processor: its kernel "
-                "and every program are machine code for another instruction set.",
-                "Refused: restore this image on a machine with a "
-                f"{a_src} processor (--force writes it anyway, but it will not start).",
+                _("A system built for {source} cannot run on a {target} processor: its kernel "
+                  "and every program are machine code for another instruction set.").format(
+                    source=a_src, target=a_dst),
+                _("Refused: restore this image on a machine with a {source} processor "
+                  "(--force writes it anyway, but it will not start).").format(source=a_src),
                 EFFECT_BLOCK))
         return diffs  # vendor and level are meaningless across architectures
     v_src, v_dst = _cpu_vendor(img.cpu.vendor), _cpu_vendor(mach.cpu.vendor)
     if v_src and v_dst and v_src != v_dst:
         diffs.append(Difference(
             "cpu.vendor", BOOT_CRITICAL, v_src, v_dst,
-            "A Linux kernel supports both vendors and starts; the CPU microcode package "
-            f"({v_dst.lower()}-microcode on Debian) and vendor-specific tuning differ.",
-            "Nothing to do for booting; install the matching microcode package after restore.",
+            _("A Linux kernel supports both vendors and starts; the CPU microcode package "
+              "({package} on Debian) and vendor-specific tuning differ.").format(
+                package=f"{v_dst.lower()}-microcode"),
+            _("Nothing to do for booting; install the matching microcode package after "
+              "restore."),
             EFFECT_NONE))
     l_src, l_dst = img.cpu.x86_64_level, mach.cpu.x86_64_level
     if a_dst == "x86_64" and l_src and l_dst and l_dst < l_src:
         diffs.append(Difference(
             "cpu.x86_64_level", BOOT_CRITICAL, f"x86-64-v{l_src}", f"x86-64-v{l_dst}",
-            f"This processor lacks instructions the source had (x86-64-v{l_src}). Systems "
-            f"and programs built for x86-64-v{l_dst + 1} or above stop with 'illegal "
-            "instruction' (RHEL 9 needs v2, RHEL 10 v3; Debian and Ubuntu need v1).",
-            "The restore cannot change this: check that the restored system's minimum "
-            f"is x86-64-v{l_dst} or lower.",
+            _("This processor lacks instructions the source had ({source}). Systems and "
+              "programs built for {above} or above stop with 'illegal instruction' (RHEL 9 "
+              "needs v2, RHEL 10 v3; Debian and Ubuntu need v1).").format(
+                source=f"x86-64-v{l_src}", above=f"x86-64-v{l_dst + 1}"),
+            _("The restore cannot change this: check that the restored system's minimum is "
+              "{level} or lower.").format(level=f"x86-64-v{l_dst}"),
             EFFECT_WARNING))
     return diffs
 
@@ -219,12 +233,15 @@ def _compare_firmware(
         src_u, dst_u = f_src.upper(), f_dst.upper()
         diffs.append(Difference(
             "firmware", BOOT_CRITICAL, src_u, dst_u,
-            f"The image boots through {src_u}, but this machine started the rescue system "
-            f"in {dst_u} mode: a {src_u} boot loader does not start from {dst_u}.",
-            f"Refused: restart the rescue medium in {src_u} mode (firmware setup: "
-            f"{'enable UEFI boot' if f_src == 'uefi' else 'enable CSM/legacy boot'}) and "
-            "restore from there; --force restores anyway and the system will not start "
-            "until a matching boot loader is installed.",
+            _("The image boots through {source}, but this machine started the rescue system "
+              "in {target} mode: a {source} boot loader does not start from {target}.").format(
+                source=src_u, target=dst_u),
+            _("Refused: restart the rescue medium in {source} mode (firmware setup: {setting}) "
+              "and restore from there; --force restores anyway and the system will not start "
+              "until a matching boot loader is installed.").format(
+                source=src_u,
+                setting=_("enable UEFI boot") if f_src == "uefi"
+                else _("enable CSM/legacy boot")),
             EFFECT_BLOCK))
         return diffs, False
     if uefi_entry:
@@ -236,19 +253,19 @@ def _compare_firmware(
         if not same_board or not (img.system.product_name or img.system.board_name):
             diffs.append(Difference(
                 "firmware.boot_entry", BOOT_CRITICAL, "source NVRAM", "this machine's NVRAM",
-                "UEFI boot entries live in the motherboard's NVRAM, not on the disk; this "
-                "machine has no entry for the restored system.",
-                "The restore creates an NVRAM boot entry (efibootmgr) and the fallback "
-                "loader \\EFI\\BOOT\\BOOTX64.EFI.",
+                _("UEFI boot entries live in the motherboard's NVRAM, not on the disk; this "
+                  "machine has no entry for the restored system."),
+                _("The restore creates an NVRAM boot entry (efibootmgr) and the fallback "
+                  "loader \\EFI\\BOOT\\BOOTX64.EFI."),
                 EFFECT_FIXUP))
     if f_dst == "uefi" and mach.secure_boot and not img.secure_boot:
         diffs.append(Difference(
             "firmware.secure_boot", BOOT_CRITICAL,
             "off" if img.secure_boot is False else "unknown", "on",
-            "Secure Boot is on here but was not on the source: an unsigned boot loader or "
-            "kernel (or unsigned DKMS modules) will be refused by the firmware.",
-            "Nothing automatic: if the restored system does not start, disable Secure Boot "
-            "in the firmware setup.",
+            _("Secure Boot is on here but was not on the source: an unsigned boot loader or "
+              "kernel (or unsigned DKMS modules) will be refused by the firmware."),
+            _("Nothing automatic: if the restored system does not start, disable Secure Boot "
+              "in the firmware setup."),
             EFFECT_WARNING))
     return diffs, uefi_entry
 
@@ -281,12 +298,13 @@ def _compare_storage(
     if src_disk and dst_disk and src_disk.bus and dst_disk.bus and src_disk.bus != dst_disk.bus:
         diffs.append(Difference(
             "boot_disk.bus", BOOT_CRITICAL, src_disk.bus, dst_disk.bus,
-            f"The system disk moves from {src_disk.bus} to {dst_disk.bus}: its device name "
-            f"changes (e.g. /dev/{src_disk.name or 'sda'} becomes "
-            f"/dev/{dst_disk.name or 'nvme0n1'}), so anything naming the disk by "
-            "device path (fstab, boot loader, crypttab) would point nowhere.",
-            "The restore keeps filesystem and partition UUIDs and checks that fstab and the "
-            "boot loader refer to them, rewriting device paths where found.",
+            _("The system disk moves from {source} to {target}: its device name changes "
+              "(e.g. {old} becomes {new}), so anything naming the disk by device path "
+              "(fstab, boot loader, crypttab) would point nowhere.").format(
+                source=src_disk.bus, target=dst_disk.bus,
+                old=f"/dev/{src_disk.name or 'sda'}", new=f"/dev/{dst_disk.name or 'nvme0n1'}"),
+            _("The restore keeps filesystem and partition UUIDs and checks that fstab and the "
+              "boot loader refer to them, rewriting device paths where found."),
             EFFECT_FIXUP))
     missing = [m for m in need if m not in have]
     if missing:
@@ -294,10 +312,12 @@ def _compare_storage(
         dst_names = (dst_disk.controller if dst_disk else "") or ", ".join(need)
         diffs.append(Difference(
             "storage.driver", BOOT_CRITICAL, src_names, dst_names,
-            f"Storage controller changed from {src_names} to {dst_names}: the restored "
-            f"system's initramfs must contain {', '.join(missing)} or the kernel cannot "
-            "find its root filesystem.",
-            f"The restore adds {', '.join(missing)} to the initramfs (rebuilt in a chroot).",
+            _("Storage controller changed from {source} to {target}: the restored system's "
+              "initramfs must contain {drivers} or the kernel cannot find its root "
+              "filesystem.").format(source=src_names, target=dst_names,
+                                    drivers=", ".join(missing)),
+            _("The restore adds {drivers} to the initramfs (rebuilt in a chroot).").format(
+                drivers=", ".join(missing)),
             EFFECT_FIXUP))
     # Controllers that are not on the boot path: only information.
     s_src, s_dst = set(_names(img.storage)), set(_names(mach.storage))
@@ -307,10 +327,10 @@ def _compare_storage(
     if gone or new:
         diffs.append(Difference(
             "storage.other", OTHER, ", ".join(gone) or "-", ", ".join(new) or "-",
-            "Storage controllers away from the system disk differ: disks behind a missing "
-            "controller are absent after restore, and their fstab entries must be "
-            "'nofail' or removed.",
-            "Nothing automatic; check /etc/fstab for data disks after restore.",
+            _("Storage controllers away from the system disk differ: disks behind a missing "
+              "controller are absent after restore, and their fstab entries must be "
+              "'nofail' or removed."),
+            _("Nothing automatic; check /etc/fstab for data disks after restore."),
             EFFECT_NONE))
     return diffs, need
 
@@ -321,10 +341,10 @@ def _compare_board(img: HardwareProfile, mach: HardwareProfile) -> list[Differen
     if a and b and a != b:
         return [Difference(
             "motherboard", BOOT_CRITICAL, a, b,
-            "Another motherboard (chipset) is a boot-critical change: the Linux kernel "
-            "detects the chipset at boot; what it needs to boot (storage driver, firmware "
-            "mode, boot entry) is checked separately above.",
-            "Nothing more than the storage and firmware fix-ups listed here.",
+            _("Another motherboard (chipset) is a boot-critical change: the Linux kernel "
+              "detects the chipset at boot; what it needs to boot (storage driver, firmware "
+              "mode, boot entry) is checked separately above."),
+            _("Nothing more than the storage and firmware fix-ups listed here."),
             EFFECT_NONE)]
     return []
 
@@ -333,16 +353,19 @@ def _compare_other(kind: str, src: list[HwDevice], dst: list[HwDevice]) -> list[
     a, b = _names(src), _names(dst)
     if a == b:
         return []
-    word = {
-        "network": "network adapters", "display": "graphics adapters", "audio": "audio devices"
-    }[kind]
-    meaning = f"Other {word}: not needed to boot; the restored system needs their drivers."
     if kind == "network":
-        meaning += (" Interface names (e.g. enp3s0) and MAC addresses change, so network "
-                    "settings bound to the old names need updating.")
+        meaning = _("Other network adapters: not needed to boot; the restored system needs "
+                    "their drivers. Interface names (e.g. enp3s0) and MAC addresses change, so "
+                    "network settings bound to the old names need updating.")
+    elif kind == "display":
+        meaning = _("Other graphics adapters: not needed to boot; the restored system needs "
+                    "their drivers.")
+    else:
+        meaning = _("Other audio devices: not needed to boot; the restored system needs "
+                    "their drivers.")
     return [Difference(
         kind, OTHER, ", ".join(a) or "none", ", ".join(b) or "none", meaning,
-        "Install drivers after restore if the restored system lacks them.",
+        _("Install drivers after restore if the restored system lacks them."),
         EFFECT_NONE)]
 
 

@@ -1,4 +1,5 @@
-"""Translations (gettext) and regional formats for the wizard and unattended runs.
+"""Translations (gettext) and regional formats for the wizard, unattended runs and the
+sentences of the engine below them (refusals, errors, reasons, the hardware verdict).
 
 Catalogs: ``po/<lang>.po`` are the sources; ``python -m rescue.i18n compile`` (run by the
 ISO build and by ``scripts/demo.sh``) writes ``locale/<lang>/LC_MESSAGES/rescue.mo``.
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import gettext
 import io
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -101,6 +104,21 @@ def set_language(lang: str) -> None:
         )
     _translation = load_translation(lang)
     _language = lang
+
+
+def language_from_environment(environ: Mapping[str, str] | None = None) -> str:
+    """The language the environment asks messages in, as gettext reads it: ``LANGUAGE``
+    (a colon-separated list, ignored under the C locale), then ``LC_ALL``,
+    ``LC_MESSAGES``, ``LANG``. "en" unless that names a language we translate."""
+    env = os.environ if environ is None else environ
+    locale = next((env[v] for v in ("LC_ALL", "LC_MESSAGES", "LANG") if env.get(v)), "")
+    if locale.split(".")[0] in ("", "C", "POSIX"):
+        return "en"
+    for candidate in [*env.get("LANGUAGE", "").split(":"), locale]:
+        code = candidate.split(".")[0].split("@")[0].split("_")[0].lower()
+        if code in LANGUAGES:
+            return code
+    return "en"
 
 
 def set_format(code: str) -> None:

@@ -1,4 +1,6 @@
-"""``python -m rescue.i18n compile``: build the .mo catalogs from the .po sources."""
+"""``python -m rescue.i18n compile``: build the .mo catalogs from the .po sources.
+``python -m rescue.i18n update``: rewrite ``po/rescue.pot`` from the sources and bring
+every ``po/<lang>.po`` in line with it (new strings untranslated, unused ones dropped)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,22 @@ from rescue.i18n import PO_DIR, mo_path
 from rescue.i18n.msgfmt import compile_file
 
 
+def update() -> int:
+    from rescue.i18n.extract import merge_po, messages, pot
+
+    found = messages()
+    (PO_DIR / "rescue.pot").write_text(pot(found), encoding="utf-8")
+    for po in sorted(PO_DIR.glob("*.po")):
+        po.write_text(merge_po(po.read_text(encoding="utf-8"), found), encoding="utf-8")
+        print(f"{po.name}: {len(found)} strings")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["update"]:
+        return update()
     if argv[:1] != ["compile"]:
-        print("usage: python -m rescue.i18n compile", file=sys.stderr)
+        print("usage: python -m rescue.i18n compile|update", file=sys.stderr)
         return 2
     for po in sorted(PO_DIR.glob("*.po")):
         mo = mo_path(po.stem)

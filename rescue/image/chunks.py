@@ -9,6 +9,7 @@ import blake3
 import zstandard
 
 from rescue.errors import ImageCorruptError
+from rescue.i18n import _
 
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 DEFAULT_LEVEL = 3
@@ -40,15 +41,16 @@ def decode_chunk(digest: str, blob: bytes, expected_len: int, where: str) -> byt
     try:
         raw = decompress(blob, expected_len)
     except zstandard.ZstdError as exc:
-        raise ImageCorruptError(f"{where}: chunk {digest[:16]} is damaged ({exc}).") from exc
+        raise ImageCorruptError(_("{where}: chunk {chunk} is damaged ({error}).").format(
+            where=where, chunk=digest[:16], error=exc)) from exc
     if len(raw) != expected_len:
-        raise ImageCorruptError(
-            f"{where}: chunk {digest[:16]} has {len(raw)} bytes, {expected_len} expected."
-        )
+        raise ImageCorruptError(_("{where}: chunk {chunk} has {got} bytes, {expected} expected."
+                                  ).format(where=where, chunk=digest[:16], got=len(raw),
+                                           expected=expected_len))
     if chunk_hash(raw) != digest:
-        raise ImageCorruptError(
-            f"{where}: chunk {digest[:16]} is damaged (its BLAKE3 hash does not match)."
-        )
+        raise ImageCorruptError(_(
+            "{where}: chunk {chunk} is damaged (its BLAKE3 hash does not match)."
+        ).format(where=where, chunk=digest[:16]))
     return raw
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import blake3
 
 from rescue.errors import ImageCorruptError, UnsupportedFormatError
+from rescue.i18n import _
 
 MAGIC = "rescue-image"
 FORMAT_VERSION = 1
@@ -41,7 +42,7 @@ class ChunkedData:
 
     @property
     def stored_chunk_bytes(self) -> int:
-        return sum(self.chunk_span(i)[1] for i, _ in self.chunks)
+        return sum(self.chunk_span(i)[1] for i, _digest in self.chunks)
 
     @property
     def zero_bytes(self) -> int:
@@ -202,10 +203,10 @@ class Manifest:
         hashes: set[str] = set()
         for disk in self.disks:
             for area in disk.boot_areas:
-                hashes.update(h for _, h in area.data.chunks)
+                hashes.update(h for _index, h in area.data.chunks)
             for p in disk.partitions:
                 if p.data:
-                    hashes.update(h for _, h in p.data.chunks)
+                    hashes.update(h for _index, h in p.data.chunks)
         return hashes
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,31 +228,33 @@ class Manifest:
         return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
-    def from_json(cls, raw: bytes, where: str = "manifest") -> Manifest:
+    def from_json(cls, raw: bytes, where: str = "") -> Manifest:
+        where = where or _("manifest")
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ImageCorruptError(
-                f"The {where} is truncated or damaged (not valid JSON); "
-                "the image cannot be used."
-            ) from exc
+            raise ImageCorruptError(_(
+                "The {where} is truncated or damaged (not valid JSON); the image cannot be used."
+            ).format(where=where)) from exc
         if not isinstance(body, dict) or body.get("magic") != MAGIC:
-            raise ImageCorruptError(f"The {where} is not a rescue image manifest.")
+            raise ImageCorruptError(
+                _("The {where} is not a rescue image manifest.").format(where=where))
         version = body.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise UnsupportedFormatError(
-                f"The {where} uses image format version {version}; this rescue "
-                f"reads up to version {FORMAT_VERSION}. Use a newer rescue."
-            )
+            raise UnsupportedFormatError(_(
+                "The {where} uses image format version {version}; this rescue reads up to "
+                "version {supported}. Use a newer rescue."
+            ).format(where=where, version=version, supported=FORMAT_VERSION))
         stated = body.pop(HASH_FIELD, None)
         if stated != _body_hash(body):
-            raise ImageCorruptError(
-                f"The {where} does not match its own checksum; it was damaged or edited."
-            )
+            raise ImageCorruptError(_(
+                "The {where} does not match its own checksum; it was damaged or edited."
+            ).format(where=where))
         try:
             return cls.from_dict(body)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ImageCorruptError(f"The {where} is missing a field ({exc}).") from exc
+            raise ImageCorruptError(_("The {where} is missing a field ({error}).").format(
+                where=where, error=exc)) from exc
 
 
 def _body_hash(body: dict[str, Any]) -> str:

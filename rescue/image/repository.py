@@ -138,7 +138,7 @@ class RepositoryReader:
     def load_manifest(self, ref: str) -> Manifest:
         image_id = self.resolve(ref)
         manifest = Manifest.from_json(self.manifest_bytes(image_id),
-                                      where=f"manifest of image {image_id}")
+                                      where=_("manifest of image {id}").format(id=image_id))
         if manifest.id != image_id:
             raise ImageCorruptError(
                 _("The manifest in images/{dir} names image {id}; the repository was edited "
@@ -245,7 +245,8 @@ class Repository(RepositoryReader):
             }
             _atomic_write(root / REPO_FILE, (json.dumps(info, indent=1) + "\n").encode(), root)
         except OSError as exc:
-            raise from_oserror(exc, f"Creating the repository {root}") from exc
+            raise from_oserror(exc, _("Creating the repository {path}").format(
+                path=root)) from exc
         return cls(root)
 
     # -- chunks ----------------------------------------------------------------------
@@ -270,7 +271,8 @@ class Repository(RepositoryReader):
             os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise from_oserror(exc, f"Writing to the repository {self.root}") from exc
+            raise from_oserror(exc, _("Writing to the repository {path}").format(
+                path=self.root)) from exc
         return True
 
     def read_chunk(self, digest: str, where: str) -> bytes:
@@ -283,7 +285,8 @@ class Repository(RepositoryReader):
                     where=where, chunk=digest[:16], repo=self.location)
             ) from None
         except OSError as exc:
-            raise from_oserror(exc, f"{where}: reading chunk {digest[:16]}") from exc
+            raise from_oserror(exc, _("{where}: reading chunk {chunk}").format(
+                where=where, chunk=digest[:16])) from exc
 
     def chunk_size_on_disk(self, digest: str) -> int:
         try:
@@ -311,7 +314,7 @@ class Repository(RepositoryReader):
                 _("Image {id} is gone from {where}.").format(id=image_id, where=self.location)
             ) from None
         except OSError as exc:
-            raise from_oserror(exc, f"Reading {path}") from exc
+            raise from_oserror(exc, _("Reading {path}").format(path=path)) from exc
 
     def write_manifest(self, manifest: Manifest) -> Path:
         """Publish an image: after this the image is listed. Chunks must already be
@@ -323,7 +326,8 @@ class Repository(RepositoryReader):
             directory.mkdir(parents=True, exist_ok=False)
             _atomic_write(directory / "manifest.json", manifest.to_json(), self.root)
         except OSError as exc:
-            raise from_oserror(exc, f"Writing the manifest to {directory}") from exc
+            raise from_oserror(exc, _("Writing the manifest to {path}").format(
+                path=directory)) from exc
         self.write_index()
         return directory / "manifest.json"
 
@@ -335,7 +339,8 @@ class Repository(RepositoryReader):
             _atomic_write(self.root / INDEX_FILE,
                           (json.dumps(body, indent=1) + "\n").encode(), self.root)
         except OSError as exc:
-            raise from_oserror(exc, f"Writing {self.root / INDEX_FILE}") from exc
+            raise from_oserror(exc, _("Writing {path}").format(
+                path=self.root / INDEX_FILE)) from exc
 
     def sync(self) -> None:
         """Make every chunk written so far durable before a manifest points at it."""

@@ -25,18 +25,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rescue.errors import UsageError
+from rescue.i18n import N_, _
 from rescue.image.manifest import Manifest, Partition
 
 ESP_TYPES = {"C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EF"}
 BIOS_GRUB_TYPE = "21686148-6449-6E6F-744E-656564454649"
 LINUX_ROOT_FILESYSTEMS = ("ext4", "ext3", "ext2", "xfs", "btrfs")
 
+# English in the plan (JSON, reports); translated where shown (FixupStep.display_title).
 STEP_TITLES = {
-    "bios-boot-code": "Check the BIOS boot code (MBR and GRUB core image)",
-    "uefi-fallback-loader": "Make sure the UEFI fallback loader \\EFI\\BOOT\\BOOTX64.EFI exists",
-    "uefi-nvram-entry": "Create the UEFI boot entry for the restored system",
-    "initramfs-drivers": "Add the storage drivers this machine needs to the initramfs",
-    "fstab-check": "Check /etc/fstab and the boot loader's root= against the restored UUIDs",
+    "bios-boot-code": N_("Check the BIOS boot code (MBR and GRUB core image)"),
+    "uefi-fallback-loader": N_(
+        "Make sure the UEFI fallback loader \\EFI\\BOOT\\BOOTX64.EFI exists"),
+    "uefi-nvram-entry": N_("Create the UEFI boot entry for the restored system"),
+    "initramfs-drivers": N_("Add the storage drivers this machine needs to the initramfs"),
+    "fstab-check": N_("Check /etc/fstab and the boot loader's root= against the restored UUIDs"),
 }
 FIXUP_NAMES = tuple(STEP_TITLES)
 
@@ -90,8 +93,15 @@ class FixupStep:
             skip=bool(d.get("skip", False)),
         )
 
+    @property
+    def display_title(self) -> str:
+        """The title in the current language (the plan keeps it in English)."""
+        return _(self.title)
+
     def summary_line(self) -> str:
-        return f"{self.title} (skipped by option)" if self.skip else self.title
+        if self.skip:
+            return _("{title} (skipped by option)").format(title=self.display_title)
+        return self.display_title
 
 
 def module_name(name: str) -> str:
@@ -125,10 +135,8 @@ def _esp(parts: list[Partition]) -> Partition | None:
 def check_skip(skip: set[str] | list[str]) -> set[str]:
     unknown = sorted(set(skip) - set(FIXUP_NAMES))
     if unknown:
-        raise UsageError(
-            f"Unknown boot fix-up {', '.join(unknown)}; the fix-ups are "
-            f"{', '.join(FIXUP_NAMES)}."
-        )
+        raise UsageError(_("Unknown boot fix-up {names}; the fix-ups are {known}.").format(
+            names=", ".join(unknown), known=", ".join(FIXUP_NAMES)))
     return set(skip)
 
 
@@ -143,7 +151,8 @@ def plan_fixups(
     *firmware* ("uefi" | "bios") and whose boot disk needs *storage_drivers* (from the
     compatibility verdict; empty when unchanged), for the image's disk *disk_index*. Pure."""
     if firmware not in ("uefi", "bios"):
-        raise UsageError(f"Firmware must be 'uefi' or 'bios', not {firmware!r}.")
+        raise UsageError(_("Firmware must be 'uefi' or 'bios', not {firmware!r}.").format(
+            firmware=firmware))
     skipped = check_skip(skip)
     disk = manifest.disks[disk_index]
     parts = sorted(disk.partitions, key=lambda p: p.number)

@@ -14,6 +14,7 @@ from rescue.errors import (
 )
 from rescue.events import human_bytes
 from rescue.fs.grow import GROWABLE
+from rescue.i18n import N_, _
 from rescue.image.manifest import METHOD_RECREATE, Disk, Manifest
 from rescue.plan.fixups import FixupStep, plan_fixups, steps_to_json
 
@@ -94,6 +95,14 @@ class PartitionPlan:
         return self.size > self.source_size
 
 
+# The hardware verdict's level as the summary names it.
+HARDWARE_LEVELS = {
+    "compatible": N_("compatible"),
+    "fixups": N_("compatible with fix-ups"),
+    "blocked": N_("BLOCKED (restoring anyway: --force)"),
+}
+
+
 @dataclass
 class RestorePlan:
     image_id: str
@@ -137,60 +146,72 @@ class RestorePlan:
     def summary_lines(self) -> list[str]:
         t = self.target
         ss = self.sector_size
-        which = (f", disk {self.disk_index + 1} of {self.disk_count}"
-                 if self.disk_count > 1 else "")
+        size = human_bytes(t.size_bytes)
+        model = t.model or _("disk")
+        image = self.image_id
+        if self.disk_count > 1:
+            image = _("{image}, disk {n} of {count}").format(
+                image=self.image_id, n=self.disk_index + 1, count=self.disk_count)
+        if t.serial:
+            onto = _("Image {image} onto {path} ({model}, serial {serial}, {size})").format(
+                image=image, path=t.path, model=model, serial=t.serial, size=size)
+        else:
+            onto = _("Image {image} onto {path} ({model}, {size})").format(
+                image=image, path=t.path, model=model, size=size)
         lines = [
-            f"Image {self.image_id}{which} onto {t.path}"
-            f" ({t.model or 'disk'}{', serial ' + t.serial if t.serial else ''},"
-            f" {human_bytes(t.size_bytes)})",
-            f"Partition table: {self.table.upper()} {self.disk_id}",
+            onto,
+            _("Partition table: {table} {id}").format(table=self.table.upper(), id=self.disk_id),
         ]
         for p in self.partitions:
-            note = ""
+            what = f"{p.filesystem or p.kind}{' ' + repr(p.fs_label) if p.fs_label else ''}"
+            fields = {"number": p.number, "what": what, "size": human_bytes(p.size * ss),
+                      "sector": p.start}
             if p.grown:
-                note = f", grown from {human_bytes(p.source_size * ss)}"
+                line = _("{number}: {what} {size} at sector {sector}, grown from {old}").format(
+                    old=human_bytes(p.source_size * ss), **fields)
             elif p.moved:
-                note = ", moved"
-            lines.append(
-                f"  {p.number}: {p.filesystem or p.kind}"
-                f"{' ' + repr(p.fs_label) if p.fs_label else ''}"
-                f" {human_bytes(p.size * ss)} at sector {p.start}{note}"
-            )
-        lines.append(f"Data to write: {human_bytes(self.data_bytes)}")
+                line = _("{number}: {what} {size} at sector {sector}, moved").format(**fields)
+            else:
+                line = _("{number}: {what} {size} at sector {sector}").format(**fields)
+            lines.append("  " + line)
+        lines.append(_("Data to write: {size}").format(size=human_bytes(self.data_bytes)))
         level = self.compatibility.get("level")
         if level:
-            text = {"compatible": "compatible", "fixups": "compatible with fix-ups",
-                    "blocked": "BLOCKED (restoring anyway: --force)"}.get(level, level)
+            text = _(HARDWARE_LEVELS[level]) if level in HARDWARE_LEVELS else level
             drivers = self.compatibility.get("initramfs_drivers") or []
-            lines.append(f"Hardware: {text}"
-                         + (f"; storage drivers for the initramfs: {', '.join(drivers)}"
-                            if drivers else ""))
+            if drivers:
+                lines.append(_(
+                    "Hardware: {verdict}; storage drivers for the initramfs: {drivers}"
+                ).format(verdict=text, drivers=", ".join(drivers)))
+            else:
+                lines.append(_("Hardware: {verdict}").format(verdict=text))
         if t.holds_data:
-            lines.append(f"Everything now on {t.path} will be erased.")
+            lines.append(_("Everything now on {path} will be erased.").format(path=t.path))
         if self.fixups:
-            lines.append(f"Boot fix-ups ({self.firmware.upper()} firmware):")
+            lines.append(_("Boot fix-ups ({firmware} firmware):").format(
+                firmware=self.firmware.upper()))
             lines.extend("  " + s.summary_line() for s in self.fixups)
-        lines.append("Steps: " + ", ".join(self.steps))
+        lines.append(_("Steps: {steps}").format(steps=", ".join(self.steps)))
         return lines
 
 
 def check_target(target: TargetInfo) -> None:
     """Refusals that depend on the target alone."""
     if target.is_boot_medium:
-        raise TargetRefusedError(
-            f"{target.path} is the medium the rescue system started from; choose another disk."
-        )
+        raise TargetRefusedError(_(
+            "{path} is the medium the rescue system started from; choose another disk."
+        ).format(path=target.path))
     if target.holds_repository:
-        raise TargetRefusedError(
-            f"{target.path} holds the image repository being restored from; "
-            "choose another disk."
-        )
+        raise TargetRefusedError(_(
+            "{path} holds the image repository being restored from; choose another disk."
+        ).format(path=target.path))
     if target.read_only:
-        raise TargetRefusedError(f"{target.path} is read-only (write-protected).")
+        raise TargetRefusedError(_("{path} is read-only (write-protected).").format(
+            path=target.path))
     if target.busy:
-        raise TargetRefusedError(
-            f"{target.path} is in use: {target.busy}. Unmount it first; nothing was written."
-        )
+        raise TargetRefusedError(_(
+            "{path} is in use: {why}. Unmount it first; nothing was written."
+        ).format(path=target.path, why=target.busy))
 
 
 def _usable_end(table: str, sectors: int) -> int:
@@ -202,20 +223,20 @@ def _check_numbering(disk: Disk) -> None:
     if disk.table == "gpt":
         numbers = [p.number for p in disk.partitions]
         if numbers != list(range(1, len(numbers) + 1)):
-            raise UsageError(
-                f"The image's GPT partitions are numbered {numbers}; restoring gaps in "
+            raise UsageError(_(
+                "The image's GPT partitions are numbered {numbers}; restoring gaps in "
                 "partition numbering is not supported yet."
-            )
+            ).format(numbers=numbers))
     else:
         primaries = [p.number for p in disk.partitions if p.kind != "logical"]
         logicals = [p.number for p in disk.partitions if p.kind == "logical"]
         if primaries != list(range(1, len(primaries) + 1)) or logicals != list(
             range(5, 5 + len(logicals))
         ):
-            raise UsageError(
+            raise UsageError(_(
                 "The image's MBR partitions have gaps in their numbering; restoring "
                 "that is not supported yet."
-            )
+            ))
 
 
 def plan_restore_set(manifest: Manifest, targets: list[TargetInfo], options: RestoreOptions,
@@ -226,18 +247,18 @@ def plan_restore_set(manifest: Manifest, targets: list[TargetInfo], options: Res
     unless all of them can be restored."""
     count = len(manifest.disks)
     if len(targets) != count:
-        raise UsageError(
-            f"Image {manifest.id} holds {count} disk(s) "
-            f"({', '.join(human_bytes(d.size_bytes) for d in manifest.disks)}); give one "
-            f"target disk for each, in the image's order ({len(targets)} given)."
-        )
+        raise UsageError(_(
+            "Image {image} holds {count} disk(s) ({sizes}); give one target disk for each, "
+            "in the image's order ({given} given)."
+        ).format(image=manifest.id, count=count, given=len(targets),
+                 sizes=", ".join(human_bytes(d.size_bytes) for d in manifest.disks)))
     paths = [t.path for t in targets]
     twice = sorted({p for p in paths if paths.count(p) > 1})
     if twice:
-        raise UsageError(
-            f"{', '.join(twice)} is given as the target of more than one of the image's "
-            "disks; each disk of the image needs its own target disk."
-        )
+        raise UsageError(_(
+            "{disks} is given as the target of more than one of the image's disks; each "
+            "disk of the image needs its own target disk."
+        ).format(disks=", ".join(twice)))
     return [plan_restore(manifest, t, options, verdict, firmware, disk_index=i)
             for i, t in enumerate(targets)]
 
@@ -251,34 +272,35 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
     UEFI/BIOS boot fix-ups. *disk_index*: which disk of the image goes onto *target*
     (multi-disk images: see :func:`plan_restore_set`)."""
     if not 0 <= disk_index < len(manifest.disks):
-        raise UsageError(f"Image {manifest.id} has no disk {disk_index + 1}.")
+        raise UsageError(_("Image {image} has no disk {n}.").format(
+            image=manifest.id, n=disk_index + 1))
     disk = manifest.disks[disk_index]
     check_target(target)
     verdict = verdict or {}
     if verdict.get("level") == "blocked" and not options.force:
         reasons = [f"{d.get('component')}: {d.get('source')} -> {d.get('target')}"
                    for d in verdict.get("differences", []) if d.get("klass") == "boot-critical"]
-        raise IncompatibleImageError(
-            f"Image {manifest.id} cannot boot on this hardware ({'; '.join(reasons)}). "
+        raise IncompatibleImageError(_(
+            "Image {image} cannot boot on this hardware ({reasons}). "
             "Restore anyway with --force, or choose another image."
-        )
+        ).format(image=manifest.id, reasons="; ".join(reasons)))
     ss = disk.logical_sector_size
     if target.logical_sector_size != ss:
-        raise TargetRefusedError(
-            f"{target.path} has {target.logical_sector_size}-byte sectors; the image was made "
-            f"on a disk with {ss}-byte sectors, so its layout cannot be copied."
-        )
+        raise TargetRefusedError(_(
+            "{path} has {target_sector}-byte sectors; the image was made on a disk with "
+            "{image_sector}-byte sectors, so its layout cannot be copied."
+        ).format(path=target.path, target_sector=target.logical_sector_size, image_sector=ss))
     _check_numbering(disk)
     target_sectors = target.size_bytes // ss
     dst_end = _usable_end(disk.table, target_sectors)
     needed_end = max((p.start + p.size for p in disk.partitions), default=0)
     if needed_end > dst_end:
         need = (needed_end + (GPT_BACKUP_SECTORS + 1 if disk.table == "gpt" else 0)) * ss
-        raise TargetTooSmallError(
-            f"Target disk {target.path} is {human_bytes(target.size_bytes)} "
-            f"({target.size_bytes} bytes); the image's partitions need "
-            f"{human_bytes(need)} ({need} bytes). Use a disk at least that large."
-        )
+        raise TargetTooSmallError(_(
+            "Target disk {path} is {size} ({size_bytes} bytes); the image's partitions need "
+            "{need} ({need_bytes} bytes). Use a disk at least that large."
+        ).format(path=target.path, size=human_bytes(target.size_bytes),
+                 size_bytes=target.size_bytes, need=human_bytes(need), need_bytes=need))
 
     plans = []
     for p in sorted(disk.partitions, key=lambda x: x.start):

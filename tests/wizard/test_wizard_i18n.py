@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gettext
 import shutil
+import string
 import subprocess
 from datetime import datetime
 
@@ -25,13 +26,33 @@ def test_every_string_is_translated(lang):
     assert len(found) > 100
     missing = [m for m in found if not catalog.get(m)]
     assert not missing, f"{lang}: untranslated: {missing[:5]}"
-    for msgid in found:
-        # Placeholders survive translation (a wrong one would crash .format()).
-        import string
 
-        fields = {f for _, f, _, _ in string.Formatter().parse(msgid) if f}
-        got = {f for _, f, _, _ in string.Formatter().parse(catalog[msgid]) if f}
-        assert fields == got, (lang, msgid, catalog[msgid])
+
+def placeholders(text: str) -> list[tuple[str, str | None, str]]:
+    """Every {field!conversion:spec} of *text*, sorted (a stray brace raises)."""
+    return sorted((f, conv, spec) for _lit, f, spec, conv in string.Formatter().parse(text)
+                  if f is not None)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_translations_keep_the_placeholders(lang):
+    """A translation with a missing, misspelt or extra {placeholder} (or a stray brace)
+    would crash .format() at the worst time: while refusing a restore."""
+    catalog = parse_po((i18n.PO_DIR / f"{lang}.po").read_text(encoding="utf-8"))
+    wrong = []
+    for msgid in messages():
+        translation = catalog.get(msgid, msgid)
+        try:
+            same = placeholders(msgid) == placeholders(translation)
+            values = {f: "x" for f, _conv, _spec in placeholders(msgid)}
+            if same and values and not any(spec for _f, _conv, spec in placeholders(msgid)):
+                translation.format(**values)
+        except (ValueError, KeyError, IndexError) as exc:
+            same = False
+            translation += f"  ({exc})"
+        if not same:
+            wrong.append(f"{msgid!r} -> {translation!r}")
+    assert not wrong, f"{lang}: placeholders differ:\n" + "\n".join(wrong)
 
 
 @pytest.mark.parametrize("lang", LANGS)
