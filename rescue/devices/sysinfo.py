@@ -1,6 +1,9 @@
 """Who the source system is: computer name, OS and time zone, read from its own root
 filesystem without writing to it (debugfs in read-only catastrophic mode for ext*,
-otherwise a private read-only mount that never replays a journal)."""
+otherwise a private read-only mount that never replays a journal).
+
+:class:`SourceIdentity` is who the backed-up system says it is; the hardware it ran on is
+:class:`rescue.hardware.profile.HardwareProfile` (whose ``SystemInfo`` is the DMI board)."""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ RO_MOUNT_OPTIONS = {
 
 
 @dataclass
-class SystemInfo:
+class SourceIdentity:
     computer: str = ""
     os_name: str = ""
     os_id: str = ""
@@ -97,7 +100,9 @@ def _mounted_reader(node: str, fstype: str, runner: CommandRunner) -> Iterator[R
             runner.run(["umount", mnt], check=False)
 
 
-def read_system_info(disk: Disk, nodes: dict[int, str], runner: CommandRunner) -> SystemInfo:
+def read_source_identity(
+    disk: Disk, nodes: dict[int, str], runner: CommandRunner
+) -> SourceIdentity:
     """Find the partition holding /etc/os-release and read the identity from it."""
     candidates = sorted(
         (p for p in disk.partitions if p.filesystem in EXT_TYPES | set(RO_MOUNT_OPTIONS)),
@@ -114,10 +119,12 @@ def read_system_info(disk: Disk, nodes: dict[int, str], runner: CommandRunner) -
         if info is not None:
             info.root_partition = part.number
             return info
-    return SystemInfo()
+    return SourceIdentity()
 
 
-def _identity(read: Reader, node: str, runner: CommandRunner, debugfs: bool) -> SystemInfo | None:
+def _identity(
+    read: Reader, node: str, runner: CommandRunner, debugfs: bool
+) -> SourceIdentity | None:
     osr = read("/etc/os-release") or read("/usr/lib/os-release")
     if osr is None:
         return None
@@ -128,7 +135,7 @@ def _identity(read: Reader, node: str, runner: CommandRunner, debugfs: bool) -> 
         stat = runner.run(["debugfs", "-c", "-R", "stat /etc/localtime", node], check=False)
         m = re.search(r'Fast link dest: "([^"]*)"', stat.stdout)
         tz = _localtime_target(lambda _p: m.group(1) if m else None)
-    return SystemInfo(
+    return SourceIdentity(
         computer=hostname[0].strip() if hostname else "",
         os_name=fields.get("PRETTY_NAME", fields.get("NAME", "")),
         os_id=fields.get("ID", ""),

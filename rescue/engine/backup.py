@@ -16,7 +16,7 @@ from rescue import __version__
 from rescue.devices.blockdev import partition_node, require_block_device
 from rescue.devices.layout import probe_disk
 from rescue.devices.mounts import devnum_of, disk_devnums, disk_use, parent_disk_devnum
-from rescue.devices.sysinfo import SystemInfo, read_system_info
+from rescue.devices.sysinfo import SourceIdentity, read_source_identity
 from rescue.engine.pipeline import ordered_map
 from rescue.errors import SourceRefusedError, from_oserror
 from rescue.events import (
@@ -70,7 +70,7 @@ class SourceDisk:
 class PreparedBackup:
     sources: list[SourceDisk]  # in the image's order; the first is the system disk
     repo: Repository
-    system: SystemInfo
+    identity: SourceIdentity
     options: BackupOptions
 
     @property
@@ -91,8 +91,8 @@ class PreparedBackup:
 
     def summary_lines(self) -> list[str]:
         lines = [_("Computer {computer}, {os}").format(
-            computer=self.system.computer or _("(unknown)"),
-            os=self.system.os_name or _("unknown OS"))]
+            computer=self.identity.computer or _("(unknown)"),
+            os=self.identity.os_name or _("unknown OS"))]
         for src in self.sources:
             d = src.layout
             lines.append(_("Source disk {path}: {size}, {table} table").format(
@@ -146,14 +146,14 @@ def prepare_backup(
     os.makedirs(repo_path, exist_ok=True)
     sources = [_probe_source(p, repo_path, runner) for p in paths]
     repo = Repository.create(repo_path)
-    system = SystemInfo()
+    identity = SourceIdentity()
     for src in sources:
         nodes = {p.number: partition_node(src.path, p.number) for p in src.layout.partitions}
-        found = read_system_info(src.layout, nodes, runner)
+        found = read_source_identity(src.layout, nodes, runner)
         if found.computer or found.os_name:
-            system = found
+            identity = found
             break
-    return PreparedBackup(sources, repo, system, options)
+    return PreparedBackup(sources, repo, identity, options)
 
 
 def _probe_source(disk: str, repo_path: str, runner: CommandRunner) -> SourceDisk:
@@ -305,8 +305,8 @@ def run_backup(
     cs = opts.chunk_size
     now = now or datetime.now(UTC)
     try:
-        local = now.astimezone(ZoneInfo(prepared.system.timezone)) if prepared.system.timezone \
-            else now.astimezone()
+        zone = prepared.identity.timezone
+        local = now.astimezone(ZoneInfo(zone)) if zone else now.astimezone()
     except (KeyError, ValueError):
         local = now.astimezone()
     repo.clean_tmp()
@@ -342,18 +342,18 @@ def run_backup(
         "zero_bytes": cap.zero,
         "elapsed_ms": int(meter.elapsed * 1000),
     }
-    sysinfo = prepared.system
+    identity = prepared.identity
     manifest = Manifest(
         id=new_image_id(now),
         # a manifest field: English, as every field of the format
-        name=opts.name or f"Backup of {sysinfo.computer or prepared.disk_path}",
+        name=opts.name or f"Backup of {identity.computer or prepared.disk_path}",
         created_utc=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
         created_local=local.isoformat(timespec="seconds"),
-        timezone=sysinfo.timezone,
-        computer=sysinfo.computer,
-        os_name=sysinfo.os_name,
-        os_id=sysinfo.os_id,
-        os_version=sysinfo.os_version,
+        timezone=identity.timezone,
+        computer=identity.computer,
+        os_name=identity.os_name,
+        os_id=identity.os_id,
+        os_version=identity.os_version,
         firmware=_source_firmware([src.layout for src in prepared.sources]),
         hardware=collect_profile(boot_disk=_profile_boot_disk(prepared.disk_path)).to_dict(),
         chunk_size=cs,
