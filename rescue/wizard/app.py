@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.worker import WorkerFailed
 
 from rescue import i18n
 from rescue.i18n import _
@@ -99,8 +100,14 @@ class RescueApp(App[int]):
 
     # -- actions on the machine (through services, in threads) -----------------------
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        worker = self.run_worker(lambda: fn(*args), thread=True, group="service")
-        return await worker.wait()
+        """``fn(*args)`` in a worker thread; its exception is raised here (the caller
+        shows the sentence) instead of ending the app."""
+        worker = self.run_worker(lambda: fn(*args), thread=True, group="service",
+                                 exit_on_error=False)
+        try:
+            return await worker.wait()
+        except WorkerFailed as failed:
+            raise failed.error from None
 
     @work(group="power")
     async def power(self, action: str, confirm: bool = True) -> None:

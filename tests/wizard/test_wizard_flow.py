@@ -317,8 +317,10 @@ def test_language_can_be_changed_from_any_screen():
             await pilot.press("f2")
             await on(pilot, "LanguageScreen")
             pilot.app.screen.query_one("#language").value = "de"
-            await wait_for(pilot, lambda: "Sprache und Tastatur" in str(
-                pilot.app.screen.query_one("#title").render()), what="recomposed in German")
+            # The title is missing for a moment while the screen recomposes.
+            await wait_for(pilot, lambda: any("Sprache und Tastatur" in str(t.render())
+                                              for t in pilot.app.screen.query("#title")),
+                           what="recomposed in German")
             await pilot.pause(0.1)
             await press_button(pilot, "#next")
             await on(pilot, "SummaryScreen")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Button, Label, Select, Static
@@ -105,11 +105,17 @@ class LanguageScreen(WizardScreen):
         else:
             self.app.pop_screen()
 
-    @work(thread=True, group="keymap")
     def apply_keymap(self, keymap: str) -> None:
-        try:
-            self.rapp.keymap_status = self.services.apply_keymap(keymap)
-        except Exception as exc:  # noqa: BLE001 - shown, never fatal
-            from rescue.wizard.services import describe_error
+        # The app's worker, not this screen's: the screen closes right away, and a
+        # closing screen's workers are cancelled (the keymap would not be loaded).
+        rapp, services = self.rapp, self.services
 
-            self.app.call_from_thread(self.app.notify, describe_error(exc), severity="warning")
+        def load() -> None:
+            try:
+                rapp.keymap_status = services.apply_keymap(keymap)
+            except Exception as exc:  # noqa: BLE001 - shown, never fatal
+                from rescue.wizard.services import describe_error
+
+                rapp.call_from_thread(rapp.notify, describe_error(exc), severity="warning")
+
+        rapp.run_worker(load, thread=True, group="keymap", exit_on_error=False)
