@@ -16,7 +16,7 @@ from textual.worker import WorkerFailed
 
 from rescue import i18n
 from rescue.i18n import _
-from rescue.wizard.model import WizardState
+from rescue.wizard.model import LogMedium, WizardState
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import ConfirmDialog, InputDialog
 from rescue.wizard.services import Services, describe_error
@@ -139,15 +139,26 @@ class RescueApp(App[int]):
 
     @work(group="logs")
     async def save_logs(self) -> None:
-        destination = await self.push_screen_wait(
-            InputDialog(_("Save logs to which folder? Plug in a USB stick and type where "
-                          "it is mounted."), placeholder="/media/usb")
-        )
-        if not isinstance(destination, str):
+        """Save logs: choose a USB stick (or type a folder), then the service mounts it,
+        writes the file and unmounts it again, in a worker thread."""
+        from rescue.wizard.screens.dialogs import TextDialog
+        from rescue.wizard.screens.save_logs import FOLDER, SaveLogsDialog
+
+        # Never offer a restore target: its partitions are being (or were) rewritten.
+        exclude = [disk.path for disk in self.state.targets()]
+        destination = await self.push_screen_wait(SaveLogsDialog(exclude))
+        if destination == FOLDER:
+            destination = await self.push_screen_wait(
+                InputDialog(_("Save the logs in which folder? Type the folder of a mounted "
+                              "disk."), placeholder="/media/usb")
+            )
+        if not isinstance(destination, str | LogMedium):
             return
+        self.notify(_("Saving the logs…"), timeout=5)
         try:
-            path = await self.in_thread(self.services.save_logs, destination)
+            sentence = await self.in_thread(self.services.save_logs, destination)
         except Exception as exc:  # noqa: BLE001
-            self.notify(describe_error(exc), severity="error", timeout=10)
+            await self.push_screen_wait(
+                TextDialog(_("The logs were not saved"), [describe_error(exc)]))
             return
-        self.notify(_("Logs saved to {path}.").format(path=path), timeout=10)
+        await self.push_screen_wait(TextDialog(_("Logs saved"), [sentence]))

@@ -63,6 +63,33 @@ class DiskEntry:
 
 
 @dataclass(frozen=True)
+class LogMedium:
+    """A writable filesystem on an attached disk that the logs can be saved on."""
+
+    device: str  # /dev/sdb1 (or a whole disk holding a filesystem without a table)
+    name: str  # sdb1
+    fstype: str  # vfat, exfat, ext4, ntfs, xfs, btrfs ...
+    label: str = ""
+    uuid: str = ""
+    transport: str = ""  # usb, sata, nvme, loop ...
+    size_bytes: int = 0
+    removable: bool = False
+    mountpoint: str = ""  # already mounted read-write there ("": not mounted)
+
+    @property
+    def short(self) -> str:
+        """``sdb1 'LABEL'``"""
+        return f"{self.name} '{self.label}'" if self.label else self.name
+
+    def title(self) -> str:
+        """``sdb1 'LABEL' (vfat, usb, 14.9 GB)``, the size in the regional format."""
+        from rescue.i18n import format_size
+
+        return (f"{self.short} ({self.fstype}, {self.transport or 'disk'}, "
+                f"{format_size(self.size_bytes)})")
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The hardware compatibility verdict (boot-critical vs other differences)."""
 

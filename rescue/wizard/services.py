@@ -27,6 +27,7 @@ from rescue.runner import CommandRunner
 from rescue.wizard.model import (
     DiskEntry,
     ImageEntry,
+    LogMedium,
     Outcome,
     Prepared,
     RestoreOptions,
@@ -53,7 +54,8 @@ class Services(Protocol):
     def power(self, action: str) -> None: ...
     def shell(self) -> None: ...
     def check_disk(self, disk: DiskEntry) -> list[str]: ...
-    def save_logs(self, destination: str) -> str: ...
+    def log_media(self, exclude: list[str]) -> list[LogMedium]: ...
+    def save_logs(self, destination: LogMedium | str) -> str: ...
 
 
 LOG_FILE = Path(os.environ.get("RESCUE_LOG", "/tmp/rescue-wizard.log"))
@@ -376,24 +378,53 @@ class EngineServices:
             lines.append(f"{part}: {status}")
         return lines or [f"{disk.path}: no partitions"]
 
-    def save_logs(self, destination: str) -> str:
-        dest = Path(destination)
-        if not dest.is_dir():
-            raise UsageError(f"{destination} is not a folder; plug in the USB stick and give "
-                             "the folder it is mounted on.")
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        target = dest / f"rescue-logs-{stamp}.txt"
-        text = self.log_file.read_text() if self.log_file.exists() else "(no wizard log)\n"
-        if self.report_file.exists():
-            text += "\n--- restore report ---\n" + self.report_file.read_text()
-        journal = self.runner.run(["journalctl", "-b", "--no-pager", "-n", "2000"], check=False)
-        try:
-            target.write_text(text + "\n--- journal ---\n" + journal.stdout)
-        except OSError as exc:
-            from rescue.errors import from_oserror
+    def log_media(self, exclude: list[str]) -> list[LogMedium]:
+        """Probe: the writable filesystems the logs can be saved on, USB sticks first
+        (never the boot medium, the image search's read-only mounts, or *exclude*: the
+        restore target's disks)."""
+        from rescue.devices.mounts import current_mounts
+        from rescue.wizard.logsave import rw_mountpoints, writable_media
 
-            raise from_oserror(exc, f"Saving logs to {target}") from exc
-        return str(target)
+        inv = self._inventory(self.include_loop)
+        return writable_media(inv, exclude, rw_mountpoints(current_mounts()))
+
+    def save_logs(self, destination: LogMedium | str) -> str:
+        """Write ``rescue-logs-<UTC stamp>.txt`` (wizard log, restore report, journal,
+        kernel messages, disks, hardware) onto *destination*: a filesystem from
+        :meth:`log_media` (mounted read-write in a private directory under /run and
+        unmounted again, unless it was mounted read-write already) or a folder. Returns
+        the sentence to show."""
+        from rescue.devices.inventory import probe_inventory
+        from rescue.devices.mounts import current_mounts
+        from rescue.errors import DeviceError
+        from rescue.wizard import logsave
+
+        now = datetime.now(UTC)
+        try:
+            inv: Any = probe_inventory(include_loop=self.include_loop, runner=self.runner)
+        except Exception as exc:  # noqa: BLE001 - the logs say so instead
+            inv = exc
+        text = logsave.gather(self.runner, self.log_file, self.report_file, inv)
+        if isinstance(destination, str):
+            folder = Path(destination)
+            if not folder.is_dir():
+                raise UsageError(_("{folder} is not a folder; type the folder of a mounted "
+                                   "disk or USB stick.").format(folder=destination))
+            path = logsave.write_logs(folder, text, now, str(folder))
+            self._log(f"logs saved: {path}")
+            return _("Logs saved to {path}.").format(path=path)
+        if isinstance(inv, BaseException):
+            raise DeviceError(_("The disks could not be listed ({error}); the logs were not "
+                                "saved.").format(error=inv))
+        medium = logsave.recheck(destination, inv, logsave.rw_mountpoints(current_mounts()))
+        with logsave.mounted_rw(medium, self.runner) as folder:
+            path = logsave.write_logs(folder, text, now, medium.short)
+        self._log(f"logs saved: {medium.device} {path.name}")
+        if medium.mountpoint:
+            return _("Logs saved to {medium} (mounted on {mountpoint}) as {file}.").format(
+                medium=medium.short, mountpoint=medium.mountpoint, file=path.name)
+        return _("Logs saved to {medium} as {file}; you can remove the stick.").format(
+            medium=medium.short, file=path.name)
 
 
 def _logging_sink(sink: Sink, log: Callable[[str], None]) -> Sink:

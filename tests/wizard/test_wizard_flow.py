@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from wizard_fakes import DISKS, IMAGES, FixtureServices
+from wizard_fakes import DISKS, IMAGES, LOG_FILE_NAME, LOG_MEDIA, FixtureServices
 from wizard_fixtures import english  # noqa: F401 (fixtures)
 from wizard_helpers import run_async, wait_for
 
@@ -169,9 +169,117 @@ def test_failure_shows_the_cause_and_save_logs():
             text = str(pilot.app.screen.query_one("#result").render())
             assert "The restore failed." in text and "input/output error" in text
             await press_button(pilot, "#logs")
+            await on(pilot, "SaveLogsDialog")
+            dialog = pilot.app.screen
+            await wait_for(pilot, lambda: dialog.loaded, what="the list of sticks")
+            # The restore target (sda) was being written: its NTFS partition is not offered.
+            assert ("log_media", ("/dev/sda",)) in svc.calls
+            assert [m.device for m in dialog.media] == ["/dev/sdd1"]
+            options = dialog.query_one("#choices")
+            assert options.option_count == 2
+            options.highlighted = options.get_option_index("folder")  # "Type a folder…"
+            await pilot.press("enter")
             await on(pilot, "InputDialog")
             await pilot.press(*"/media/usb", "enter")
             await wait_for(pilot, lambda: ("save_logs", "/media/usb") in svc.calls)
+            await on(pilot, "TextDialog")
+            assert f"/media/usb/{LOG_FILE_NAME}" in str(
+                pilot.app.screen.query_one("#text").render())
+
+    run_async(run())
+
+
+async def to_save_logs_dialog(pilot):
+    await press_button(pilot, "#next")
+    await on(pilot, "StartScreen")
+    await pilot.press("enter")
+    await on(pilot, "RepairScreen")
+    options = pilot.app.screen.query_one("#options")
+    options.highlighted = options.get_option_index("logs")
+    await pilot.press("enter")
+    await on(pilot, "SaveLogsDialog")
+    dialog = pilot.app.screen
+    await wait_for(pilot, lambda: dialog.loaded, what="the list of sticks")
+    return dialog
+
+
+def test_save_logs_to_a_usb_stick_from_repair_options():
+    svc = FixtureServices()
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            dialog = await to_save_logs_dialog(pilot)
+            assert ("log_media", ()) in svc.calls
+            options = dialog.query_one("#choices")
+            labels = [str(options.get_option_at_index(i).prompt)
+                      for i in range(options.option_count)]
+            # USB stick first, then the internal disk's filesystem, then the folder entry.
+            assert labels == ["sdd1 'LOGS' (vfat, usb, 16.0 GB)",
+                              "sda2 'Data' (ntfs, sata, 200.0 GB)", "Type a folder…"]
+            assert options.highlighted == 0
+            await pilot.press("enter")  # the stick
+            await on(pilot, "TextDialog")
+            text = str(pilot.app.screen.query_one("#text").render())
+            assert text == (f"Logs saved to sdd1 'LOGS' as {LOG_FILE_NAME}; "
+                            "you can remove the stick.")
+            assert ("save_logs", "/dev/sdd1") in svc.calls
+            await press_button(pilot, "#yes")
+            await on(pilot, "RepairScreen")
+
+    run_async(run())
+
+
+def test_save_logs_never_offers_any_restore_target():
+    svc = FixtureServices()
+    second = DiskEntry("/dev/nvme0n1", "nvme0n1", "WD Black SN770", "2215ABC", 500 * 10**9)
+    app = make_app(svc)
+    app.state.target, app.state.other_targets = DISKS[0], [second]
+
+    async def run() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            dialog = await to_save_logs_dialog(pilot)
+            assert ("log_media", ("/dev/sda", "/dev/nvme0n1")) in svc.calls
+            assert [m.device for m in dialog.media] == ["/dev/sdd1"]
+
+    run_async(run())
+
+
+def test_save_logs_shows_why_it_failed():
+    svc = FixtureServices(save_error=DeviceError(
+        "sdd1 'LOGS' (vfat) could not be mounted to save the logs: wrong fs type. "
+        "Try another USB stick, or type a folder."))
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            await to_save_logs_dialog(pilot)
+            await pilot.press("enter")
+            await on(pilot, "TextDialog")
+            screen = pilot.app.screen
+            assert "The logs were not saved" in str(screen.query_one(".dialog-title").render())
+            assert "could not be mounted" in str(screen.query_one("#text").render())
+
+    run_async(run())
+
+
+def test_save_logs_list_updates_when_a_stick_is_plugged_in():
+    svc = FixtureServices(log_media_found=[])
+
+    async def run() -> None:
+        async with make_app(svc).run_test(size=(80, 24)) as pilot:
+            dialog = await to_save_logs_dialog(pilot)
+            await wait_for(pilot, lambda: bool(svc.watchers))
+            assert "No writable disk" in str(dialog.query_one("#media-status").render())
+            assert dialog.query_one("#choices").option_count == 1  # only "Type a folder…"
+            svc.log_media_found = [LOG_MEDIA[0]]  # the technician plugs the stick in
+            for watcher in list(svc.watchers):
+                threading.Thread(target=watcher).start()
+            await wait_for(pilot, lambda: dialog.query_one("#choices").option_count == 2,
+                           what="the stick in the list")
+            assert str(dialog.query_one("#media-status").render()) == ""
+            await pilot.press("escape")  # cancelled: nothing saved, the watch stops
+            await on(pilot, "RepairScreen")
+            await wait_for(pilot, lambda: not svc.watchers, what="the watch to stop")
+            assert not [c for c in svc.calls if c[0] == "save_logs"]
 
     run_async(run())
 

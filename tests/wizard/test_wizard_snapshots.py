@@ -21,6 +21,7 @@ from rescue.wizard.model import Outcome, Prepared, WizardState
 SCREENS = [
     "language", "start", "repair", "select_image", "target", "summary", "confirm",
     "progress", "finished", "finished_failed", "backup_source", "backup_destination",
+    "save_logs",
 ]
 GB = 1000**3
 
@@ -93,6 +94,13 @@ async def goto(pilot, key: str) -> None:
         screen = BackupDestinationScreen()
         await app.push_screen(screen)
         await wait_for(pilot, lambda: bool(screen.media))
+    elif key == "save_logs":
+        from rescue.wizard.screens.save_logs import SaveLogsDialog
+
+        await app.push_screen(RepairScreen())
+        dialog = SaveLogsDialog([])
+        await app.push_screen(dialog)
+        await wait_for(pilot, lambda: dialog.loaded)
     for widget in app.screen.query(Input):
         widget.cursor_blink = False
     await pilot.pause(0.2)

@@ -16,6 +16,7 @@ from rescue.events import LogMessage, Progress, Sink, StageFinished, StageStarte
 from rescue.wizard.model import (
     DiskEntry,
     ImageEntry,
+    LogMedium,
     Outcome,
     Prepared,
     RestoreOptions,
@@ -58,6 +59,14 @@ DISKS = [
               partitions=("sdc1 iso9660 'RESCUE_LIVE'",), has_data=True),
 ]
 
+# Writable filesystems for Save logs (sdb, the repository's stick, is mounted read-only by
+# the image search and sdc is the boot medium: neither is offered).
+LOG_MEDIA = [
+    LogMedium("/dev/sdd1", "sdd1", "vfat", "LOGS", "1A2B-3C4D", "usb", 16 * GB, removable=True),
+    LogMedium("/dev/sda2", "sda2", "ntfs", "Data", "0123456789ABCDEF", "sata", 200 * GB),
+]
+LOG_FILE_NAME = "rescue-logs-20261130T101500Z.txt"
+
 
 @dataclass
 class FixtureServices:
@@ -68,6 +77,8 @@ class FixtureServices:
     prepare_error: RescueError | None = None
     run_error: RescueError | None = None
     block_run: threading.Event | None = None  # the run waits for this (cancel tests)
+    log_media_found: list[LogMedium] = field(default_factory=lambda: list(LOG_MEDIA))
+    save_error: RescueError | None = None
     calls: list[tuple] = field(default_factory=list)
     watchers: list[Callable[[], None]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # search_problems() answers these
@@ -156,6 +167,17 @@ class FixtureServices:
     def check_disk(self, disk: DiskEntry) -> list[str]:
         return [f"{disk.path}1: clean"]
 
-    def save_logs(self, destination: str) -> str:
-        self.calls.append(("save_logs", destination))
-        return f"{destination}/rescue-logs.txt"
+    def log_media(self, exclude: list[str]) -> list[LogMedium]:
+        self.calls.append(("log_media", tuple(exclude)))
+        return [m for m in self.log_media_found
+                if not any(m.device.startswith(disk) for disk in exclude)]
+
+    def save_logs(self, destination: LogMedium | str) -> str:
+        where = destination if isinstance(destination, str) else destination.device
+        self.calls.append(("save_logs", where))
+        if self.save_error:
+            raise self.save_error
+        if isinstance(destination, str):
+            return f"Logs saved to {destination}/{LOG_FILE_NAME}."
+        return (f"Logs saved to {destination.short} as {LOG_FILE_NAME}; "
+                "you can remove the stick.")
