@@ -41,9 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def image_profile(repo: str, image: str) -> HardwareProfile:
+    from rescue.devices.netshare import reachable
     from rescue.image.repository import open_repository
 
-    manifest = open_repository(repo).load_manifest(image)
+    with reachable(repo) as folder:
+        manifest = open_repository(folder).load_manifest(image)
     return HardwareProfile.from_dict(manifest.hardware or {})
 
 

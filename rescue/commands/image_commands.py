@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import sys
 import threading
+from collections.abc import Callable
 
 from rescue import services
+from rescue.devices.netshare import is_share, reachable
 from rescue.engine.backup import BackupOptions
 from rescue.engine.restore import verify_image
 from rescue.errors import Cancelled, UsageError
@@ -17,8 +21,10 @@ from rescue.plan.fixups import FIXUP_NAMES
 from rescue.plan.restore import RestoreOptions
 from rescue.runner import CommandRunner
 
-REPO_HELP = ("repository: a folder, or the http:// or https:// URL of a folder a web "
-             "server shares (read-only; http://user:password@host/path/ for a login)")
+REPO_HELP = ("repository: a folder; an SMB or NFS share (smb://[user:password@]server/share"
+             "/folder, //server/share/folder, nfs://server/export/folder, server:/export/"
+             "folder: mounted while the command runs); or the http:// or https:// URL of a "
+             "folder a web server shares (read-only; http://user:password@host/path/)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,11 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--disk", required=True, action="append",
                    help="the disk to back up, e.g. /dev/sda; repeat for a machine with "
                    "several disks (one image holds them all; give the system disk first)")
-    p.add_argument("--repo", required=True, help="repository directory (created if needed)")
+    p.add_argument("--repo", required=True,
+                   help="repository folder (created if needed), or an SMB or NFS share "
+                   "(smb://[user:password@]server/share/folder, nfs://server/export/folder)")
     p.add_argument("--name", default="", help="a name for the image, e.g. 'before upgrade'")
     p.add_argument("--level", type=int, default=3, help="zstd level (default 3)")
     p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
-    p.set_defaults(func=cmd_backup)
+    p.set_defaults(func=on_shares(cmd_backup, write=True))
 
     p = sub.add_parser("list", help="list images: one repository, or every attached disk",
                        description="With --repo: the images in that repository. Without: "
@@ -45,18 +53,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--include-loop", action="store_true",
                    help="also search loop devices (tests, demos)")
     p.add_argument("--json", action="store_true", help="print a JSON array")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=on_shares(cmd_list))
 
     p = sub.add_parser("inspect", help="show an image's layout, volumes and hardware")
     p.add_argument("--repo", required=True, help=REPO_HELP)
     p.add_argument("--image", default="latest", help="id, unique id prefix or 'latest'")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
-    p.set_defaults(func=cmd_inspect)
+    p.set_defaults(func=on_shares(cmd_inspect))
 
     p = sub.add_parser("verify", help="re-hash every chunk of an image (no target needed)")
     p.add_argument("--repo", required=True, help=REPO_HELP)
     p.add_argument("--image", default="latest")
-    p.set_defaults(func=cmd_verify)
+    p.set_defaults(func=on_shares(cmd_verify))
 
     p = sub.add_parser("restore", help="restore an image onto a disk (erases the disk)",
                        description="Restore an image onto a whole disk. Every check that can "
@@ -94,7 +102,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", metavar="FILE",
                    help="write the restore report (JSON) here, also when the restore fails")
     p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
-    p.set_defaults(func=cmd_restore)
+    p.set_defaults(func=on_shares(cmd_restore))
+
+
+def on_shares(func: Callable[[argparse.Namespace], int],
+              write: bool = False) -> Callable[[argparse.Namespace], int]:
+    """Run *func* with every ``--repo`` that names an SMB or NFS share mounted (read-only,
+    or read-write for a backup) and replaced by its local folder; unmounted afterwards."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        repos = args.repo if isinstance(args.repo, list) else [args.repo]
+        if not any(is_share(r) for r in repos):
+            return func(args)
+        runner = CommandRunner()
+        with contextlib.ExitStack() as stack:
+            local = [stack.enter_context(reachable(r, runner, write)) for r in repos]
+            args.repo = local if isinstance(args.repo, list) else local[0]
+            return func(args)
+
+    return run
 
 
 def _sink(args: argparse.Namespace) -> Sink:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from rescue.devices.inventory import Inventory
+from rescue.devices.netshare import is_share, location_display, reachable
 from rescue.errors import RescueError
 from rescue.events import LogMessage, Sink, null_sink
 from rescue.i18n import N_, _
@@ -225,7 +226,8 @@ def open_catalog(
         log.info("not searching %s: %s", what, reason)
         sink(LogMessage("info", f"Not searching {what}: {reason}."))
 
-    def add_repo(path: Path | str, src: _Source | None, top: Path | None) -> None:
+    def add_repo(path: Path | str, src: _Source | None, top: Path | None,
+                 display: str = "") -> None:
         real = str(path) if is_url(path) else os.path.realpath(path)
         if real in seen_repos:
             return
@@ -251,9 +253,10 @@ def open_catalog(
                 img.location = f"{where}: /{sub}"
                 img.device, img.fs_uuid, img.repo_subdir = src.device, src.uuid, sub
             else:
-                img.location = str(path)
+                img.location = display or str(path)
             catalog.images.append(img)
 
+    shares = contextlib.ExitStack()
     try:
         have = kernel_filesystems()
         for src in _sources(inventory):
@@ -295,6 +298,18 @@ def open_catalog(
             if is_url(extra):  # a web server: read in place, nothing to mount
                 add_repo(extra, None, None)
                 continue
+            if is_share(extra):  # SMB or NFS: mounted read-only until the block ends
+                shown = location_display(extra)
+                try:
+                    folder = shares.enter_context(reachable(extra, runner))
+                except RescueError as exc:
+                    skip(shown, str(exc))
+                    continue
+                if not Repository.is_repository(folder):
+                    skip(shown, _("it is not a rescue repository"))
+                    continue
+                add_repo(folder, None, None, shown)
+                continue
             path = Path(extra)
             if not Repository.is_repository(path):
                 skip(str(path), _("it is not a rescue repository"))
@@ -305,6 +320,7 @@ def open_catalog(
             catalog.images[0].recommended = True
         yield catalog
     finally:
+        shares.close()
         _unmount_all(catalog, runner, private)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import IO
 
 from rescue import i18n
+from rescue.devices.netshare import is_share
 from rescue.errors import ImageNotFoundError, TargetRefusedError, UsageError
 from rescue.events import Broadcast, Sink, TerminalProgress
 from rescue.i18n import _, format_datetime, format_size
@@ -33,7 +34,7 @@ def find_images(services: Services, repos: list[str], say: Callable[[str], None]
     deadline = time.monotonic() + wait
     images = services.find_images(repos)
     said = ""
-    while any(is_url(r) for r in repos) and time.monotonic() < deadline:
+    while any(is_url(r) or is_share(r) for r in repos) and time.monotonic() < deadline:
         problems = services.search_problems()
         if not problems:
             break

@@ -111,6 +111,7 @@ class EngineServices:
         self._lock = threading.Lock()
         self._machines: dict[str, Any] = {}  # hardware profiles by target disk name
         self._problems: list[str] = []
+        self._destination: contextlib.ExitStack | None = None  # a mounted backup share
 
     def close(self) -> None:
         """Unmount what the image search mounted (read-only)."""
@@ -118,6 +119,7 @@ class EngineServices:
             if self._catalog is not None:
                 self._catalog.close()
                 self._catalog = None
+        self._close_destination()
 
     def _log(self, text: str) -> None:
         try:
@@ -142,14 +144,15 @@ class EngineServices:
     def find_images(self, locations: list[str]) -> list[ImageEntry]:
         from rescue.devices.catalog import open_catalog
         from rescue.devices.inventory import Inventory
+        from rescue.devices.netshare import is_share, location_display
         from rescue.image.repository import is_url
 
         for loc in locations:
-            if "://" in loc and not is_url(loc):
+            if "://" in loc and not is_url(loc) and not is_share(loc):
                 raise UsageError(
-                    _("{location}: rescue reads images from a folder or from an http:// or "
-                      "https:// address. Mount other shares (NFS, SMB) from the shell and add "
-                      "their folder instead.").format(location=loc)
+                    _("{location}: rescue reads images from a folder, an SMB or NFS share "
+                      "(smb://server/share, nfs://server/export) or an http:// or https:// "
+                      "address.").format(location=location_display(loc))
                 )
         inv = self._inventory(self.include_loop) if self.scan_media else Inventory()
         with self._lock:
@@ -163,14 +166,15 @@ class EngineServices:
                 raise
             self._catalog = stack
         self._problems = []
+        asked = {location_display(loc) for loc in locations}
         for skipped in catalog.skipped:
             self._log(f"not searched: {skipped.what}: {skipped.reason}")
-            if skipped.what in locations:  # the technician asked for this one: say why
+            if skipped.what in asked:  # the technician asked for this one: say why
                 self._problems.append(_("{location}: {reason}").format(
                     location=skipped.what, reason=skipped.reason))
         missing = [loc for loc in locations
-                   if not any(s.what == loc for s in catalog.skipped)
-                   and not is_url(loc) and not os.path.isdir(loc)]
+                   if not any(s.what == location_display(loc) for s in catalog.skipped)
+                   and not is_url(loc) and not is_share(loc) and not os.path.isdir(loc)]
         if missing:
             self._log(f"locations not found: {missing}")
         entries = [self._entry(found) for found in catalog.images]
@@ -314,23 +318,39 @@ class EngineServices:
 
     def prepare_backup(self, disks: list[DiskEntry], destination: str, name: str) -> Prepared:
         from rescue import services
+        from rescue.devices.netshare import reachable
         from rescue.engine.backup import BackupOptions
 
         if not disks:
             raise UsageError(_("Choose a disk to back up."))
-        if "://" in destination:
-            raise UsageError(f"{destination}: saving images over the network is not supported "
-                             "yet; mount the share and give its folder.")
-        prepared = services.prepare_backup([d.path for d in disks], destination,
-                                           BackupOptions(name=name), self.runner)
+        self._close_destination()
+        # an SMB/NFS destination stays mounted (read-write) until the backup has run
+        stack = contextlib.ExitStack()
+        try:
+            folder = stack.enter_context(reachable(destination, self.runner, write=True))
+            prepared = services.prepare_backup([d.path for d in disks], folder,
+                                               BackupOptions(name=name), self.runner)
+        except BaseException:
+            stack.close()
+            raise
+        self._destination = stack
         return Prepared("backup", list(prepared.summary_lines()), prepared,
                         total_bytes=prepared.total_bytes)
+
+    def _close_destination(self) -> None:
+        if self._destination is not None:
+            self._destination.close()
+            self._destination = None
 
     def run_backup(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome:
         from rescue import services
         from rescue.events import human_bytes
 
-        result = services.run_backup(prepared.handle, _logging_sink(sink, self._log), cancel)
+        try:
+            result = services.run_backup(prepared.handle, _logging_sink(sink, self._log),
+                                         cancel)
+        finally:
+            self._close_destination()
         m = result.manifest
         self._log(f"backup written: image {m.id}")
         return Outcome(ok=True, image_id=m.id, details=[
