@@ -123,8 +123,9 @@ class BackupDestinationScreen(WizardScreen):
         with Vertical(id="body"):
             yield Static(_("Repositories on attached disks"), classes="heading")
             yield OptionList(id="media")
-            yield Label(_("Repository folder"))
-            yield Input(st.destination, placeholder="/mnt/usb/rescue", id="destination")
+            yield Label(_("Repository folder or network share"))
+            yield Input(st.destination, placeholder="/mnt/usb/rescue  smb://nas/backups",
+                        id="destination")
             yield Label(_("Name of the new image"))
             yield Input(st.backup_name or self.default_name(), id="name")
         yield self.buttons(Button(_("Back"), id="back"),
@@ -172,7 +173,7 @@ class BackupDestinationScreen(WizardScreen):
         destination = self.query_one("#destination", Input).value.strip()
         name = self.query_one("#name", Input).value.strip()
         if not destination:
-            self.app.notify(_("Type the folder to save the image in."), severity="error")
+            self.app.notify(_("Type the folder or share to save the image in."), severity="error")
             self.query_one("#destination", Input).focus()
             return
         self.state.destination, self.state.backup_name = destination, name
