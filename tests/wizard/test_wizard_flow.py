@@ -8,7 +8,16 @@ import threading
 import pytest
 from wizard_fakes import DISKS, IMAGES, LOG_FILE_NAME, LOG_MEDIA, FixtureServices
 from wizard_fixtures import english  # noqa: F401 (fixtures)
-from wizard_helpers import run_async, wait_for
+from wizard_helpers import (
+    name,
+    on,
+    press_button,
+    run_async,
+    to_repair,
+    to_select_image,
+    to_summary,
+    wait_for,
+)
 
 from rescue.errors import DeviceError, TargetTooSmallError
 from rescue.wizard.app import RescueApp
@@ -21,33 +30,8 @@ def make_app(services: FixtureServices | None = None, **kw) -> RescueApp:
                      default_backup_name="web01", **kw)
 
 
-def name(pilot) -> str:
-    return type(pilot.app.screen).__name__
 
 
-async def on(pilot, screen: str) -> None:
-    await wait_for(pilot, lambda: name(pilot) == screen, what=screen)
-
-
-async def press_button(pilot, selector: str) -> None:
-    pilot.app.screen.query_one(selector).focus()
-    await pilot.press("enter")
-
-
-async def to_summary(pilot) -> None:
-    await press_button(pilot, "#next")
-    await on(pilot, "StartScreen")
-    await pilot.press("enter")
-    await on(pilot, "RepairScreen")
-    await pilot.press("enter")
-    await on(pilot, "SelectImageScreen")
-    await wait_for(pilot, lambda: pilot.app.screen.loaded)
-    await press_button(pilot, "#next")
-    await on(pilot, "TargetScreen")
-    await wait_for(pilot, lambda: pilot.app.screen.loaded)
-    await press_button(pilot, "#next")
-    await on(pilot, "SummaryScreen")
-    await wait_for(pilot, lambda: pilot.app.screen.prepared is not None or pilot.app.screen.error)
 
 
 def test_first_screen_says_choose_your_language():
@@ -190,10 +174,7 @@ def test_failure_shows_the_cause_and_save_logs():
 
 
 async def to_save_logs_dialog(pilot):
-    await press_button(pilot, "#next")
-    await on(pilot, "StartScreen")
-    await pilot.press("enter")
-    await on(pilot, "RepairScreen")
+    await to_repair(pilot)
     options = pilot.app.screen.query_one("#options")
     options.highlighted = options.get_option_index("logs")
     await pilot.press("enter")
@@ -304,13 +285,7 @@ def test_no_eligible_target():
 
     async def run() -> None:
         async with make_app(svc).run_test(size=(80, 24)) as pilot:
-            await press_button(pilot, "#next")
-            await on(pilot, "StartScreen")
-            await pilot.press("enter")
-            await on(pilot, "RepairScreen")
-            await pilot.press("enter")
-            await on(pilot, "SelectImageScreen")
-            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await to_select_image(pilot)
             await press_button(pilot, "#next")
             await on(pilot, "TargetScreen")
             screen = pilot.app.screen
@@ -334,13 +309,7 @@ def test_ambiguous_targets_are_not_preselected():
 
     async def run() -> None:
         async with make_app(svc).run_test(size=(80, 24)) as pilot:
-            await press_button(pilot, "#next")
-            await on(pilot, "StartScreen")
-            await pilot.press("enter")
-            await on(pilot, "RepairScreen")
-            await pilot.press("enter")
-            await on(pilot, "SelectImageScreen")
-            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await to_select_image(pilot)
             await press_button(pilot, "#next")
             await on(pilot, "TargetScreen")
             screen = pilot.app.screen
@@ -364,12 +333,7 @@ def test_select_a_specific_image_and_add_a_location():
 
     async def run() -> None:
         async with make_app(svc).run_test(size=(80, 24)) as pilot:
-            await press_button(pilot, "#next")
-            await on(pilot, "StartScreen")
-            await pilot.press("enter")
-            await on(pilot, "RepairScreen")
-            await pilot.press("enter")
-            await on(pilot, "SelectImageScreen")
+            await to_select_image(pilot)
             screen = pilot.app.screen
             await wait_for(pilot, lambda: screen.loaded)
             await press_button(pilot, "#add")
@@ -393,12 +357,7 @@ def test_image_list_updates_when_media_change():
 
     async def run() -> None:
         async with make_app(svc).run_test(size=(80, 24)) as pilot:
-            await press_button(pilot, "#next")
-            await on(pilot, "StartScreen")
-            await pilot.press("enter")
-            await on(pilot, "RepairScreen")
-            await pilot.press("enter")
-            await on(pilot, "SelectImageScreen")
+            await to_select_image(pilot)
             screen = pilot.app.screen
             await wait_for(pilot, lambda: screen.loaded and bool(svc.watchers))
             assert screen.query_one("#images").row_count == 0
@@ -454,10 +413,7 @@ def test_repair_tools(tool, expected):
 
     async def run() -> None:
         async with make_app(svc).run_test(size=(80, 24)) as pilot:
-            await press_button(pilot, "#next")
-            await on(pilot, "StartScreen")
-            await pilot.press("enter")
-            await on(pilot, "RepairScreen")
+            await to_repair(pilot)
             options = pilot.app.screen.query_one("#options")
             options.highlighted = options.get_option_index(tool)
             await pilot.press("enter")
@@ -474,10 +430,7 @@ def test_check_disk_tool():
 
     async def run() -> None:
         async with make_app(svc).run_test(size=(80, 24)) as pilot:
-            await press_button(pilot, "#next")
-            await on(pilot, "StartScreen")
-            await pilot.press("enter")
-            await on(pilot, "RepairScreen")
+            await to_repair(pilot)
             options = pilot.app.screen.query_one("#options")
             options.highlighted = options.get_option_index("check")
             await pilot.press("enter")
@@ -526,12 +479,7 @@ def test_media_changes_do_not_reload_images_under_a_later_step():
 
     async def run() -> None:
         async with make_app(svc).run_test(size=(80, 24)) as pilot:
-            await press_button(pilot, "#next")
-            await on(pilot, "StartScreen")
-            await pilot.press("enter")
-            await on(pilot, "RepairScreen")
-            await pilot.press("enter")
-            await on(pilot, "SelectImageScreen")
+            await to_select_image(pilot)
             select = pilot.app.screen
             await wait_for(pilot, lambda: select.loaded and bool(svc.watchers))
             await press_button(pilot, "#next")
@@ -556,13 +504,7 @@ def test_blocked_verdict_offers_restore_anyway():
 
     async def run() -> None:
         async with make_app(svc).run_test(size=(80, 24)) as pilot:
-            await press_button(pilot, "#next")
-            await on(pilot, "StartScreen")
-            await pilot.press("enter")
-            await on(pilot, "RepairScreen")
-            await pilot.press("enter")
-            await on(pilot, "SelectImageScreen")
-            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await to_select_image(pilot)
             await press_button(pilot, "#next")
             await on(pilot, "TargetScreen")
             screen = pilot.app.screen

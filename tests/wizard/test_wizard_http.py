@@ -7,19 +7,16 @@ from __future__ import annotations
 import pytest
 from httpserve import serve
 from loopdev import MiB
-from test_wizard_restore_real import press_button, services_for, to_select_image
+from test_wizard_restore_real import services_for
 from wizard_disks import check_restored
 from wizard_fixtures import english, loops, real_backup  # noqa: F401 (fixtures)
-from wizard_helpers import run_async, wait_for
+from wizard_helpers import on, press_button, run_async, to_select_image, wait_for
 
 from rescue.wizard.app import RescueApp
 from rescue.wizard.model import WizardState
 
 pytestmark = pytest.mark.root
 
-
-def on(pilot, name: str):
-    return wait_for(pilot, lambda: type(pilot.app.screen).__name__ == name, what=name)
 
 
 def test_add_a_web_address_and_restore_from_it(real_backup, loops, tmp_path):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from test_wizard_flow import make_app, on, press_button
+from test_wizard_flow import make_app
 from wizard_fakes import DISKS, GB, IMAGES, FixtureServices
 from wizard_fixtures import english  # noqa: F401 (fixtures)
-from wizard_helpers import run_async, wait_for
+from wizard_helpers import on, press_button, run_async, to_target, wait_for
 
 from rescue.wizard.model import DiskEntry, Volume
 
@@ -23,18 +23,6 @@ BLANK = DiskEntry("/dev/sde", "sde", "Crucial MX500", "CT-77", 120 * GB, transpo
 def services() -> FixtureServices:
     return FixtureServices(images=[TWO_DISK_IMAGE], disks=[*DISKS, NEW_DISK, BLANK])
 
-
-async def to_first_target(pilot) -> None:
-    await press_button(pilot, "#next")
-    await on(pilot, "StartScreen")
-    await pilot.press("enter")
-    await on(pilot, "RepairScreen")
-    await pilot.press("enter")
-    await on(pilot, "SelectImageScreen")
-    await wait_for(pilot, lambda: pilot.app.screen.loaded)
-    await press_button(pilot, "#next")
-    await on(pilot, "TargetScreen")
-    await wait_for(pilot, lambda: pilot.app.screen.loaded)
 
 
 def row_of(screen, path: str) -> int:
@@ -56,7 +44,7 @@ def test_two_disk_image_gets_a_target_per_disk():
 
     async def run() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await to_first_target(pilot)
+            await to_target(pilot)
             first = pilot.app.screen
             assert "Target disk 1 of 2" in str(first.query_one("#title").render())
             assert first.chosen is None  # sda, sdd and sde are all possible: no guess
@@ -98,7 +86,7 @@ def test_both_targets_with_data_are_confirmed_by_name():
 
     async def run() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await to_first_target(pilot)
+            await to_target(pilot)
             await pick(pilot, "/dev/sda")  # holds Windows
             await press_button(pilot, "#next")
             await wait_for(pilot, lambda: getattr(pilot.app.screen, "disk_index", 0) == 1

@@ -13,7 +13,7 @@ import pytest
 from loopdev import MiB
 from wizard_disks import check_restored
 from wizard_fixtures import english, loops, real_backup  # noqa: F401 (fixtures)
-from wizard_helpers import run_async, wait_for
+from wizard_helpers import press_button, run_async, to_select_image, wait_for
 
 from rescue.events import Progress
 from rescue.runner import DryRunRunner
@@ -36,19 +36,6 @@ def services_for(disks: list[str], tmp: Path, **kw) -> EngineServices:
     )
 
 
-async def press_button(pilot, selector: str) -> None:
-    """Focus a button the way Tab would and press Enter (keyboard path)."""
-    pilot.app.screen.query_one(selector).focus()
-    await pilot.press("enter")
-
-
-async def to_select_image(pilot) -> None:
-    await press_button(pilot, "#next")  # language
-    await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "StartScreen")
-    await pilot.press("enter")  # "Repair your computer" has the focus
-    await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "RepairScreen")
-    await pilot.press("enter")  # "Restore a system image" is the first option
-    await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "SelectImageScreen")
 
 
 def test_restore_happy_path_onto_loop_device(real_backup, loops, tmp_path):

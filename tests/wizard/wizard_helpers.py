@@ -28,3 +28,51 @@ async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 30.0,
             raise AssertionError(f"timed out waiting for {what}; screen is "
                                  f"{type(pilot.app.screen).__name__}")
         await pilot.pause(0.05)
+
+
+def name(pilot) -> str:
+    return type(pilot.app.screen).__name__
+
+
+async def on(pilot, screen: str, timeout: float = 30.0) -> None:
+    """Wait until the screen called *screen* is on top."""
+    await wait_for(pilot, lambda: name(pilot) == screen, timeout=timeout, what=screen)
+
+
+async def press_button(pilot, selector: str) -> None:
+    """Focus a button the way Tab would and press Enter (keyboard path)."""
+    pilot.app.screen.query_one(selector).focus()
+    await pilot.press("enter")
+
+
+async def to_repair(pilot) -> None:
+    """Language -> Start -> "Repair your computer" (each the focused default)."""
+    await press_button(pilot, "#next")
+    await on(pilot, "StartScreen")
+    await pilot.press("enter")
+    await on(pilot, "RepairScreen")
+
+
+async def to_select_image(pilot) -> None:
+    """On to "Select a system image", its image search finished."""
+    await to_repair(pilot)
+    await pilot.press("enter")  # "Restore a system image" is the first option
+    await on(pilot, "SelectImageScreen")
+    await wait_for(pilot, lambda: pilot.app.screen.loaded, what="image search")
+
+
+async def to_target(pilot) -> None:
+    """On to the target screen with the newest image, its disk list loaded."""
+    await to_select_image(pilot)
+    await press_button(pilot, "#next")
+    await on(pilot, "TargetScreen")
+    await wait_for(pilot, lambda: pilot.app.screen.loaded, what="disk list")
+
+
+async def to_summary(pilot) -> None:
+    """On to the summary with the pre-selected target, its plan made (or refused)."""
+    await to_target(pilot)
+    await press_button(pilot, "#next")
+    await on(pilot, "SummaryScreen")
+    await wait_for(pilot, lambda: pilot.app.screen.prepared is not None
+                   or bool(pilot.app.screen.error), what="plan")
