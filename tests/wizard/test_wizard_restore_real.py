@@ -13,7 +13,7 @@ import pytest
 from loopdev import MiB
 from wizard_disks import check_restored
 from wizard_fixtures import english, loops, real_backup  # noqa: F401 (fixtures)
-from wizard_helpers import press_button, run_async, to_select_image, wait_for
+from wizard_helpers import press_button, run_async, to_select_image, to_target, wait_for
 
 from rescue.events import Progress
 from rescue.runner import DryRunRunner
@@ -101,11 +101,7 @@ def test_target_holding_data_needs_typed_confirmation(real_backup, loops, tmp_pa
 
     async def walk() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await to_select_image(pilot)
-            await wait_for(pilot, lambda: pilot.app.screen.loaded)
-            await press_button(pilot, "#next")
-            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "TargetScreen")
-            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await to_target(pilot)
             assert app.state.target is not None and app.state.target.has_data
             await press_button(pilot, "#next")
             screen = pilot.app.screen
@@ -139,11 +135,7 @@ def summary_error(repo: Path, target: str, tmp: Path) -> str:
 
     async def walk() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await to_select_image(pilot)
-            await wait_for(pilot, lambda: pilot.app.screen.loaded)
-            await press_button(pilot, "#next")
-            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "TargetScreen")
-            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await to_target(pilot)
             await press_button(pilot, "#next")
             screen = pilot.app.screen
             await wait_for(pilot, lambda: screen.prepared is not None or screen.error)
@@ -344,11 +336,7 @@ def test_cancel_a_real_restore(real_backup, loops, tmp_path):
 
     async def walk() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await to_select_image(pilot)
-            await wait_for(pilot, lambda: pilot.app.screen.loaded)
-            await press_button(pilot, "#next")
-            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "TargetScreen")
-            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await to_target(pilot)
             await press_button(pilot, "#next")
             screen = pilot.app.screen
             await wait_for(pilot, lambda: screen.prepared is not None or screen.error)
