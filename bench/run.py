@@ -213,7 +213,7 @@ def main() -> int:
             "rescue_s": round(med["backup"], 2), "partclone_zstd_s": round(med["pc_backup"], 2),
             "speedup": round(med["pc_backup"] / med["backup"], 2),
             "rescue_image_bytes": image_bytes, "partclone_zstd_bytes": pc_bytes,
-            "size_ratio": round(image_bytes / pc_bytes, 3),
+            "size_ratio": round(image_bytes / pc_bytes, 4),
             "rescue_peak_rss_mib": round(rss["backup"] / MiB, 1),
             "rescue_MiBps": round(used_bytes / MiB / med["backup"], 1),
         }
