@@ -28,6 +28,7 @@ import pytest
 from httpserve import serve
 from isoqemu import Disk, Machine
 from loopdev import loop_device, mounted
+from nfsserve import nfs_export
 from sambaserve import samba
 
 from rescue.commands.make_usb import UsbJob, UsbWriter
@@ -90,12 +91,14 @@ def debian_like(root: Path, nodes: dict[str, str]) -> None:
         "".join(f"kernel/drivers/{name}.ko\n" for name in BUILTIN))
 
 
-@pytest.mark.parametrize("source", ["disk", "http", "smb"])
+@pytest.mark.parametrize("source", ["disk", "http", "smb", "nfs"])
 def test_unattended_restore(source: str, iso_path: Path, tmp_path: Path) -> None:
     """*disk*: the repository on an attached disk, found by the image search; *http*: on a
     web server on the host (QEMU's user network reaches the host's 127.0.0.1 as
     10.0.2.2), given as rescue.repo=http://10.0.2.2:PORT/; *smb*: in a Samba share on the
-    host, rescue.repo=smb://10.0.2.2/backups/repo, which the live system mounts (cifs).
+    host, rescue.repo=smb://10.0.2.2/backups/repo, which the live system mounts (cifs);
+    *nfs*: in an NFSv4 export of nfs-ganesha on the host, rescue.repo=nfs://10.0.2.2/
+    export/repo.
     The live system's DHCP brings the network up."""
     missing = needs()
     if missing:
@@ -139,10 +142,15 @@ def test_unattended_restore(source: str, iso_path: Path, tmp_path: Path) -> None
             stack.enter_context(samba(tmp_path, tmp_path / "smbd"))
             answers += " rescue.repo=smb://10.0.2.2/backups/repo"
             disks = [Disk(target, TARGET_SERIAL)]
+        if source == "nfs":
+            # an NFS export: nfs-ganesha on the host, mounted by the live system (NFSv4)
+            stack.enter_context(nfs_export(tmp_path, tmp_path / "ganesha"))
+            answers += " rescue.repo=nfs://10.0.2.2/export/repo"
+            disks = [Disk(target, TARGET_SERIAL)]
         log = boot_and_restore(iso_path, tmp_path, answers, disks)
     if source == "http":
         assert any(r.startswith("GET /chunks/") for r in requests), requests[:20]
-    if source in ("http", "smb"):
+    if source in ("http", "smb", "nfs"):
         assert "Image: sample-pc" in log
 
     # 4. The target, from the host: same table (root grown), sound filesystems, same files.

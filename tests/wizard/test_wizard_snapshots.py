@@ -21,7 +21,7 @@ from rescue.wizard.model import Outcome, Prepared, WizardState
 SCREENS = [
     "language", "start", "repair", "select_image", "target", "summary", "confirm",
     "progress", "finished", "finished_failed", "backup_source", "backup_destination",
-    "save_logs",
+    "save_logs", "second_target",
 ]
 GB = 1000**3
 
@@ -94,6 +94,18 @@ async def goto(pilot, key: str) -> None:
         screen = BackupDestinationScreen()
         await app.push_screen(screen)
         await wait_for(pilot, lambda: bool(screen.media))
+    elif key == "second_target":  # an image of two disks: the screen for its disk 2
+        from dataclasses import replace
+
+        from rescue.wizard.model import Volume
+
+        st.image = replace(IMAGES[0], volumes=(*IMAGES[0].volumes,
+                                               Volume(1, 1, 500 * GB, "xfs", "data")),
+                           disk_sizes=(64 * GB, 500 * GB))
+        st.target = DISKS[0]
+        screen = TargetScreen(disk_index=1)
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: screen.loaded)
     elif key == "save_logs":
         from rescue.wizard.screens.save_logs import SaveLogsDialog
 
