@@ -13,7 +13,7 @@ ISO ?= $(ISO_OUT)/rescue.iso
 ISO_APT := live-build debootstrap xorriso isolinux syslinux-common grub-pc-bin \
 	grub-efi-amd64-bin mtools dosfstools qemu-system-x86 qemu-utils ovmf python3-venv \
 	python3-dev build-essential pkg-config libparted-dev e2fsprogs fdisk gdisk \
-	squashfs-tools samba
+	squashfs-tools samba nfs-ganesha nfs-ganesha-vfs
 ISO_SOURCES := $(shell find image-build iso/isolinux iso/grub iso/boot.conf rescue \
 	-type f ! -name '*.pyc' 2>/dev/null) pyproject.toml constraints.txt
 FIRMWARE ?= bios
