@@ -32,11 +32,16 @@ def write_table(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> N
         device = parted.getDevice(path)
         disk = parted.freshDisk(device, _PARTED_LABEL[plan.table])
         order = sorted(plan.partitions, key=lambda p: (p.kind == "logical", p.number))
-        for pp in order:
+        # libparted numbers GPT partitions 1, 2, 3, ... in the order they are added; a
+        # GPT with gaps in its numbering (a partition deleted on the source) gets its
+        # numbers afterwards (see _renumber_gpt).
+        gaps = plan.table == "gpt" and [p.number for p in order] != list(
+            range(1, len(order) + 1))
+        for index, pp in enumerate(order, start=1):
             geometry = parted.Geometry(device=device, start=pp.start, length=pp.size)
             part = parted.Partition(disk=disk, type=_KIND[pp.kind], geometry=geometry)
             disk.addPartition(partition=part, constraint=parted.Constraint(exactGeom=geometry))
-            if part.number != pp.number:
+            if part.number != (index if gaps else pp.number):
                 raise DeviceError(_(
                     "parted numbered partition {number} as {parted_number}; "
                     "the layout cannot be reproduced exactly."
@@ -52,7 +57,41 @@ def write_table(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> N
             path=path, error=exc)) from exc
     # No parted.freeAllDevices() here: it frees PedDevices that the Python objects above
     # still point at, and their deallocation then crashes the process (SIGFPE at exit).
+    if gaps:
+        _renumber_gpt(path, [p.number for p in order], runner)
     _set_identity(plan, image_disk, runner)
+
+
+def _renumber_gpt(path: str, numbers: list[int], runner: CommandRunner) -> None:
+    """Give the GPT entries written as 1..n the source's numbers (*numbers*, in the same
+    order): sfdisk writes each entry of its dump into the slot its device name ends in,
+    keeping geometry, type, GUID and name."""
+    dump = runner.run(["sfdisk", "-d", path],
+                      what=_("Reading the new partition table of {path}").format(path=path))
+    lines, seen = [], 0
+    for line in dump.stdout.splitlines():
+        name, sep, rest = line.partition(" : ")
+        if sep and name.startswith(path):
+            current = int(name[len(name.rstrip("0123456789")):])
+            if current != seen + 1:
+                raise DeviceError(_(
+                    "The new partition table of {path} lists partition {number} out of "
+                    "order; the layout cannot be reproduced exactly."
+                ).format(path=path, number=current))
+            line = f"{path}-part{numbers[seen]} : {rest}"
+            seen += 1
+        lines.append(line)
+    if seen != len(numbers):
+        raise DeviceError(_(
+            "The new partition table of {path} holds {found} partitions, {expected} were "
+            "written."
+        ).format(path=path, found=seen, expected=len(numbers)))
+    runner.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", path],
+               input="\n".join(lines) + "\n",
+               what=_("Numbering the partitions of {path} as on the source").format(path=path))
+    # libparted told the kernel about partitions 1..n: drop them, tell_kernel adds the
+    # renumbered ones (a changed start cannot be updated in place)
+    forget_partitions(path, runner)
 
 
 def _set_identity(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> None:

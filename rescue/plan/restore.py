@@ -221,11 +221,13 @@ def _usable_end(table: str, sectors: int) -> int:
 
 def _check_numbering(disk: Disk) -> None:
     if disk.table == "gpt":
+        # Gaps are fine (the engine numbers the entries as on the source); the standard
+        # GPT has 128 entries.
         numbers = [p.number for p in disk.partitions]
-        if numbers != list(range(1, len(numbers) + 1)):
+        if len(set(numbers)) != len(numbers) or not all(1 <= n <= 128 for n in numbers):
             raise UsageError(_(
-                "The image's GPT partitions are numbered {numbers}; restoring gaps in "
-                "partition numbering is not supported yet."
+                "The image's GPT partitions are numbered {numbers}; only numbers 1 to 128, "
+                "each once, can be restored."
             ).format(numbers=numbers))
     else:
         primaries = [p.number for p in disk.partitions if p.kind != "logical"]

@@ -85,10 +85,20 @@ def test_sector_size_mismatch_is_refused() -> None:
         plan_restore(three_partition_manifest(), t, RestoreOptions())
 
 
-def test_gaps_in_gpt_numbering_are_refused_clearly() -> None:
+def test_gaps_in_gpt_numbering_are_planned_as_on_the_source() -> None:
     m = three_partition_manifest()
     m.disks[0].partitions[2].number = 4
+    plan = plan_restore(m, target(512 * MiB), RestoreOptions())
+    assert [p.number for p in plan.partitions] == [1, 2, 4]
+
+
+def test_impossible_gpt_numbers_are_refused_clearly() -> None:
+    m = three_partition_manifest()
+    m.disks[0].partitions[2].number = 2  # twice
     with pytest.raises(UsageError, match="numbered"):
+        plan_restore(m, target(512 * MiB), RestoreOptions())
+    m.disks[0].partitions[2].number = 129
+    with pytest.raises(UsageError, match="1 to 128"):
         plan_restore(m, target(512 * MiB), RestoreOptions())
 
 
