@@ -161,6 +161,14 @@ def reachable(location: str, runner: CommandRunner | None = None,
             ).format(share=share.display, detail=detail[-1] if detail else "mount failed"))
         mounted = True
         folder = os.path.join(mountpoint, share.subpath) if share.subpath else mountpoint
+        if write and not os.path.isdir(folder):
+            try:  # a new repository in the share: its folder is made by the backup
+                os.makedirs(folder)
+            except OSError as exc:
+                raise RepositoryError(_(
+                    "{share}: the folder {folder} cannot be created in the share ({error})."
+                ).format(share=share.display, folder=share.subpath,
+                         error=exc.strerror or exc)) from exc
         if not os.path.isdir(folder):
             raise RepositoryError(_("{share}: there is no folder {folder} in the share.").format(
                 share=share.display, folder=share.subpath))

@@ -1,4 +1,4 @@
-"""A real Samba server (smbd) sharing a folder as guest-readable `backups` on the host's
+"""A real Samba server (smbd) sharing a folder as guest-accessible `backups` on the host's
 127.0.0.1:445, which a QEMU guest on the user network reaches as 10.0.2.2. Stopped by its
 PID; everything it writes stays in the test's temporary directory."""
 
@@ -32,19 +32,21 @@ CONF = """[global]
 
 [backups]
   path = {share}
-  read only = yes
+  read only = {read_only}
   guest ok = yes
+  force user = root
 """
 
 
 @contextlib.contextmanager
-def samba(share: Path, work: Path) -> Iterator[Path]:
-    """Serve *share* as //127.0.0.1/backups until the block ends; yields the log dir."""
+def samba(share: Path, work: Path, writable: bool = False) -> Iterator[Path]:
+    """Serve *share* as //127.0.0.1/backups (guests may write when *writable*) until the
+    block ends; yields the log dir."""
     smbd = shutil.which("smbd") or "/usr/sbin/smbd"
     for sub in ("run", "lock", "state", "cache", "private", "ncalrpc"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     conf = work / "smb.conf"
-    conf.write_text(CONF.format(work=work, share=share))
+    conf.write_text(CONF.format(work=work, share=share, read_only="no" if writable else "yes"))
     proc = subprocess.Popen([smbd, "--foreground", "--no-process-group", "-s", str(conf)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # its SIGTERM handler signals its group
