@@ -14,9 +14,10 @@ repositories at its top and up to two directory levels down. Filesystems that ar
 already mounted are searched where they are; the others are mounted read-only in a
 private directory (mode 0700, under /run when writable) with options that never write:
 ext3/ext4 ``ro,noload``, xfs ``ro,norecovery``, btrfs ``ro,rescue=nologreplay``, NTFS
-through ntfs-3g ``ro``, others ``ro``. Filesystems the running kernel cannot mount
-(e.g. vfat or iso9660 on a kernel without them), swap, LVM, RAID members and encrypted
-volumes are skipped with a logged reason. Leaving the ``with`` block unmounts everything
+through ntfs-3g ``ro``, others ``ro``. A filesystem whose driver the running kernel has
+not loaded gets one ``modprobe``; those it still cannot mount (e.g. vfat or iso9660 on a
+kernel without them), swap, LVM, RAID members and encrypted volumes are skipped with a
+logged reason. Leaving the ``with`` block unmounts everything
 the catalog mounted and removes its directories, also after an error.
 
 ``discover_images`` returns the list after unmounting: its ``FoundImage.repo`` paths
@@ -259,6 +260,7 @@ def open_catalog(
     shares = contextlib.ExitStack()
     try:
         have = kernel_filesystems()
+        tried: set[str] = set()  # filesystem modules modprobe was asked for
         for src in _sources(inventory):
             if src.fstype in _NOT_FILESYSTEMS:
                 skip(src.device, _(_NOT_FILESYSTEMS[src.fstype]))
@@ -273,6 +275,12 @@ def open_catalog(
                     add_repo(repo, src, top)
                 continue
             argv, kernel_fs = _MOUNT[src.fstype]
+            if kernel_fs not in have and kernel_fs not in tried:
+                # Its driver may be a module nobody loaded yet (an installed system, a
+                # live system without rescue's modules-load list): load it once and look.
+                tried.add(kernel_fs)
+                runner.run(["modprobe", "-q", kernel_fs], check=False)
+                have = kernel_filesystems()
             if kernel_fs not in have:
                 skip(src.device, _("the running kernel cannot mount {fstype}").format(
                     fstype=src.fstype))

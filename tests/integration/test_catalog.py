@@ -141,6 +141,8 @@ def test_catalog_finds_images_on_two_loop_filesystems(tmp_path: Path) -> None:
             assert all(c[1:5] == ["-t", "ext4", "-o", "ro,noload"] for c in mount_cmds)
             # The vfat partition: searched if the kernel can, else skipped with a reason.
             if "vfat" not in kernel_filesystems():
+                # the catalog tried to load the driver first (it cannot on this kernel)
+                assert ["modprobe", "-q", "vfat"] in runner.log
                 assert any(
                     s.what == parts[1] and "cannot mount vfat" in s.reason
                     for s in catalog.skipped
