@@ -15,8 +15,9 @@ Public API::
 Offered: vfat, exfat, ext2/3/4, ntfs (ntfs-3g), xfs and btrfs filesystems on disks (and
 loop devices when the inventory includes them), removable and USB ones first. Never: the
 boot medium or the disk holding the running system, read-only disks and partitions,
-filesystems mounted only read-only (the image search's mounts), members of RAID, LVM or
-encryption, and the disks in *exclude* (the restore target).
+filesystems mounted only read-only (except the image search's own mounts, which the
+caller releases first: the stick holding the images takes the logs too), members of RAID,
+LVM or encryption, and the disks in *exclude* (the restore target).
 """
 
 from __future__ import annotations
@@ -74,9 +75,13 @@ def rw_mountpoints(mounts: Iterable[_mounts.Mount]) -> dict[str, str]:
 
 
 def writable_media(
-    inventory: Inventory, exclude: Iterable[str] = (), rw_mounts: dict[str, str] | None = None
+    inventory: Inventory, exclude: Iterable[str] = (), rw_mounts: dict[str, str] | None = None,
+    releasable: Iterable[str] = (),
 ) -> list[LogMedium]:
-    """The filesystems the logs may be written to (see the module docstring); pure."""
+    """The filesystems the logs may be written to (see the module docstring); pure.
+    *releasable*: read-only mount points the caller can let go of before writing (the
+    image search's own), so the stick holding the images can take the logs too."""
+    release = set(releasable)
     rw = rw_mounts or {}
     excluded = set()
     for ref in exclude:
@@ -95,8 +100,9 @@ def writable_media(
             if fs.fstype not in MOUNT_RW or fs.read_only or fs.holders or fs.swap:
                 continue
             mountpoint = rw.get(fs.dev, "")
-            if fs.mountpoints and not mountpoint:
-                continue  # mounted read-only only (e.g. the image search's own mounts)
+            held = [m for m in fs.mountpoints if m not in release]
+            if held and not mountpoint:
+                continue  # mounted read-only only, by someone else
             media.append(LogMedium(
                 device=fs.path, name=fs.name, fstype=fs.fstype, label=fs.label, uuid=fs.uuid,
                 transport=disk.transport or disk.kind, size_bytes=fs.size,

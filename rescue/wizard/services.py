@@ -111,6 +111,7 @@ class EngineServices:
         self._lock = threading.Lock()
         self._machines: dict[str, Any] = {}  # hardware profiles by target disk name
         self._problems: list[str] = []
+        self._catalog_mounts: set[str] = set()  # the image search's read-only mounts
         self._destination: contextlib.ExitStack | None = None  # a mounted backup share
 
     def close(self) -> None:
@@ -119,6 +120,7 @@ class EngineServices:
             if self._catalog is not None:
                 self._catalog.close()
                 self._catalog = None
+            self._catalog_mounts = set()
         self._close_destination()
 
     def _log(self, text: str) -> None:
@@ -165,6 +167,7 @@ class EngineServices:
                 stack.close()
                 raise
             self._catalog = stack
+            self._catalog_mounts = set(catalog.mounts)
         self._problems = []
         asked = {location_display(loc) for loc in locations}
         for skipped in catalog.skipped:
@@ -406,7 +409,8 @@ class EngineServices:
         from rescue.wizard.logsave import rw_mountpoints, writable_media
 
         inv = self._inventory(self.include_loop)
-        return writable_media(inv, exclude, rw_mountpoints(current_mounts()))
+        return writable_media(inv, exclude, rw_mountpoints(current_mounts()),
+                              releasable=self._catalog_mounts)
 
     def save_logs(self, destination: LogMedium | str) -> str:
         """Write ``rescue-logs-<UTC stamp>.txt`` (wizard log, restore report, journal,
@@ -420,6 +424,14 @@ class EngineServices:
         from rescue.wizard import logsave
 
         now = datetime.now(UTC)
+        if not isinstance(destination, str) and any(
+                os.path.basename(m) == destination.name for m in self._catalog_mounts):
+            # The stick holds the images too and the image search has it mounted
+            # read-only: let go of the search's mounts (no restore is reading from them
+            # when logs are saved); the next image search mounts again.
+            self._log(f"releasing the image search's mounts to save logs on "
+                      f"{destination.device}")
+            self.close()
         try:
             inv: Any = probe_inventory(include_loop=self.include_loop, runner=self.runner)
         except Exception as exc:  # noqa: BLE001 - the logs say so instead

@@ -136,6 +136,37 @@ def test_read_only_mounts_and_read_only_disks_are_not_offered(loops, tmp_path):
             subprocess.run(["blockdev", "--setrw", p], capture_output=True)
 
 
+def test_the_stick_holding_the_images_takes_the_logs_too(loops, tmp_path):
+    """One stick in the field: the image search has it mounted read-only; Save logs lets
+    go of the search's mounts, saves, and the next search finds the images again."""
+    from rescue.image.repository import Repository
+
+    dev = loops(64 * MiB, "stick")
+    part = make_stick(dev)
+    with mounted(part, tmp_path / "prep") as mnt:
+        Repository.create(mnt / "rescue")
+    log = tmp_path / "wizard.log"
+    log.write_text(WIZARD_LOG)
+    svc = EngineServices(include_loop=True, disk_filter=lambda p: p == dev, log_file=log)
+    try:
+        assert svc.find_images([]) == []  # searched: the stick is mounted read-only now
+        assert devnum_of(part) in mounted_devnums()
+        [medium] = svc.log_media([])
+        assert medium.device == part and not medium.mountpoint
+        sentence = svc.save_logs(medium)
+        assert SENTENCE.fullmatch(sentence), sentence
+        assert devnum_of(part) not in mounted_devnums()
+        assert "releasing the image search's mounts" in log.read_text()
+        svc.find_images([])  # a new search mounts it again, read-only
+        assert devnum_of(part) in mounted_devnums()
+    finally:
+        svc.close()
+    assert devnum_of(part) not in mounted_devnums()
+    with mounted(part, tmp_path / "check", "ro") as mnt:
+        assert len(list(mnt.glob("rescue-logs-*.txt"))) == 1
+        assert (mnt / "rescue" / "rescue-repository.json").is_file()
+
+
 class FailingMount(CommandRunner):
     """The real runner, except that mounting fails the way a damaged stick does."""
 
