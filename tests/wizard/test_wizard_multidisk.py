@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from wizard_fixtures shadow as parameters)
 """An image of a machine with two disks: a target screen per disk of the image, a summary
 naming both, one typed confirmation for both; and a backup of two disks (Space marks)."""
 
@@ -5,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from test_wizard_flow import make_app
 from wizard_fakes import DISKS, GB, IMAGES, FixtureServices
-from wizard_fixtures import english  # noqa: F401 (fixtures)
+from wizard_fixtures import english, loops  # noqa: F401 (fixtures)
 from wizard_helpers import on, press_button, run_async, to_target, wait_for
 
 from rescue.wizard.model import DiskEntry, Volume
@@ -141,3 +143,70 @@ def test_backup_of_two_disks_marked_with_space():
         assert ("backup_sources", ("/dev/sdb", "/dev/sda")) in svc.calls
 
     run_async(run())
+
+
+@pytest.mark.root
+def test_real_two_disk_restore_through_the_wizard(loops, tmp_path):
+    """The real engine: a two-disk image restored through every screen onto two loop
+    devices, one target chosen by hand, the other pre-selected as the only one left."""
+    import threading
+
+    from loopdev import MiB, mounted, partition, sh
+    from test_wizard_restore_real import services_for
+    from wizard_disks import SOURCE_SIZE, build_source, check_restored
+
+    from rescue import services as facade
+    from rescue.engine.backup import BackupOptions
+    from rescue.runner import CommandRunner
+    from rescue.wizard.app import RescueApp
+    from rescue.wizard.model import WizardState
+
+    system_src, data_src = loops(SOURCE_SIZE, "system-src"), loops(48 * MiB, "data-src")
+    build_source(system_src, tmp_path)
+    (data_node,) = partition(data_src, "label: gpt\nsize=40MiB, type=L, name=data\n")
+    sh("mkfs.ext4", "-q", "-F", "-L", "data", data_node)
+    with mounted(data_node, tmp_path / "data-rw") as m:
+        (m / "payroll.txt").write_text("restored with its disk\n")
+    repo = tmp_path / "repo"
+    prepared = facade.prepare_backup([system_src, data_src], str(repo),
+                                     BackupOptions(name="two"), CommandRunner())
+    facade.run_backup(prepared, cancel=threading.Event())
+    first, second = loops(256 * MiB, "target-a"), loops(64 * MiB, "target-b")
+    services = services_for([first, second], tmp_path)
+    app = RescueApp(services, WizardState(locations=[str(repo)]), restart_countdown=0)
+
+    async def walk() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await to_target(pilot)
+            assert app.state.image is not None and app.state.image.disk_count == 2
+            screen = pilot.app.screen
+            table = screen.query_one("#disks")
+            table.focus()
+            table.move_cursor(row=[d.path for d in screen.disks].index(first))
+            await pilot.press("enter")
+            await press_button(pilot, "#next")
+            await wait_for(pilot, lambda: getattr(pilot.app.screen, "disk_index", 0) == 1
+                           and pilot.app.screen.loaded, what="target screen 2")
+            assert app.state.targets() == [app.state.target, *app.state.other_targets]
+            assert [d.path for d in app.state.targets()] == [first, second]  # the rest
+            await press_button(pilot, "#next")
+            await on(pilot, "SummaryScreen")
+            summary = pilot.app.screen
+            await wait_for(pilot, lambda: summary.prepared is not None or summary.error,
+                           what="plan")
+            assert not summary.error, summary.error
+            await press_button(pilot, "#finish")
+            await on(pilot, "FinishedScreen", timeout=180)
+            outcome = app.state.outcome
+            assert outcome is not None and outcome.ok and outcome.verified, outcome
+
+    try:
+        run_async(walk())
+    finally:
+        services.close()
+    check_restored(first, tmp_path)
+    from loopdev import refresh_partitions
+
+    (node,) = refresh_partitions(second)
+    with mounted(node, tmp_path / "data-check", "ro") as m:
+        assert (m / "payroll.txt").read_text() == "restored with its disk\n"
