@@ -161,7 +161,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps([s.to_dict() for s in images], indent=1))
         return 0
     if not images:
-        print(f"No images in {args.repo}.")
+        print(f"No images in {repo.location}.")
         return 0
     print(f"{'ID':<24} {'CREATED':<26} {'COMPUTER':<16} {'SIZE':>10}  OS / NAME")
     for s in images:

@@ -233,13 +233,14 @@ def open_catalog(
         if real in seen_repos:
             return
         seen_repos.add(real)
+        shown = display or str(path)  # never a password
         try:
             images = _images_of(path)
         except RescueError as exc:
-            skip(str(path), str(exc))
+            skip(shown, str(exc))
             return
         except OSError as exc:  # an unreadable filesystem must not end the whole search
-            skip(str(path), _("it could not be read ({error})").format(
+            skip(shown, _("it could not be read ({error})").format(
                 error=exc.strerror or exc))
             return
         catalog.repositories.append(str(path))
@@ -304,7 +305,7 @@ def open_catalog(
                 add_repo(repo, src, mp)
         for extra in extra_repos:
             if is_url(extra):  # a web server: read in place, nothing to mount
-                add_repo(extra, None, None)
+                add_repo(extra, None, None, location_display(extra))
                 continue
             if is_share(extra):  # SMB or NFS: mounted read-only until the block ends
                 shown = location_display(extra)

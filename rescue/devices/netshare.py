@@ -96,12 +96,21 @@ def _nfs(host: str, path: str) -> Share:
 
 
 def location_display(location: str) -> str:
-    """*location* as shown and logged: a share without its password."""
+    """*location* as shown and logged: a share or web address without its password."""
     try:
         share = parse_share(location)
     except UsageError:
-        return location.split("@")[-1] if "@" in location else location
-    return share.display if share else location
+        share = None
+    if share is not None:
+        return share.display
+    parts = urlsplit(location) if "://" in location else None
+    if parts is not None and parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[-1]
+        user = f"{parts.username}@" if parts.username else ""
+        return parts._replace(netloc=user + host).geturl()
+    if parts is None and "@" in location and location.startswith(("//", "\\\\")):
+        return location.split("@")[-1]
+    return location
 
 
 def is_share(location: str) -> bool:

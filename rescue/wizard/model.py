@@ -37,6 +37,7 @@ class ImageEntry:
     volumes: tuple[Volume, ...] = ()
     disk_bytes: int = 0  # size of the source disk(s), all together
     disk_sizes: tuple[int, ...] = ()  # each source disk's size, in the image's order
+    shown: str = ""  # the location as shown, when it differs (a share, a web address)
 
     @property
     def disk_count(self) -> int:

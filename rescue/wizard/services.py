@@ -219,6 +219,7 @@ class EngineServices:
             volumes=volumes,
             disk_bytes=sum(d.size_bytes for d in manifest.disks),
             disk_sizes=tuple(d.size_bytes for d in manifest.disks),
+            shown=found.location if not found.device and found.location != found.repo else "",
         )
 
     # -- disks -----------------------------------------------------------------------

@@ -52,6 +52,9 @@ def test_password_never_shown() -> None:
     shown = location_display("smb://tech:s3cret@nas/backups/rescue")
     assert shown == "smb://tech@nas/backups/rescue" and "s3cret" not in shown
     assert location_display("/media/usb") == "/media/usb"
+    web = location_display("https://tech:s3cret@server:8443/backups/")
+    assert web == "https://tech@server:8443/backups/"
+    assert location_display("http://server/backups/") == "http://server/backups/"
 
 
 def test_mount_options() -> None:

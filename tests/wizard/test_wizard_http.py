@@ -86,3 +86,22 @@ def test_a_web_address_that_does_not_answer_is_said(tmp_path, monkeypatch):
     finally:
         services.close()
     assert url in seen[0] and "did not answer" in seen[0], seen
+
+
+def test_a_login_in_the_address_is_never_shown_or_logged(real_backup, tmp_path):
+    from rescue.wizard.screens.select_image import describe_location
+
+    services = services_for([], tmp_path)
+    try:
+        with serve(real_backup.repo, user="tech", password="s3cret") as (url, _):
+            authed = url.replace("http://", "http://tech:s3cret@")
+            [image] = services.find_images([authed])
+            assert describe_location(image) == url.replace("http://", "http://tech@")
+            wrong = url.replace("http://", "http://tech:wrong-pw@")
+            assert services.find_images([wrong]) == []
+            [problem] = services.search_problems()
+            assert "refused access" in problem and "wrong-pw" not in problem
+    finally:
+        services.close()
+    log = (tmp_path / "wizard.log").read_text()
+    assert "s3cret" not in log and "wrong-pw" not in log

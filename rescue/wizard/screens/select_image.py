@@ -19,6 +19,8 @@ from rescue.wizard.widgets import Radio
 
 
 def describe_location(image: ImageEntry) -> str:
+    if image.shown:
+        return image.shown  # a share or web address, without its password
     return f"{image.location} ({image.medium})" if image.medium else image.location
 
 

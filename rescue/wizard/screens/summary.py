@@ -11,6 +11,7 @@ from rescue.i18n import _, format_datetime, format_size
 from rescue.wizard.model import Prepared
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import TypedConfirmDialog
+from rescue.wizard.screens.select_image import describe_location
 from rescue.wizard.screens.target import verdict_text
 from rescue.wizard.services import describe_error
 
@@ -49,7 +50,7 @@ class SummaryScreen(WizardScreen):
             "  " + _("Date and time: {when}").format(when=format_datetime(image.created)),
             "  " + _("Computer: {name}").format(name=image.computer),
             "  " + _("Operating system: {os}").format(os=image.os_name or "-"),
-            "  " + _("Location: {where}").format(where=image.location),
+            "  " + _("Location: {where}").format(where=describe_location(image)),
             f"[b]{_('Volumes to restore')}[/b]",
         ]
         for v in image.volumes:
