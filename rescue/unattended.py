@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rescue.errors import UsageError
+from rescue.i18n import _
 
 ACTIONS = ("restore", "backup")
 AFTER = ("reboot", "poweroff", "none")
@@ -91,7 +92,8 @@ def _bool(key: str, value: Any, origin: str) -> bool:
         return True
     if text in FALSE:
         return False
-    raise UsageError(f"{origin}: {key}={value!r} is not yes or no.")
+    raise UsageError(_("{origin}: {key}={value!r} is not yes or no.").format(
+        origin=origin, key=key, value=value))
 
 
 def from_mapping(values: dict[str, Any], origin: str) -> Answers:
@@ -101,7 +103,8 @@ def from_mapping(values: dict[str, Any], origin: str) -> Answers:
         key = ALIASES.get(raw_key, raw_key)
         if key not in KEYS:
             known = ", ".join(sorted(KEYS))
-            raise UsageError(f"{origin}: unknown answer '{raw_key}'; known answers: {known}.")
+            raise UsageError(_("{origin}: unknown answer '{key}'; known answers: {known}."
+                               ).format(origin=origin, key=raw_key, known=known))
         if key in ("confirm", "verify", "grow", "force"):
             setattr(answers, key, _bool(key, value, origin))
         elif key == "repo":
@@ -111,7 +114,8 @@ def from_mapping(values: dict[str, Any], origin: str) -> Answers:
             # a multi-disk image: one disk per disk of the image, in its order
             setattr(answers, key, ",".join(str(v).strip() for v in value if str(v).strip()))
         elif isinstance(value, list | dict):
-            raise UsageError(f"{origin}: '{raw_key}' takes one value.")
+            raise UsageError(_("{origin}: '{key}' takes one value.").format(
+                origin=origin, key=raw_key))
         else:
             setattr(answers, key, str(value).strip())
     return answers
@@ -123,7 +127,8 @@ def parse_cmdline(text: str) -> Answers | None:
     try:
         words = shlex.split(text)
     except ValueError as exc:
-        raise UsageError(f"kernel command line: cannot be split into words ({exc}).") from None
+        raise UsageError(_("kernel command line: cannot be split into words ({error})."
+                           ).format(error=exc)) from None
     for word in words:
         if not word.startswith("rescue."):
             continue
@@ -143,7 +148,8 @@ def parse_job(text: str, origin: str = "job file") -> Answers:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{origin} is not valid TOML: {exc}.") from None
+        raise UsageError(_("{origin} is not valid TOML: {error}.").format(
+            origin=origin, error=exc)) from None
     if isinstance(data.get("rescue"), dict):
         data = {**{k: v for k, v in data.items() if k != "rescue"}, **data["rescue"]}
     return from_mapping(data, origin)
@@ -153,7 +159,8 @@ def load_job(path: str | Path) -> Answers:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"Cannot read the job file {path}: {exc.strerror}.") from None
+        raise UsageError(_("Cannot read the job file {path}: {error}.").format(
+            path=path, error=exc.strerror)) from None
     return parse_job(text, f"job file {path}")
 
 
@@ -165,31 +172,44 @@ def validate(answers: Answers) -> Answers:
     prefix = "rescue." if o == "kernel command line" else ""
     if answers.action not in ACTIONS:
         if not answers.action:
-            raise UsageError(f"{o}: say what to do with {prefix}action=restore or "
-                             f"{prefix}action=backup.")
-        raise UsageError(f"{o}: {prefix}action={answers.action} is unknown; use restore or "
-                         "backup.")
+            raise UsageError(_(
+                "{origin}: say what to do with {prefix}action=restore or {prefix}action=backup."
+            ).format(origin=o, prefix=prefix))
+        raise UsageError(_(
+            "{origin}: {prefix}action={action} is unknown; use restore or backup."
+        ).format(origin=o, prefix=prefix, action=answers.action))
     if answers.lang not in i18n.LANGUAGES:
-        raise UsageError(f"{o}: {prefix}lang={answers.lang} is not available; use one of "
-                         f"{', '.join(i18n.LANGUAGES)}.")
+        raise UsageError(_(
+            "{origin}: {prefix}lang={lang} is not available; use one of {languages}."
+        ).format(origin=o, prefix=prefix, lang=answers.lang,
+                 languages=", ".join(i18n.LANGUAGES)))
     if answers.format and answers.format not in i18n.FORMATS:
-        raise UsageError(f"{o}: {prefix}format={answers.format} is unknown; use one of "
-                         f"{', '.join(i18n.FORMATS)}.")
+        raise UsageError(_(
+            "{origin}: {prefix}format={format} is unknown; use one of {formats}."
+        ).format(origin=o, prefix=prefix, format=answers.format,
+                 formats=", ".join(i18n.FORMATS)))
     if answers.after not in AFTER:
-        raise UsageError(f"{o}: {prefix}after={answers.after} is unknown; use reboot, "
-                         "poweroff or none.")
+        raise UsageError(_(
+            "{origin}: {prefix}after={after} is unknown; use reboot, poweroff or none."
+        ).format(origin=o, prefix=prefix, after=answers.after))
     if answers.action == "restore":
         if not answers.target:
-            raise UsageError(
-                f"{o}: no target disk given. Name it with {prefix}target=/dev/disk/by-id/...; "
-                "an unattended restore never picks a disk by itself."
-            )
+            raise UsageError(_(
+                "{origin}: no target disk given. Name it with {prefix}target=/dev/disk/by-id/"
+                "...; an unattended restore never picks a disk by itself."
+            ).format(origin=o, prefix=prefix))
         if not answers.image:
-            raise UsageError(f"{o}: {prefix}image is empty; use latest or an image id.")
+            raise UsageError(_(
+                "{origin}: {prefix}image is empty; use latest or an image id."
+            ).format(origin=o, prefix=prefix))
     else:
         if not answers.source:
-            raise UsageError(f"{o}: no disk to back up given; name it with {prefix}source=.")
+            raise UsageError(_(
+                "{origin}: no disk to back up given; name it with {prefix}source=."
+            ).format(origin=o, prefix=prefix))
         if len(answers.repos) != 1:
-            raise UsageError(f"{o}: a backup needs exactly one repository ({prefix}repo=...); "
-                             f"{len(answers.repos)} given.")
+            raise UsageError(_(
+                "{origin}: a backup needs exactly one repository ({prefix}repo=...); {count} "
+                "given."
+            ).format(origin=o, prefix=prefix, count=len(answers.repos)))
     return answers

@@ -51,22 +51,27 @@ def find_images(services: Services, repos: list[str], say: Callable[[str], None]
 def pick_image(images: list[ImageEntry], ref: str, origin: str) -> ImageEntry:
     """The image *ref* names ('latest', an id or a unique id prefix), or a clear error."""
     if not images:
-        raise ImageNotFoundError(f"{origin}: no system image was found on any attached disk "
-                                 "or in the repositories given.")
+        raise ImageNotFoundError(_(
+            "{origin}: no system image was found on any attached disk or in the repositories "
+            "given."
+        ).format(origin=origin))
     if ref == "latest":
         computers = sorted({i.computer for i in images})
         if len(computers) > 1:
-            raise UsageError(
-                f"{origin}: image=latest is ambiguous: images of {len(computers)} computers "
-                f"were found ({', '.join(computers)}). Name the image id or the repository."
-            )
+            raise UsageError(_(
+                "{origin}: image=latest is ambiguous: images of {count} computers were found "
+                "({computers}). Name the image id or the repository."
+            ).format(origin=origin, count=len(computers), computers=", ".join(computers)))
         return max(images, key=lambda i: i.created)
     matches = [i for i in images if i.id == ref] or [i for i in images if i.id.startswith(ref)]
     if not matches:
-        raise ImageNotFoundError(f"{origin}: no image '{ref}' was found.")
+        raise ImageNotFoundError(_("{origin}: no image '{ref}' was found.").format(
+            origin=origin, ref=ref))
     if len({(i.location, i.id) for i in matches}) > 1:
-        raise UsageError(f"{origin}: image '{ref}' matches {len(matches)} images; give more "
-                         "of the id or a single repository.")
+        raise UsageError(_(
+            "{origin}: image '{ref}' matches {count} images; give more of the id or a single "
+            "repository."
+        ).format(origin=origin, ref=ref, count=len(matches)))
     return matches[0]
 
 
@@ -76,11 +81,13 @@ def pick_disk(disks: list[DiskEntry], ref: str, origin: str, purpose: str) -> Di
     for disk in disks:
         if ref in (disk.path, disk.by_id, disk.name) or real == disk.path:
             if purpose == "target" and not disk.eligible:
-                raise TargetRefusedError(
-                    f"{origin}: {disk.path} cannot be restored to: {disk.reason}.")
+                raise TargetRefusedError(_(
+                    "{origin}: {disk} cannot be restored to: {reason}."
+                ).format(origin=origin, disk=disk.path, reason=disk.reason))
             return disk
     names = ", ".join(d.path for d in disks) or "none"
-    raise UsageError(f"{origin}: the disk {ref} was not found (disks present: {names}).")
+    raise UsageError(_("{origin}: the disk {ref} was not found (disks present: {names})."
+                       ).format(origin=origin, ref=ref, names=names))
 
 
 def split_disks(text: str) -> list[str]:
@@ -92,6 +99,8 @@ def run(answers: Answers, services: Services, out: IO[str] | None = None,
         sink: Sink | None = None) -> Outcome:
     """Carry out *answers* (validated first); raises RescueError with the reason."""
     out = out or sys.stdout
+    if answers.lang in i18n.LANGUAGES:
+        i18n.set_language(answers.lang)  # the checks below already speak it
     validate(answers)
     i18n.set_language(answers.lang)
     i18n.set_format(answers.format or i18n.DEFAULT_FORMAT.get(answers.lang, "en_US"))
@@ -115,11 +124,12 @@ def run(answers: Answers, services: Services, out: IO[str] | None = None,
         disks = services.list_disks(image, "target")
         refs = split_disks(answers.target)
         if len(refs) != image.disk_count:
-            raise UsageError(
-                f"{answers.origin}: image {image.id} holds {image.disk_count} disk(s); name "
-                f"one target for each, in the image's order, separated by commas "
-                f"(target=/dev/disk/by-id/A,/dev/disk/by-id/B); {len(refs)} given."
-            )
+            raise UsageError(_(
+                "{origin}: image {image} holds {count} disk(s); name one target for each, in "
+                "the image's order, separated by commas "
+                "(target=/dev/disk/by-id/A,/dev/disk/by-id/B); {given} given."
+            ).format(origin=answers.origin, image=image.id, count=image.disk_count,
+                     given=len(refs)))
         targets = [pick_disk(disks, ref, answers.origin, "target") for ref in refs]
         for disk in targets:
             say(_("Target: {path} {model} {size}").format(
@@ -131,11 +141,10 @@ def run(answers: Answers, services: Services, out: IO[str] | None = None,
             say("  " + line)
         holding = [d.path for d in targets if d.has_data]
         if (prepared.loses_data or holding) and not answers.confirm:
-            raise UsageError(
-                f"{answers.origin}: {', '.join(holding or [targets[0].path])} holds partitions "
-                "or data that the restore would erase; confirm with rescue.confirm=yes "
-                "(job file: confirm = true)."
-            )
+            raise UsageError(_(
+                "{origin}: {disks} holds partitions or data that the restore would erase; "
+                "confirm with rescue.confirm=yes (job file: confirm = true)."
+            ).format(origin=answers.origin, disks=", ".join(holding or [targets[0].path])))
         outcome = services.run_restore(prepared, progress, cancel)
     else:
         disks = services.list_disks(None, "source")

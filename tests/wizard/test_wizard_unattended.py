@@ -180,3 +180,17 @@ def test_boot_command_line_without_action_only_presets_the_wizard():
     assert unattended is None and presets is not None and presets.lang == "fr"
     unattended, presets = boot_answers("rescue.action=restore rescue.target=/dev/sda")
     assert unattended is not None and unattended.target == "/dev/sda" and presets is None
+
+
+def test_the_answer_checks_speak_the_language_asked_for():
+    from rescue import i18n
+
+    svc = FixtureServices()
+    try:
+        with pytest.raises(UsageError, match="kein Zieldatenträger angegeben") as stop:
+            headless.run(parse_cmdline("rescue.lang=de rescue.action=restore"), svc,
+                         out=open("/dev/null", "w"))  # noqa: SIM115
+        assert "rescue.target=/dev/disk/by-id/" in str(stop.value)
+    finally:
+        i18n.set_language("en")
+    assert not any(c[0] == "prepare_restore" for c in svc.calls)
