@@ -298,15 +298,9 @@ def _mount_table() -> tuple[dict[str, list[str]], set[str]]:
     """Mountpoints per device ("MAJ:MIN") and the swap devices."""
     by_dev: dict[str, list[str]] = {}
     for m in _mounts.current_mounts():
-        devnum = m.devnum
-        if os.major(devnum) == 0 and m.source.startswith("/dev/"):  # fuseblk (ntfs-3g)
-            try:
-                devnum = _mounts.devnum_of(m.source)
-            except (OSError, ValueError):
-                continue
-        if os.major(devnum) == 0:
-            continue
-        by_dev.setdefault(devstr(devnum), []).append(m.mountpoint)
+        devnum = _mounts.block_devnum(m)
+        if devnum is not None:
+            by_dev.setdefault(devstr(devnum), []).append(m.mountpoint)
     swaps = {devstr(n) for n in _mounts.active_swaps()}
     return by_dev, swaps
 

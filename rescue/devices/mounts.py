@@ -69,6 +69,19 @@ def devnum_of(path: str | os.PathLike[str]) -> int:
     return st.st_rdev
 
 
+def block_devnum(m: Mount) -> int | None:
+    """The block device a mount is on: its own device number, or, for a FUSE block
+    filesystem (ntfs-3g: device 0:N), the device its source names; None when it is on no
+    block device (tmpfs, proc, network shares)."""
+    devnum = m.devnum
+    if os.major(devnum) == 0 and m.source.startswith("/dev/"):
+        try:
+            devnum = devnum_of(m.source)
+        except (OSError, ValueError):
+            return None
+    return devnum if os.major(devnum) != 0 else None
+
+
 def active_swaps(proc_swaps: str = "/proc/swaps") -> set[int]:
     """Device numbers of block devices in use as swap."""
     result: set[int] = set()

@@ -61,15 +61,8 @@ def rw_mountpoints(mounts: Iterable[_mounts.Mount]) -> dict[str, str]:
     """``MAJ:MIN`` -> the first read-write mountpoint of each mounted block device."""
     out: dict[str, str] = {}
     for m in mounts:
-        if not m.read_write:
-            continue
-        devnum = m.devnum
-        if os.major(devnum) == 0 and m.source.startswith("/dev/"):  # fuseblk (ntfs-3g)
-            try:
-                devnum = _mounts.devnum_of(m.source)
-            except (OSError, ValueError):
-                continue
-        if os.major(devnum) != 0:
+        devnum = _mounts.block_devnum(m) if m.read_write else None
+        if devnum is not None:
             out.setdefault(devstr(devnum), m.mountpoint)
     return out
 

@@ -6,11 +6,10 @@ test's temporary directory."""
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from localserver import serving
 
 CONF = """NFS_CORE_PARAM {{
     Protocols = 4;
@@ -47,26 +46,11 @@ def nfs_export(share: Path, work: Path) -> Iterator[Path]:
     conf = work / "ganesha.conf"
     conf.write_text(CONF.format(share=share))
     log = work / "ganesha.log"
-    proc = subprocess.Popen(["ganesha.nfsd", "-F", "-f", str(conf), "-L", str(log),
-                             "-p", str(work / "ganesha.pid"), "-N", "NIV_WARN"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, cwd=work)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", 2049), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    text = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                    raise RuntimeError(f"ganesha.nfsd did not start: {text}") from None
-                time.sleep(0.2)
+    argv = ["ganesha.nfsd", "-F", "-f", str(conf), "-L", str(log), "-p",
+            str(work / "ganesha.pid"), "-N", "NIV_WARN"]
+
+    def logs() -> str:
+        return log.read_text(errors="replace")[-2000:] if log.exists() else ""
+
+    with serving(argv, 2049, "ganesha.nfsd", logs, cwd=work):
         yield work
-    finally:
-        proc.terminate()  # by its PID
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)

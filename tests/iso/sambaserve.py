@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from localserver import serving
 
 CONF = """[global]
   server role = standalone server
@@ -47,26 +46,10 @@ def samba(share: Path, work: Path, writable: bool = False) -> Iterator[Path]:
         (work / sub).mkdir(parents=True, exist_ok=True)
     conf = work / "smb.conf"
     conf.write_text(CONF.format(work=work, share=share, read_only="no" if writable else "yes"))
-    proc = subprocess.Popen([smbd, "--foreground", "--no-process-group", "-s", str(conf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # its SIGTERM handler signals its group
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", 445), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    logs = "".join(p.read_text(errors="replace")[-2000:]
-                                   for p in work.glob("log.*"))
-                    raise RuntimeError(f"smbd did not start: {logs}") from None
-                time.sleep(0.2)
+
+    def logs() -> str:
+        return "".join(p.read_text(errors="replace")[-2000:] for p in work.glob("log.*"))
+
+    with serving([smbd, "--foreground", "--no-process-group", "-s", str(conf)], 445, "smbd",
+                 logs):
         yield work
-    finally:
-        proc.terminate()  # by its PID
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
