@@ -10,7 +10,14 @@ from loopdev import MiB
 from test_wizard_restore_real import services_for
 from wizard_disks import check_restored
 from wizard_fixtures import english, loops, real_backup  # noqa: F401 (fixtures)
-from wizard_helpers import on, press_button, run_async, to_select_image, wait_for
+from wizard_helpers import (
+    on,
+    press_button,
+    restore_from_summary,
+    run_async,
+    to_select_image,
+    wait_for,
+)
 
 from rescue.wizard.app import RescueApp
 from rescue.wizard.model import WizardState
@@ -43,16 +50,7 @@ def test_add_a_web_address_and_restore_from_it(real_backup, loops, tmp_path):
             await on(pilot, "TargetScreen")
             await wait_for(pilot, lambda: pilot.app.screen.loaded, what="disk list")
             assert app.state.target is not None and app.state.target.path == target
-            await press_button(pilot, "#next")
-            await on(pilot, "SummaryScreen")
-            summary = pilot.app.screen
-            await wait_for(pilot, lambda: summary.prepared is not None or summary.error,
-                           what="plan")
-            assert not summary.error, summary.error
-            await press_button(pilot, "#finish")
-            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "FinishedScreen",
-                           timeout=120, what="restore")
-            outcome = app.state.outcome
+            outcome = await restore_from_summary(pilot)
             assert outcome is not None and outcome.ok and outcome.verified, outcome
 
     try:

@@ -10,7 +10,14 @@ import pytest
 from test_wizard_flow import make_app
 from wizard_fakes import DISKS, GB, IMAGES, FixtureServices
 from wizard_fixtures import english, loops  # noqa: F401 (fixtures)
-from wizard_helpers import on, press_button, run_async, to_target, wait_for
+from wizard_helpers import (
+    on,
+    press_button,
+    restore_from_summary,
+    run_async,
+    to_target,
+    wait_for,
+)
 
 from rescue.wizard.model import DiskEntry, Volume
 
@@ -189,15 +196,7 @@ def test_real_two_disk_restore_through_the_wizard(loops, tmp_path):
                            and pilot.app.screen.loaded, what="target screen 2")
             assert app.state.targets() == [app.state.target, *app.state.other_targets]
             assert [d.path for d in app.state.targets()] == [first, second]  # the rest
-            await press_button(pilot, "#next")
-            await on(pilot, "SummaryScreen")
-            summary = pilot.app.screen
-            await wait_for(pilot, lambda: summary.prepared is not None or summary.error,
-                           what="plan")
-            assert not summary.error, summary.error
-            await press_button(pilot, "#finish")
-            await on(pilot, "FinishedScreen", timeout=180)
-            outcome = app.state.outcome
+            outcome = await restore_from_summary(pilot)
             assert outcome is not None and outcome.ok and outcome.verified, outcome
 
     try:

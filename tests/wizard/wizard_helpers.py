@@ -76,3 +76,17 @@ async def to_summary(pilot) -> None:
     await on(pilot, "SummaryScreen")
     await wait_for(pilot, lambda: pilot.app.screen.prepared is not None
                    or bool(pilot.app.screen.error), what="plan")
+
+
+async def restore_from_summary(pilot, timeout: float = 180.0):
+    """From the target screen: Next, the plan made without a refusal, Finish on a blank
+    target, wait for the result; returns the outcome (which the caller checks)."""
+    await press_button(pilot, "#next")
+    await on(pilot, "SummaryScreen")
+    summary = pilot.app.screen
+    await wait_for(pilot, lambda: summary.prepared is not None or bool(summary.error),
+                   what="plan")
+    assert not summary.error, summary.error
+    await press_button(pilot, "#finish")
+    await on(pilot, "FinishedScreen", timeout=timeout)
+    return pilot.app.state.outcome
