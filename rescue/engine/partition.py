@@ -32,16 +32,17 @@ def write_table(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> N
         device = parted.getDevice(path)
         disk = parted.freshDisk(device, _PARTED_LABEL[plan.table])
         order = sorted(plan.partitions, key=lambda p: (p.kind == "logical", p.number))
-        # libparted numbers GPT partitions 1, 2, 3, ... in the order they are added; a
-        # GPT with gaps in its numbering (a partition deleted on the source) gets its
-        # numbers afterwards (see _renumber_gpt).
-        gaps = plan.table == "gpt" and [p.number for p in order] != list(
-            range(1, len(order) + 1))
-        for index, pp in enumerate(order, start=1):
+        # libparted numbers partitions in the order they are added (GPT 1, 2, 3, ...; MBR
+        # primaries and the extended one 1-4, logical ones 5, 6, ...); numbers with gaps
+        # (a partition deleted on the source) are given afterwards (see _renumber).
+        written = _libparted_numbers(order)
+        renumber = {w: pp.number for w, pp in zip(written, order, strict=True)
+                    if w != pp.number}
+        for pp, expected in zip(order, written, strict=True):
             geometry = parted.Geometry(device=device, start=pp.start, length=pp.size)
             part = parted.Partition(disk=disk, type=_KIND[pp.kind], geometry=geometry)
             disk.addPartition(partition=part, constraint=parted.Constraint(exactGeom=geometry))
-            if part.number != (index if gaps else pp.number):
+            if part.number != expected:
                 raise DeviceError(_(
                     "parted numbered partition {number} as {parted_number}; "
                     "the layout cannot be reproduced exactly."
@@ -57,39 +58,47 @@ def write_table(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> N
             path=path, error=exc)) from exc
     # No parted.freeAllDevices() here: it frees PedDevices that the Python objects above
     # still point at, and their deallocation then crashes the process (SIGFPE at exit).
-    if gaps:
-        _renumber_gpt(path, [p.number for p in order], runner)
+    if renumber:
+        _renumber(path, renumber, runner)
     _set_identity(plan, image_disk, runner)
 
 
-def _renumber_gpt(path: str, numbers: list[int], runner: CommandRunner) -> None:
-    """Give the GPT entries written as 1..n the source's numbers (*numbers*, in the same
-    order): sfdisk writes each entry of its dump into the slot its device name ends in,
-    keeping geometry, type, GUID and name."""
+def _libparted_numbers(order: list) -> list[int]:
+    """The numbers libparted gives partitions added in *order*."""
+    primary, logical, out = 0, 4, []
+    for pp in order:
+        if pp.kind == "logical":
+            logical += 1
+            out.append(logical)
+        else:
+            primary += 1
+            out.append(primary)
+    return out
+
+
+def _renumber(path: str, numbers: dict[int, int], runner: CommandRunner) -> None:
+    """Give the entries libparted wrote as *numbers*' keys the source's numbers (its
+    values): sfdisk writes each entry of a dump into the slot its device name ends in,
+    keeping geometry, type, GUID, name and flags (GPT entries; MBR primary slots)."""
     dump = runner.run(["sfdisk", "-d", path],
                       what=_("Reading the new partition table of {path}").format(path=path))
-    lines, seen = [], 0
+    lines, seen = [], set()
     for line in dump.stdout.splitlines():
         name, sep, rest = line.partition(" : ")
         if sep and name.startswith(path):
             current = int(name[len(name.rstrip("0123456789")):])
-            if current != seen + 1:
-                raise DeviceError(_(
-                    "The new partition table of {path} lists partition {number} out of "
-                    "order; the layout cannot be reproduced exactly."
-                ).format(path=path, number=current))
-            line = f"{path}-part{numbers[seen]} : {rest}"
-            seen += 1
+            line = f"{path}-part{numbers.get(current, current)} : {rest}"
+            seen.add(current)
         lines.append(line)
-    if seen != len(numbers):
+    if not set(numbers) <= seen:
         raise DeviceError(_(
             "The new partition table of {path} holds {found} partitions, {expected} were "
             "written."
-        ).format(path=path, found=seen, expected=len(numbers)))
+        ).format(path=path, found=len(seen), expected=len(numbers)))
     runner.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", path],
                input="\n".join(lines) + "\n",
                what=_("Numbering the partitions of {path} as on the source").format(path=path))
-    # libparted told the kernel about partitions 1..n: drop them, tell_kernel adds the
+    # libparted told the kernel about its numbering: drop those, tell_kernel adds the
     # renumbered ones (a changed start cannot be updated in place)
     forget_partitions(path, runner)
 

@@ -230,15 +230,16 @@ def _check_numbering(disk: Disk) -> None:
                 "each once, can be restored."
             ).format(numbers=numbers))
     else:
+        # Primary (and extended) partitions may leave slots free (1, 3: restored so); the
+        # logical ones are numbered 5, 6, ... by the chain of extended boot records.
         primaries = [p.number for p in disk.partitions if p.kind != "logical"]
-        logicals = [p.number for p in disk.partitions if p.kind == "logical"]
-        if primaries != list(range(1, len(primaries) + 1)) or logicals != list(
-            range(5, 5 + len(logicals))
-        ):
+        logicals = sorted(p.number for p in disk.partitions if p.kind == "logical")
+        if (len(set(primaries)) != len(primaries) or not all(1 <= n <= 4 for n in primaries)
+                or logicals != list(range(5, 5 + len(logicals)))):
             raise UsageError(_(
-                "The image's MBR partitions have gaps in their numbering; restoring "
-                "that is not supported yet."
-            ))
+                "The image's MBR partitions are numbered {numbers}; primary partitions must "
+                "be 1 to 4, each once, and logical ones 5, 6, ... without gaps."
+            ).format(numbers=[p.number for p in disk.partitions]))
 
 
 def plan_restore_set(manifest: Manifest, targets: list[TargetInfo], options: RestoreOptions,

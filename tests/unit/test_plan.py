@@ -102,6 +102,15 @@ def test_impossible_gpt_numbers_are_refused_clearly() -> None:
         plan_restore(m, target(512 * MiB), RestoreOptions())
 
 
+def test_impossible_mbr_numbers_are_refused_clearly() -> None:
+    m = three_partition_manifest()
+    m.disks[0].table = "dos"
+    m.disks[0].partitions[2].kind = "logical"
+    m.disks[0].partitions[2].number = 6  # logical partitions start at 5, without gaps
+    with pytest.raises(UsageError, match="logical ones 5, 6"):
+        plan_restore(m, target(512 * MiB), RestoreOptions())
+
+
 def test_summary_mentions_erasure_when_target_holds_data() -> None:
     plan = plan_restore(three_partition_manifest(), target(512 * MiB, existing_table="gpt"),
                         RestoreOptions())
