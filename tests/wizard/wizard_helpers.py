@@ -89,4 +89,8 @@ async def restore_from_summary(pilot, timeout: float = 180.0):
     assert not summary.error, summary.error
     await press_button(pilot, "#finish")
     await on(pilot, "FinishedScreen", timeout=timeout)
+    finished = pilot.app.screen
+    await wait_for(pilot, lambda: finished.is_mounted and bool(finished.query("#result")),
+                   what="the result shown")
+    await pilot.pause(0.1)  # its on_mount (focus, countdown) has run
     return pilot.app.state.outcome

@@ -102,10 +102,12 @@ class FinishedScreen(WizardScreen):
             self.timer = self.set_interval(self.rapp.countdown_interval, self.tick)
         self.refill()
         first = "#logs" if not self.outcome.ok else "#reboot"
-        self.query_one(first, Button).focus()
+        for button in self.query(first):  # (none when the app is closing meanwhile)
+            button.focus()
 
     def refill(self) -> None:
-        self.query_one("#countdown", Static).update(self.countdown_text())
+        for countdown in self.query("#countdown").results(Static):
+            countdown.update(self.countdown_text())
 
     def tick(self) -> None:
         self.remaining -= 1
