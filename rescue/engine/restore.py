@@ -119,8 +119,10 @@ def chunk_place(image: str, offset: int, area: str = "", partition: int = 0,
         image=image, number=partition, offset=offset)
 
 
-def check_chunks_present(repo: RepositoryReader, manifest: Manifest) -> None:
-    missing = repo.missing_chunks(sorted(manifest.all_chunk_hashes()))
+def check_chunks_present(repo: RepositoryReader, manifest: Manifest,
+                         disk_index: int | None = None) -> None:
+    """Refuse when a chunk of the image (of its disk *disk_index* only) is missing."""
+    missing = repo.missing_chunks(sorted(manifest.all_chunk_hashes(disk_index)))
     if missing:
         raise ImageCorruptError(_(
             "Image {image}: {count} chunk(s) are missing or empty in {repo} (first: {first}); "
@@ -200,7 +202,9 @@ class Restorer:
                 "{path} is in use: {why}. Unmount it first; nothing was written."
             ).format(path=t.path, why=use.describe()))
         ensure_exclusive(t.path)
-        check_chunks_present(self.repo, self.manifest)
+        # the chunks of the disk about to be written (the plan checked the whole image;
+        # each disk of a multi-disk restore need not check all of it again)
+        check_chunks_present(self.repo, self.manifest, self.plan.disk_index)
         if self.plan.options.verify_first:
             verify_image(self.repo, self.manifest, self.sink, self.cancel)
         self._step("check-target", "done", f"{t.path}: {human_bytes(t.size_bytes)}, not in use")

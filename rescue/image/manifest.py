@@ -199,9 +199,11 @@ class Manifest:
                     total += p.data.stored_chunk_bytes + p.data.zero_bytes
         return total
 
-    def all_chunk_hashes(self) -> set[str]:
+    def all_chunk_hashes(self, disk_index: int | None = None) -> set[str]:
+        """The chunks of every disk, or of the disk *disk_index* only."""
         hashes: set[str] = set()
-        for disk in self.disks:
+        disks = self.disks if disk_index is None else [self.disks[disk_index]]
+        for disk in disks:
             for area in disk.boot_areas:
                 hashes.update(h for _index, h in area.data.chunks)
             for p in disk.partitions:
