@@ -26,7 +26,7 @@ from rescue.events import (
     human_bytes,
     null_sink,
 )
-from rescue.fs import grow
+from rescue.fs import bootsector, grow
 from rescue.i18n import _
 from rescue.image import chunks as codec
 from rescue.image.manifest import METHOD_RECREATE, ChunkedData, Disk, Manifest
@@ -227,6 +227,7 @@ class Restorer:
                     if pp.kind != "extended":
                         self.runner.run(["wipefs", "-a", "-q", nodes[pp.number]], check=False)
             self._write_data()
+            self._fix_start_fields()
             self._recreate_swap(nodes)
             self._grow(nodes)
             self._fixups(nodes)
@@ -338,6 +339,48 @@ class Restorer:
         self.report.verified = True
         self.sink(StageFinished("verify-written-data", meter.elapsed, meter.done))
         self._step("verify-written-data", "done", f"{len(jobs)} chunks match")
+
+    def _fix_start_fields(self) -> None:
+        """Boot sectors that record their partition's start (NTFS, FAT, exFAT) are told
+        the new start of a partition that moved; written through the disk, like the data."""
+        ss = self.plan.sector_size
+        moved = [pp for pp in self.plan.partitions
+                 if pp.moved and pp.filesystem in bootsector.START_FIELD_TYPES]
+        if not moved:
+            return
+        target = self.target_factory(self.plan.target.path)
+        try:
+            for pp in moved:
+                base = pp.start * ss
+                end = base + pp.size * ss
+
+                def read(offset: int, length: int, base: int = base, end: int = end) -> bytes:
+                    if offset < 0 or base + offset + length > end:
+                        return b""
+                    return target.pread(length, base + offset)
+
+                fix = bootsector.plan_start_fix(str(pp.filesystem), read, pp.source_start,
+                                                pp.start, ss)
+                for offset, data in fix.writes:
+                    target.pwrite(data, base + offset)
+                if fix.changes:
+                    detail = _(
+                        "partition {number} ({fstype}) moved from sector {old} to {new}: its "
+                        "boot sector now records the new start ({copies} copies)"
+                    ).format(number=pp.number, fstype=pp.filesystem, old=pp.source_start,
+                             new=pp.start, copies=len(fix.writes))
+                    self._step("fix-start-fields", "done", detail)
+                else:
+                    detail = _(
+                        "partition {number} ({fstype}) moved from sector {old} to {new}; its "
+                        "boot sector was not changed: {why}"
+                    ).format(number=pp.number, fstype=pp.filesystem, old=pp.source_start,
+                             new=pp.start, why=fix.note)
+                    self._step("fix-start-fields", "skipped", detail)
+                    self.report.warnings.append(detail)
+            target.flush()
+        finally:
+            target.close()
 
     def _recreate_swap(self, nodes: dict[int, str]) -> None:
         for pp in self.plan.partitions:
