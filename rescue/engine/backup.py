@@ -42,6 +42,7 @@ from rescue.image.manifest import (
     Manifest,
 )
 from rescue.image.repository import Repository, new_image_id
+from rescue.plan import geometry
 from rescue.runner import CommandRunner
 
 
@@ -288,7 +289,10 @@ def _boot_areas(layout: Disk) -> list[tuple[str, int, int]]:
     ss = layout.logical_sector_size
     first = min((p.start for p in layout.partitions), default=0) * ss
     areas = [("mbr-boot-code", 0, 440)]
-    gap_start = ss if layout.table == "dos" else (layout.first_lba or 34) * ss
+    # GPT: from the first usable LBA, but never inside the entry array rescue writes (a
+    # source table with fewer than 128 entries leaves table territory there)
+    gap_start = ss if layout.table == "dos" else max(
+        layout.first_lba or 0, geometry.first_usable("gpt", ss)) * ss
     if first > gap_start:
         areas.append(("post-mbr-gap", gap_start, first - gap_start))
     return areas

@@ -13,13 +13,12 @@ from rescue.errors import (
     UsageError,
 )
 from rescue.events import human_bytes
+from rescue.fs.bootsector import START_FIELD_TYPES
 from rescue.fs.grow import GROWABLE
 from rescue.i18n import N_, _
 from rescue.image.manifest import METHOD_RECREATE, Disk, Manifest
+from rescue.plan import geometry
 from rescue.plan.fixups import FixupStep, plan_fixups, steps_to_json
-
-ALIGN = 2048  # sectors: 1 MiB at 512-byte sectors
-GPT_BACKUP_SECTORS = 33  # backup partition entries (32) + backup header (1)
 
 
 @dataclass
@@ -214,11 +213,6 @@ def check_target(target: TargetInfo) -> None:
         ).format(path=target.path, why=target.busy))
 
 
-def _usable_end(table: str, sectors: int) -> int:
-    """One past the last sector a partition may use."""
-    return sectors - GPT_BACKUP_SECTORS - 1 if table == "gpt" else sectors
-
-
 def _check_numbering(disk: Disk) -> None:
     if disk.table == "gpt":
         # Gaps are fine (the engine numbers the entries as on the source); the standard
@@ -240,6 +234,27 @@ def _check_numbering(disk: Disk) -> None:
                 "The image's MBR partitions are numbered {numbers}; primary partitions must "
                 "be 1 to 4, each once, and logical ones 5, 6, ... without gaps."
             ).format(numbers=[p.number for p in disk.partitions]))
+
+
+def _check_fits_table(disk: Disk, ss: int) -> None:
+    """A partition (or boot area) that starts inside the table rescue writes (a source GPT
+    with fewer than 128 entries) cannot be restored at the same place."""
+    first = geometry.first_usable(disk.table, ss)
+    low = min((p.start for p in disk.partitions if p.kind != "logical"), default=first)
+    if low < first:
+        raise UsageError(_(
+            "The image's partition table lets a partition start at sector {start}; the "
+            "table rescue writes ends at sector {first}, so this layout cannot be restored."
+        ).format(start=low, first=first))
+    for area in disk.boot_areas:
+        # the MBR sector's boot code (bytes 0-439) is the image's; sectors 1 .. first-1
+        # hold the GPT header and entries rescue writes
+        end = area.offset + area.data.length
+        if disk.table == "gpt" and area.offset < first * ss and end > ss:
+            raise UsageError(_(
+                "The image's boot area {area} starts at byte {offset}, inside the partition "
+                "table rescue writes (which ends at byte {end}); it cannot be restored."
+            ).format(area=area.name, offset=area.offset, end=first * ss))
 
 
 def plan_restore_set(manifest: Manifest, targets: list[TargetInfo], options: RestoreOptions,
@@ -295,10 +310,11 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
         ).format(path=target.path, target_sector=target.logical_sector_size, image_sector=ss))
     _check_numbering(disk)
     target_sectors = target.size_bytes // ss
-    dst_end = _usable_end(disk.table, target_sectors)
+    dst_end = geometry.usable_end(disk.table, target_sectors, ss)
     needed_end = max((p.start + p.size for p in disk.partitions), default=0)
+    _check_fits_table(disk, ss)
     if needed_end > dst_end:
-        need = (needed_end + (GPT_BACKUP_SECTORS + 1 if disk.table == "gpt" else 0)) * ss
+        need = geometry.needed_disk_sectors(disk.table, needed_end, ss) * ss
         raise TargetTooSmallError(_(
             "Target disk {path} is {size} ({size_bytes} bytes); the image's partitions need "
             "{need} ({need_bytes} bytes). Use a disk at least that large."
@@ -321,7 +337,7 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
 
     if options.grow and target_sectors > disk.sectors:
         # fill the disk: free space at the end of the source is taken up too
-        _grow(plans, disk.table, dst_end - needed_end)
+        _grow(plans, disk.table, dst_end - needed_end, geometry.align_sectors(ss))
 
     layout = [[p.number, p.start, p.size, p.type.upper(), (_src_uuid(disk, p.number))]
               for p in sorted(plans, key=lambda x: x.number)]
@@ -336,6 +352,8 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
         steps.insert(1, "verify-image")
     if options.verify:
         steps.append("verify-written-data")
+    if any(p.moved and p.filesystem in START_FIELD_TYPES for p in plans):
+        steps.append("fix-start-fields")
     if any(p.method == METHOD_RECREATE for p in plans):
         steps.append("recreate-swap")
     if any(p.grow_filesystem for p in plans):
@@ -374,9 +392,9 @@ def table_layout(sfdisk_table: dict) -> tuple[str, list[list[str | int]]]:
     return str(sfdisk_table.get("id", "")), sorted(rows)
 
 
-def _grow(plans: list[PartitionPlan], table: str, extra: int) -> None:
+def _grow(plans: list[PartitionPlan], table: str, extra: int, align: int) -> None:
     """Give the extra sectors to the largest growable partition; shift later ones."""
-    extra -= extra % ALIGN
+    extra -= extra % align
     if extra <= 0:
         return
     candidates = [p for p in plans if p.filesystem in GROWABLE and p.kind != "logical"]
@@ -390,7 +408,7 @@ def _grow(plans: list[PartitionPlan], table: str, extra: int) -> None:
     grow.grow_filesystem = True
     for p in after:
         p.start += extra
-    if table == "dos" and any((p.start + p.size) > 0xFFFFFFFF for p in plans):
+    if table == "dos" and any((p.start + p.size) > geometry.MBR_MAX_SECTORS for p in plans):
         grow.size -= extra
         grow.grow_filesystem = False
         for p in after:

@@ -40,7 +40,7 @@ def too_small() -> str:
 def test_planner_refusal_is_english_by_default() -> None:
     assert too_small() == (
         "Target disk /dev/sdz is 300.0 MiB (314572800 bytes); the image's partitions need "
-        "417.0 MiB (437273600 bytes). Use a disk at least that large.")
+        "417.0 MiB (437273088 bytes). Use a disk at least that large.")
 
 
 def test_planner_refusal_in_german() -> None:
@@ -51,7 +51,7 @@ def test_planner_refusal_in_german() -> None:
         i18n.set_language("en")
     assert message == (
         "Der Zieldatenträger /dev/sdz ist 300.0 MiB groß (314572800 Byte); die Partitionen "
-        "des Abbilds benötigen 417.0 MiB (437273600 Byte). Verwenden Sie einen mindestens so "
+        "des Abbilds benötigen 417.0 MiB (437273088 Byte). Verwenden Sie einen mindestens so "
         "großen Datenträger.")
     assert too_small().startswith("Target disk /dev/sdz is")  # back in English
 
