@@ -2,14 +2,30 @@
 filesystem without writing to it (debugfs in read-only catastrophic mode for ext*,
 otherwise a private read-only mount that never replays a journal).
 
+The root is the filesystem holding /etc/os-release, wherever it lives:
+
+* plain on a partition (ext*, xfs, btrfs...);
+* in a btrfs subvolume: the top level is mounted read-only (``subvolid=5``) and the
+  default subvolume (``btrfs subvolume get-default``), ``root`` (Fedora), ``@`` (Ubuntu,
+  openSUSE), the top level itself and then any other subvolume are looked at, in that
+  order, as directories of that one mount;
+* in a linear LVM logical volume on a PV partition (blkid ``LVM2_member``): the LVM
+  metadata is read with ``lvm pvs/lvs --readonly --devices NODE`` under a private,
+  temporary ``LVM_SYSTEM_DIR`` (no devices file, no hints, no backups: the host's LVM state
+  is neither read nor written), and each LV made of contiguous linear extents on that PV
+  is opened through a read-only loop device (``losetup -r --offset --sizelimit``), so no
+  device-mapper is needed. The loop device is always detached again.
+
 :class:`SourceIdentity` is who the backed-up system says it is; the hardware it ran on is
 :class:`rescue.hardware.profile.HardwareProfile` (whose ``SystemInfo`` is the DMI board)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,12 +35,42 @@ from rescue.image.manifest import Disk
 from rescue.runner import CommandRunner
 
 RO_MOUNT_OPTIONS = {
-    "xfs": "ro,norecovery",
+    "xfs": "ro,norecovery,nouuid",
     "btrfs": "ro,rescue=nologreplay",
     "ext2": "ro",
     "ext3": "ro,noload",
     "ext4": "ro,noload",
 }
+
+LVM_MEMBER = "LVM2_member"
+BTRFS_TOP_LEVEL = 5
+# Where distributions put the root subvolume, after the default subvolume.
+BTRFS_ROOT_NAMES = ("root", "@")
+
+# The private configuration of the read-only LVM probe.
+_LVM_CONF = """\
+devices {
+    use_devicesfile = 0
+    obtain_device_list_from_udev = 0
+    hints = "none"
+    scan_lvs = 0
+    filter = [ "a|.*|" ]
+    global_filter = [ "a|.*|" ]
+}
+global {
+    activation = 0
+    event_activation = 0
+}
+activation {
+    udev_sync = 0
+    udev_rules = 0
+    monitoring = 0
+}
+backup {
+    backup = 0
+    archive = 0
+}
+"""
 
 
 @dataclass
@@ -46,95 +92,330 @@ def parse_os_release(text: str) -> dict[str, str]:
     return out
 
 
-Reader = Callable[[str], str | None]
+@dataclass
+class _Reader:
+    """Reads a system's files by their path inside that system."""
+
+    read: Callable[[str], str | None]  # a regular file's text (symlinks followed)
+    link: Callable[[str], str | None]  # a symlink's target
 
 
-def _debugfs_reader(node: str, runner: CommandRunner) -> Reader:
+# --------------------------------------------------------------------------- ext: debugfs
+
+
+def _debugfs_reader(node: str, runner: CommandRunner) -> _Reader:
+    def stat(path: str) -> str:
+        return runner.run(["debugfs", "-c", "-R", f"stat {path}", node],
+                          check=False).stdout
+
+    def link(path: str) -> str | None:
+        m = re.search(r'Fast link dest: "([^"]*)"', stat(path))
+        return m.group(1) if m else None
+
     def read(path: str) -> str | None:
         for _ in range(8):  # follow a few symlinks
-            stat = runner.run(["debugfs", "-c", "-R", f"stat {path}", node], check=False)
-            link = re.search(r'Fast link dest: "([^"]*)"', stat.stdout)
-            if link:
-                target = link.group(1)
-                path = target if target.startswith("/") else os.path.normpath(
-                    os.path.join(os.path.dirname(path), target)
+            info = stat(path)
+            target = re.search(r'Fast link dest: "([^"]*)"', info)
+            if target:
+                dest = target.group(1)
+                path = dest if dest.startswith("/") else os.path.normpath(
+                    os.path.join(os.path.dirname(path), dest)
                 )
                 continue
-            if "Type: regular" not in stat.stdout:
+            if "Type: regular" not in info:
                 return None
-            return runner.run(["debugfs", "-c", "-R", f"cat {path}", node], check=False).stdout
+            return runner.run(["debugfs", "-c", "-R", f"cat {path}", node],
+                              check=False).stdout
         return None
 
-    return read
+    return _Reader(read, link)
 
 
-def _localtime_target(read_link: Callable[[str], str | None]) -> str:
-    target = read_link("/etc/localtime") or ""
-    m = re.search(r"zoneinfo/(.+)$", target)
-    return m.group(1) if m else ""
+# --------------------------------------------------------------------------- mounted trees
+
+
+def _tree_reader(root: str) -> _Reader:
+    """Reads below the directory *root* as if it were "/": symlinks, absolute or
+    relative, never lead out of it."""
+
+    def resolve(path: str, follow_last: bool) -> str | None:
+        pending = [c for c in path.split("/") if c]
+        done: list[str] = []
+        hops = 0
+        while pending:
+            name = pending.pop(0)
+            if name == ".":
+                continue
+            if name == "..":
+                if done:
+                    done.pop()
+                continue
+            here = os.path.join(root, *done, name)
+            if os.path.islink(here) and (pending or follow_last):
+                hops += 1
+                if hops > 40:
+                    return None
+                try:
+                    target = os.readlink(here)
+                except OSError:
+                    return None
+                if target.startswith("/"):
+                    done = []
+                pending[:0] = [c for c in target.split("/") if c]
+                continue
+            done.append(name)
+        return os.path.join(root, *done)
+
+    def read(path: str) -> str | None:
+        real = resolve(path, True)
+        if real is None or not os.path.isfile(real):
+            return None
+        try:
+            with open(real, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def link(path: str) -> str | None:
+        real = resolve(path, False)
+        try:
+            return os.readlink(real) if real else None
+        except OSError:
+            return None
+
+    return _Reader(read, link)
 
 
 @contextlib.contextmanager
-def _mounted_reader(node: str, fstype: str, runner: CommandRunner) -> Iterator[Reader]:
-    options = RO_MOUNT_OPTIONS.get(fstype, "ro")
+def _mounted(
+    node: str, fstype: str, runner: CommandRunner, extra: str = ""
+) -> Iterator[str | None]:
+    """A private read-only mount of *node* (None when it does not mount)."""
+    options = RO_MOUNT_OPTIONS.get(fstype, "ro") + (f",{extra}" if extra else "")
     with tempfile.TemporaryDirectory(prefix="rescue-src-") as mnt:
         result = runner.run(["mount", "-t", fstype, "-o", options, node, mnt], check=False)
         if result.returncode != 0:
-            yield lambda path: None
+            yield None
             return
         try:
-            def read(path: str) -> str | None:
-                full = os.path.join(mnt, path.lstrip("/"))
-                real = os.path.realpath(full)
-                if not real.startswith(os.path.realpath(mnt)):
-                    # an absolute symlink: resolve inside the mount
-                    real = os.path.join(mnt, os.path.relpath(real, "/"))
-                try:
-                    with open(real, errors="replace") as f:
-                        return f.read()
-                except OSError:
-                    return None
-
-            yield read
+            yield mnt
         finally:
             runner.run(["umount", mnt], check=False)
+
+
+# --------------------------------------------------------------------------- btrfs
+
+
+def _subvolume_path(line: str) -> str | None:
+    m = re.search(r"\bpath (.+)$", line.strip())
+    return m.group(1).strip().lstrip("/") if m else None
+
+
+def btrfs_root_candidates(default: str, listing: str) -> list[str]:
+    """Subvolume paths (relative to the top level, "" for the top level itself) where a
+    root may be, most likely first, from ``btrfs subvolume get-default`` and ``btrfs
+    subvolume list`` run on the mounted top level."""
+    listed = [p for p in map(_subvolume_path, listing.splitlines()) if p]
+    order: list[str] = []
+    default_path = _subvolume_path(default)
+    if default_path:
+        order.append(default_path)
+    order += [n for n in BTRFS_ROOT_NAMES if n in listed]
+    order.append("")
+    order += sorted(listed, key=lambda p: (p.count("/"), p))
+    return list(dict.fromkeys(order))
+
+
+def _identity_in_btrfs(node: str, runner: CommandRunner) -> SourceIdentity | None:
+    if shutil.which("btrfs") is None:  # btrfs-progs absent: no subvolume listing
+        with _mounted(node, "btrfs", runner) as mnt:
+            return None if mnt is None else _identity(_tree_reader(mnt))
+    with _mounted(node, "btrfs", runner, f"subvolid={BTRFS_TOP_LEVEL}") as top:
+        if top is None:
+            return None
+        default = runner.run(["btrfs", "subvolume", "get-default", top], check=False)
+        listing = runner.run(["btrfs", "subvolume", "list", top], check=False)
+        for path in btrfs_root_candidates(default.stdout, listing.stdout):
+            where = os.path.join(top, path)
+            if not os.path.isdir(where) or os.path.islink(where):
+                continue
+            info = _identity(_tree_reader(where))
+            if info is not None:
+                return info
+    return None
+
+
+# --------------------------------------------------------------------------- LVM
+
+
+@dataclass(frozen=True)
+class LinearLV:
+    """Where a logical volume's data lies on its PV, in bytes from the PV's start."""
+
+    vg: str
+    name: str
+    offset: int
+    size: int
+
+
+def _lvm_report(text: str) -> list[dict[str, str]]:
+    try:
+        reports = json.loads(text)["report"]
+    except (ValueError, KeyError, TypeError):
+        return []
+    rows: list[dict[str, str]] = []
+    for report in reports:
+        for value in report.values():
+            rows += value
+    return rows
+
+
+def linear_lvs(node: str, pvs_json: str, segs_json: str) -> list[LinearLV]:
+    """The LVs whose extents all lie, contiguous and linear, on the PV *node*, from
+    ``pvs -o pv_name,pe_start,vg_extent_size`` and ``lvs --segments -o
+    vg_name,lv_name,lv_size,segtype,seg_start_pe,seg_pe_ranges`` (json, units b, no
+    suffix). Biggest first."""
+    pvs = _lvm_report(pvs_json)
+    if not pvs:
+        return []
+    try:
+        pe_start, extent = int(pvs[0]["pe_start"]), int(pvs[0]["vg_extent_size"])
+    except (KeyError, ValueError):
+        return []
+    if extent <= 0:
+        return []
+    segments: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for seg in _lvm_report(segs_json):
+        segments.setdefault((seg.get("vg_name", ""), seg.get("lv_name", "")), []).append(seg)
+    here = os.path.realpath(node)
+    out = []
+    for (vg, name), segs in segments.items():
+        first: int | None = None
+        nxt: int | None = None
+        ok = True
+        for seg in sorted(segs, key=lambda s: int(s.get("seg_start_pe") or 0)):
+            ranges = seg.get("seg_pe_ranges", "").split()
+            if seg.get("segtype") != "linear" or len(ranges) != 1:
+                ok = False
+                break
+            dev, _, span = ranges[0].rpartition(":")
+            lo, _, hi = span.partition("-")
+            if os.path.realpath(dev) != here or not lo.isdigit() or not hi.isdigit():
+                ok = False
+                break
+            if nxt is not None and int(lo) != nxt:
+                ok = False
+                break
+            first = int(lo) if first is None else first
+            nxt = int(hi) + 1
+        if not ok or first is None or nxt is None:
+            continue
+        size = int(segs[0].get("lv_size") or 0)
+        if size <= 0 or size != (nxt - first) * extent:
+            continue
+        out.append(LinearLV(vg, name, pe_start + first * extent, size))
+    return sorted(out, key=lambda lv: (-lv.size, lv.vg, lv.name))
+
+
+def read_linear_lvs(node: str, runner: CommandRunner) -> list[LinearLV]:
+    """Read the LVM metadata on the PV *node* without writing anything anywhere (nothing
+    when lvm2 is not installed)."""
+    if shutil.which("lvm") is None:
+        return []
+    conf_dir = tempfile.mkdtemp(prefix="rescue-lvm-")
+    try:
+        with open(os.path.join(conf_dir, "lvm.conf"), "w") as f:
+            f.write(_LVM_CONF)
+        env = dict(os.environ, LVM_SYSTEM_DIR=conf_dir, LVM_SUPPRESS_FD_WARNINGS="1")
+        common = ["--devices", node, "--readonly", "--reportformat", "json",
+                  "--units", "b", "--nosuffix"]
+        pvs = runner.run(["lvm", "pvs", *common, "-o", "pv_name,vg_name,pe_start,"
+                          "vg_extent_size", node], check=False, env=env)
+        rows = _lvm_report(pvs.stdout)
+        vg = rows[0].get("vg_name", "") if rows else ""
+        if not vg:
+            return []
+        segs = runner.run(["lvm", "lvs", *common, "--segments", "-o", "vg_name,lv_name,"
+                           "lv_size,segtype,seg_start_pe,seg_pe_ranges", vg],
+                          check=False, env=env)
+        return linear_lvs(node, pvs.stdout, segs.stdout)
+    finally:
+        shutil.rmtree(conf_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _lv_loop(node: str, lv: LinearLV, runner: CommandRunner) -> Iterator[str | None]:
+    """A read-only loop device over the LV's data, always detached afterwards."""
+    result = runner.run(["losetup", "-f", "--show", "-r", "--offset", str(lv.offset),
+                         "--sizelimit", str(lv.size), node], check=False)
+    dev = result.stdout.strip()
+    if result.returncode != 0 or not dev:
+        yield None
+        return
+    try:
+        yield dev
+    finally:
+        runner.run(["losetup", "-d", dev], check=False)
+
+
+def _identity_in_lvm(node: str, runner: CommandRunner) -> SourceIdentity | None:
+    for lv in read_linear_lvs(node, runner):
+        with _lv_loop(node, lv, runner) as dev:
+            if dev is None:
+                continue
+            probe = runner.run(["blkid", "-p", "-s", "TYPE", "-o", "value", dev], check=False)
+            fstype = probe.stdout.strip()
+            info = _identity_of_volume(dev, fstype, runner)
+            if info is not None:
+                return info
+    return None
+
+
+# --------------------------------------------------------------------------- the root
+
+
+def _identity_of_volume(node: str, fstype: str, runner: CommandRunner) -> SourceIdentity | None:
+    if fstype in EXT_TYPES:
+        return _identity(_debugfs_reader(node, runner))
+    if fstype == "btrfs":
+        return _identity_in_btrfs(node, runner)
+    if fstype in RO_MOUNT_OPTIONS:
+        with _mounted(node, fstype, runner) as mnt:
+            return None if mnt is None else _identity(_tree_reader(mnt))
+    return None
 
 
 def read_source_identity(
     disk: Disk, nodes: dict[int, str], runner: CommandRunner
 ) -> SourceIdentity:
-    """Find the partition holding /etc/os-release and read the identity from it."""
-    candidates = sorted(
-        (p for p in disk.partitions if p.filesystem in EXT_TYPES | set(RO_MOUNT_OPTIONS)),
-        key=lambda p: -p.size,
-    )
+    """Find the filesystem holding /etc/os-release (on a partition, in a btrfs
+    subvolume or in a linear LVM logical volume) and read the identity from it."""
+    kinds = EXT_TYPES | set(RO_MOUNT_OPTIONS) | {LVM_MEMBER}
+    candidates = sorted((p for p in disk.partitions if p.filesystem in kinds),
+                        key=lambda p: -p.size)
     for part in candidates:
         node = nodes[part.number]
         fstype = part.filesystem or ""
-        if fstype in EXT_TYPES:
-            info = _identity(_debugfs_reader(node, runner), node, runner, debugfs=True)
+        if fstype == LVM_MEMBER:
+            info = _identity_in_lvm(node, runner)
         else:
-            with _mounted_reader(node, fstype, runner) as reader:
-                info = _identity(reader, node, runner, debugfs=False)
+            info = _identity_of_volume(node, fstype, runner)
         if info is not None:
             info.root_partition = part.number
             return info
     return SourceIdentity()
 
 
-def _identity(
-    read: Reader, node: str, runner: CommandRunner, debugfs: bool
-) -> SourceIdentity | None:
-    osr = read("/etc/os-release") or read("/usr/lib/os-release")
+def _identity(reader: _Reader) -> SourceIdentity | None:
+    osr = reader.read("/etc/os-release") or reader.read("/usr/lib/os-release")
     if osr is None:
         return None
     fields = parse_os_release(osr)
-    hostname = (read("/etc/hostname") or "").strip().splitlines()
-    tz = (read("/etc/timezone") or "").strip()
-    if not tz and debugfs:
-        stat = runner.run(["debugfs", "-c", "-R", "stat /etc/localtime", node], check=False)
-        m = re.search(r'Fast link dest: "([^"]*)"', stat.stdout)
-        tz = _localtime_target(lambda _p: m.group(1) if m else None)
+    hostname = (reader.read("/etc/hostname") or "").strip().splitlines()
+    tz = (reader.read("/etc/timezone") or "").strip()
+    if not tz:
+        m = re.search(r"zoneinfo/(.+)$", reader.link("/etc/localtime") or "")
+        tz = m.group(1) if m else ""
     return SourceIdentity(
         computer=hostname[0].strip() if hostname else "",
         os_name=fields.get("PRETTY_NAME", fields.get("NAME", "")),
