@@ -360,7 +360,7 @@ class Restorer:
                     return target.pread(length, base + offset)
 
                 fix = bootsector.plan_start_fix(str(pp.filesystem), read, pp.source_start,
-                                                pp.start, ss)
+                                                pp.start, ss, length=pp.size * ss)
                 for offset, data in fix.writes:
                     target.pwrite(data, base + offset)
                 if fix.changes:

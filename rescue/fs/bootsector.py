@@ -6,7 +6,7 @@ PartitionOffset (offset 0x40, 64 bits) under a checksum. BIOS-booted Windows (an
 find their volume with it, so when a restore puts a partition elsewhere than the source
 had it (it grew, or a partition after a grown one moved), these fields are rewritten,
 in the boot sector and in its backup copy (FAT32: BPB_BkBootSec; NTFS: the volume's last
-sector; exFAT: the backup boot region, sectors 12-23).
+sector, and the partition's last one; exFAT: the backup boot region, sectors 12-23).
 
 Pure: the caller reads sectors with *read(offset, length)* and writes the patches."""
 
@@ -80,10 +80,11 @@ def exfat_checksum(region: bytes, bps: int) -> int:
 
 
 def plan_start_fix(fstype: str, read: Reader, old_start: int, new_start: int,
-                   disk_sector: int) -> StartFix:
+                   disk_sector: int, length: int = 0) -> StartFix:
     """The writes that make the volume record *new_start* (disk sectors) where it recorded
-    *old_start*. A field that recorded something else (0: "not used", or another
-    value) is left as it is, and the note says so."""
+    *old_start*. *length*: the partition's size in bytes (NTFS keeps its backup boot
+    sector in the partition's last sector). A field that recorded something else (0:
+    "not used", or another value) is left as it is, and the note says so."""
     boot = read(0, 512)
     if len(boot) < 512:
         return StartFix(fstype, 0, 0, note="boot sector unreadable")
@@ -91,8 +92,10 @@ def plan_start_fix(fstype: str, read: Reader, old_start: int, new_start: int,
         return _exfat(read, boot, old_start, new_start, disk_sector)
     if fstype == "ntfs" and _is_ntfs(boot):
         bps = _sector_size(boot)
+        # the backup boot sector: right after the volume (mkntfs), or in the partition's
+        # last sector (after ntfsresize the volume ends on a cluster boundary before it)
         total = struct.unpack_from("<Q", boot, 0x28)[0]
-        backups = [total * bps]
+        backups = sorted({total * bps} | ({length - bps} if length >= 2 * bps else set()))
     elif fstype in FAT_TYPES and _is_fat(boot):
         bps = _sector_size(boot)
         backups = []

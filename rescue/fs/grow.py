@@ -22,6 +22,24 @@ def _mounted(fstype: str, node: str, runner: CommandRunner,
             runner.run(["umount", mnt], check=False)
 
 
+LVM_PV = "LVM2_member"  # blkid's TYPE for an LVM physical volume
+# LVM on the rescue system: the restored PV only (--devices: the source disk, still
+# attached when a disk is cloned, holds a PV with the same UUID), no udev to wait for,
+# nothing activated (pvresize only rewrites the PV's metadata; no device-mapper needed),
+# and no copy of the restored VG's metadata left in the rescue system's /etc/lvm.
+_LVM_CONFIG = ("global { activation = 0 } "
+               "activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } "
+               "devices { obtain_device_list_from_udev = 0 hints = \"none\" } "
+               "backup { backup = 0 archive = 0 }")
+
+
+def grow_pv(node: str, runner: CommandRunner) -> None:
+    """Let the LVM physical volume on *node* take its whole (grown) partition; the new
+    extents are free in its volume group (the logical volumes are left as they are)."""
+    runner.run(["lvm", "pvresize", "--devices", node, "--config", _LVM_CONFIG, node],
+               what=_("Growing the LVM physical volume on {node}").format(node=node))
+
+
 def grow(fstype: str, node: str, runner: CommandRunner) -> None:
     if fstype in ext.EXT_TYPES:
         ext.grow(node, runner)
@@ -33,8 +51,10 @@ def grow(fstype: str, node: str, runner: CommandRunner) -> None:
         runner.run(["ntfsresize", "--force", "--no-progress-bar", node], input="y\n",
                    what=_("Growing the {fstype} filesystem on {node}").format(
                        fstype="NTFS", node=node))
+    elif fstype == LVM_PV:
+        grow_pv(node, runner)
     else:
         raise ValueError(f"cannot grow {fstype}")
 
 
-GROWABLE = ext.EXT_TYPES | {"xfs", "btrfs", "ntfs"}
+GROWABLE = ext.EXT_TYPES | {"xfs", "btrfs", "ntfs", LVM_PV}

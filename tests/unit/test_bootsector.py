@@ -130,3 +130,28 @@ def test_exfat_partition_offset_and_checksum(tmp_path: Path) -> None:
         assert struct.unpack_from("<Q", data, region + 0x40)[0] == 8192
     check = subprocess.run(["fsck.exfat", "-n", str(img)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_ntfs_resized_volume_keeps_its_backup_in_the_partitions_last_sector(
+        tmp_path: Path) -> None:
+    """After ntfsresize (Windows' "Extend volume" too) the volume ends on a cluster
+    boundary and the backup boot sector sits in the partition's last sector, not right
+    after the volume."""
+    _needs("mkfs.ntfs", "ntfsresize", "ntfsfix")
+    img = _volume(tmp_path, "ntfs.img", "mkfs.ntfs", "-Q", "-F", "-p", "2048")
+    length = 100 * MiB + 3 * 512
+    with open(img, "r+b") as f:
+        f.truncate(length)
+    subprocess.run(["ntfsresize", "--force", "--no-progress-bar", str(img)], input="y\n",
+                   text=True, check=True, capture_output=True)
+    last = length - 512
+    with open(img, "rb") as f:
+        total = struct.unpack("<Q", f.read(0x30)[0x28:0x30])[0]
+    assert total * 512 != last  # the case this test is about
+    assert _u32(img, last + 0x1C) == 2048
+    fix = plan_start_fix("ntfs", _reader(img), 2048, 4096, 512, length=length)
+    assert last in [offset for offset, _data in fix.writes]
+    _apply(img, fix.writes)
+    assert _u32(img, 0x1C) == 4096 and _u32(img, last + 0x1C) == 4096
+    check = subprocess.run(["ntfsfix", "-n", str(img)], capture_output=True, text=True)
+    assert check.returncode == 0 and "BAD" not in check.stdout, check.stdout
