@@ -43,13 +43,39 @@ def parse_domain(text: str, length: int) -> UsedMap:
     return UsedMap.from_ranges(length, ranges)
 
 
+def _read_tail(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return ""
+    # partclone's own closing line only points at its log, which is gone with the tmp dir
+    said = [line for line in lines if not line.startswith(("Partclone", "Starting to"))]
+    return " ".join(said[-3:])
+
+
+def _refusal(fstype: str, device: str, program: str, said: str) -> SourceRefusedError:
+    if fstype == "ntfs" and ("scheduled for a check" in said or "uncleanly" in said):
+        return SourceRefusedError(_(
+            "The NTFS volume on {device} is marked as needing a check: Windows was not shut "
+            "down fully (hibernation or Fast Startup), or the volume was just resized. Start "
+            "Windows and shut it down fully (hold Shift while choosing Shut down), then back "
+            "up again."
+        ).format(device=device))
+    return SourceRefusedError(_(
+        "{program} could not read the {fstype} allocation map of {device}: {said}"
+    ).format(program=program, fstype=fstype, device=device, said=said.strip() or "?"))
+
+
 def used_map(fstype: str, device: str, length: int, runner: CommandRunner) -> UsedMap:
     program = PROGRAMS[fstype]
     with tempfile.TemporaryDirectory(prefix="rescue-domain-") as tmp:
         domain = os.path.join(tmp, "domain.log")
-        runner.run([program, "-q", "-D", "-s", device, "-o", domain],
-                   what=_("Reading the {fstype} allocation map of {device} ({program})").format(
-                       fstype=fstype, device=device, program=program))
+        log = os.path.join(tmp, "partclone.log")
+        result = runner.run([program, "-q", "-D", "-s", device, "-o", domain, "-L", log],
+                            check=False)
+        if result.returncode != 0:
+            raise _refusal(fstype, device, program, _read_tail(log) or result.stderr)
         with open(domain) as f:
             text = f.read()
     used = parse_domain(text, length)
