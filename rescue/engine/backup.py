@@ -28,7 +28,7 @@ from rescue.events import (
     human_bytes,
     null_sink,
 )
-from rescue.fs import ext, fat, partclone
+from rescue.fs import ext, fat, partclone, regions
 from rescue.fs.usedmap import UsedMap
 from rescue.hardware.profile import collect_profile
 from rescue.i18n import _
@@ -184,15 +184,18 @@ def _probe_source(disk: str, repo_path: str, runner: CommandRunner) -> SourceDis
     try:
         for p in layout.partitions:
             length = p.size * layout.logical_sector_size
+            offset = p.start * layout.logical_sector_size
             if p.method == METHOD_USED_BLOCKS:
                 if p.filesystem in ext.EXT_TYPES:
-                    used[p.number] = ext.used_map(nodes[p.number], length, runner)
+                    found = ext.used_map(nodes[p.number], length, runner)
                 elif partclone.supported(p.filesystem):
-                    used[p.number] = partclone.used_map(
+                    found = partclone.used_map(
                         str(p.filesystem), nodes[p.number], length, runner)
                 else:
-                    offset = p.start * layout.logical_sector_size
-                    used[p.number] = fat.used_map_from_device(fd, offset, length)
+                    found = fat.used_map_from_device(fd, offset, length)
+                # and what the filesystem keeps outside its allocation map
+                extras = regions.extra_ranges(p.filesystem, fd, offset, length)
+                used[p.number] = UsedMap.from_ranges(length, found.ranges + extras)
             elif p.method == METHOD_WHOLE:
                 used[p.number] = UsedMap.whole(length)
     finally:
