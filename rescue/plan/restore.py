@@ -393,24 +393,27 @@ def table_layout(sfdisk_table: dict) -> tuple[str, list[list[str | int]]]:
 
 
 def _grow(plans: list[PartitionPlan], table: str, extra: int, align: int) -> None:
-    """Give the extra sectors to the largest growable partition; shift later ones."""
+    """Give the extra sectors to the largest growable partition; partitions after it move
+    up by as much, keeping their size. A logical partition grows inside its extended
+    partition, which grows with it; a primary one before the extended partition moves
+    the whole container (its logical partitions keep their places relative to it)."""
     extra -= extra % align
     if extra <= 0:
         return
-    candidates = [p for p in plans if p.filesystem in GROWABLE and p.kind != "logical"]
+    candidates = [p for p in plans if p.filesystem in GROWABLE and p.kind != "extended"]
     if not candidates:
         return
-    grow = max(candidates, key=lambda p: p.size)
+    grow = max(candidates, key=lambda p: (p.size, -p.start))
     after = [p for p in plans if p.start > grow.start]
-    if any(p.kind in ("extended", "logical") for p in after):
-        return  # moving an extended container is not supported: keep the exact layout
+    container = next((p for p in plans if p.kind == "extended"), None)
+    inside = grow.kind == "logical" and container is not None
+    if table == "dos" and any(
+            (p.start + p.size + extra) > geometry.MBR_MAX_SECTORS
+            for p in [grow, *after, *([container] if inside and container else [])]):
+        return  # an MBR entry cannot reach past 2^32 sectors: keep the exact layout
     grow.size += extra
     grow.grow_filesystem = True
     for p in after:
         p.start += extra
-    if table == "dos" and any((p.start + p.size) > geometry.MBR_MAX_SECTORS for p in plans):
-        grow.size -= extra
-        grow.grow_filesystem = False
-        for p in after:
-            p.start -= extra
-
+    if inside and container is not None:
+        container.size += extra

@@ -63,6 +63,7 @@ class Layout:
     volumes: list[Volume]
     grows: int | None  # the partition a restore onto a larger disk should grow
     moves: list[int] = field(default_factory=list)  # partitions that then move up
+    container: int | None = None  # the extended partition that grows with a logical one
     firmware: str = "uefi"
 
 
@@ -234,7 +235,8 @@ def build_windows(dev: str, size: int, scratch: Path) -> Layout:
 def build_legacy_mbr(dev: str, size: int, scratch: Path) -> Layout:
     """A BIOS-era Debian install: a bootable primary root, an extended partition with
     /var (ext4), swap and /home (ext4) as logical partitions, each 1 MiB aligned (the
-    EBR in the MiB before each logical partition)."""
+    EBR in the MiB before each logical partition). On a larger disk /home (the largest)
+    grows, and the extended partition with it."""
     sectors = size // SECTOR
     root_size = 400 * MiB // SECTOR
     ext_start = 2048 + root_size
@@ -269,7 +271,7 @@ def build_legacy_mbr(dev: str, size: int, scratch: Path) -> Layout:
         Volume(5, "ext4", var_files, label="var"),
         Volume(6, "swap", label="swap"),
         Volume(7, "ext4", home_files, label="home"),
-    ], grows=None, firmware="bios")
+    ], grows=7, container=2, firmware="bios")
 
 
 def build_fedora(dev: str, size: int, scratch: Path) -> Layout:

@@ -97,6 +97,8 @@ def _expected_rows(src: Source, extra: int) -> dict[int, dict]:
         rows[src.layout.grows]["size"] += extra
         for n in src.layout.moves:
             rows[n]["start"] += extra
+        if src.layout.container is not None:
+            rows[src.layout.container]["size"] += extra
     return rows
 
 

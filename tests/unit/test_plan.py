@@ -41,7 +41,7 @@ def test_equal_disk_keeps_layout_exactly() -> None:
 def test_larger_disk_grows_largest_ext_and_moves_later_partitions() -> None:
     plan = plan_restore(three_partition_manifest(), target(1024 * MiB), RestoreOptions())
     esp, root, swap = plan.partitions
-    usable_end = 1024 * MiB // 512 - 34  # one past the last usable LBA
+    usable_end = 1024 * MiB // 512 - 33  # one past the last usable LBA (sectors - 34)
     extra = (usable_end - (788480 + 65536)) // 2048 * 2048  # fill the disk, 1 MiB aligned
     assert (esp.start, esp.size) == (2048, 131072)
     assert root.start == 133120 and root.size == 655360 + extra and root.grow_filesystem
@@ -115,3 +115,43 @@ def test_summary_mentions_erasure_when_target_holds_data() -> None:
     plan = plan_restore(three_partition_manifest(), target(512 * MiB, existing_table="gpt"),
                         RestoreOptions())
     assert any("will be erased" in line for line in plan.summary_lines())
+
+
+def mbr_manifest(root_sectors: int, home_sectors: int):  # type: ignore[no-untyped-def]
+    """A legacy MBR disk: primary root, extended (2) with /var (5) and /home (6) at the end."""
+    m = sample_manifest()
+    disk = m.disks[0]
+    disk.table = "dos"
+    var = 2048 + root_sectors + 2048
+    home = var + 65536 + 2048
+    disk.size_bytes = (home + home_sectors) * 512
+    disk.partitions = [
+        Partition(1, 2048, root_sectors, "83", filesystem="ext4"),
+        Partition(2, 2048 + root_sectors, disk.sectors - 2048 - root_sectors, "5",
+                  kind="extended", method="none"),
+        Partition(5, var, 65536, "83", kind="logical", filesystem="ext4"),
+        Partition(6, home, home_sectors, "83", kind="logical", filesystem="ext4"),
+    ]
+    return m
+
+
+def test_mbr_largest_logical_grows_inside_its_extended_partition() -> None:
+    m = mbr_manifest(200000, 400000)
+    plan = plan_restore(m, target(m.disks[0].size_bytes + 10 * MiB), RestoreOptions())
+    root, ext, var, home = (plan.partition(n) for n in (1, 2, 5, 6))
+    extra = 10 * MiB // 512
+    assert home.size == 400000 + extra and home.grow_filesystem and not home.moved
+    assert ext.size == m.disks[0].partition(2).size + extra and not ext.moved
+    assert ext.start + ext.size == home.start + home.size  # the container still holds it
+    assert (root.start, root.size, var.start, var.size) == (2048, 200000, 204096, 65536)
+
+
+def test_mbr_largest_primary_before_the_extended_partition_moves_the_container() -> None:
+    m = mbr_manifest(400000, 100000)
+    src = {p.number: p for p in m.disks[0].partitions}
+    plan = plan_restore(m, target(m.disks[0].size_bytes + 10 * MiB), RestoreOptions())
+    extra = 10 * MiB // 512
+    assert plan.partition(1).size == 400000 + extra
+    for n in (2, 5, 6):
+        assert plan.partition(n).start == src[n].start + extra
+        assert plan.partition(n).size == src[n].size
