@@ -9,6 +9,10 @@ others: the report says honestly what was and was not done.
 The ESP is read and written with mtools (no vfat mount needed). The restored root is
 mounted once (read-write) in a private directory, with /dev, /proc, /sys and /run bound
 into it for the chroot that rebuilds the initramfs; everything is unmounted at the end.
+The root may be a partition, a btrfs subvolume (mounted with ``subvol=``) or a linear LVM
+logical volume (opened through a loop device at its offset in the PV, detached at the end:
+no device-mapper needed); fstab entries naming an LV (/dev/mapper/VG-LV, /dev/VG/LV, its
+filesystem's UUID) resolve to it.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rescue.devices.sysinfo import BTRFS_TOP_LEVEL, btrfs_root_candidates, read_linear_lvs
 from rescue.errors import RescueError
 from rescue.events import LogMessage, Sink, StageFinished, StageStarted, null_sink
 from rescue.i18n import _
 from rescue.image.manifest import Manifest
-from rescue.plan.fixups import FixupStep, module_name
+from rescue.plan.fixups import LVM_PV, FixupStep, module_name
 from rescue.runner import CommandRunner
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
@@ -127,6 +132,8 @@ class _Session:
         self._root_number: int | None = None
         self._tmp: str | None = None
         self._binds = False
+        self._lvs: dict[int, list[_LogicalVolume]] = {}
+        self.root_on_lvm = False  # the mounted root is an LVM logical volume
 
     def __enter__(self) -> _Session:
         return self
@@ -147,7 +154,13 @@ class _Session:
 
     def root(self, candidates: list[int]) -> Path:
         """Mount the restored root filesystem (the first candidate holding /etc/fstab and
-        an init) and, when fstab names one, its separate /boot."""
+        an init) and, when fstab names one, its separate /boot.
+
+        A candidate is a partition holding the root itself, a btrfs filesystem holding it
+        in a subvolume (the default subvolume, ``root``, ``@``, the top level, then any
+        other: the subvolume is mounted with ``subvol=``), or an LVM physical volume holding
+        it in a linear logical volume (opened through a loop device at the LV's offset in
+        the PV: no device-mapper is needed)."""
         if self._root is not None:
             return self._root
         mnt = self.workdir() / "root"
@@ -158,20 +171,22 @@ class _Session:
             if not node:
                 continue
             tried.append(node)
-            # look read-only first: a partition that is no root is left untouched
-            if self.run(["mount", "-o", "ro", node, str(mnt)], check=False).returncode != 0:
-                continue
-            if (mnt / "etc/fstab").exists() and any(
-                (mnt / p).exists() for p in ("sbin/init", "usr/sbin/init", "usr/lib/systemd")
-            ):
-                self._stack.callback(self._umount, mnt)
-                self.run(["mount", "-o", "remount,rw", str(mnt)],
-                         what=_("Mounting the restored root {node} for writing").format(
-                             node=node))
-                self._root, self._root_number = mnt, number
-                self._mount_boot(mnt)
-                return mnt
-            self._umount(mnt)
+            volumes = [(node, node)]
+            if _blkid_type(self, node) == LVM_PV:
+                volumes = [(lv.dev, f"{lv.vg}/{lv.name}") for lv in self.lvs(number) if lv.dev]
+            for dev, name in volumes:
+                options = self._mount_if_root(dev, mnt)
+                if options is not None:
+                    # looked at without writing (no log replay); mounted afresh to write
+                    self._umount(mnt)
+                    self.run(["mount", "-o", ",".join(["rw", *options]), dev, str(mnt)],
+                             what=_("Mounting the restored root {node} for writing").format(
+                                 node=name))
+                    self._stack.callback(self._umount, mnt)
+                    self._root, self._root_number = mnt, number
+                    self.root_on_lvm = dev != node
+                    self._mount_boot(mnt)
+                    return mnt
         if not tried:
             raise NothingToFix(_(
                 "No restored Linux root filesystem (with /etc/fstab and an init) was found on "
@@ -183,19 +198,89 @@ class _Session:
             "{devices}; nothing to fix inside the system (a data disk, or not a bootable Linux)."
         ).format(devices=", ".join(tried)))
 
+    def _mount_if_root(self, dev: str, mnt: Path) -> list[str] | None:
+        """Mount *dev* read-only on *mnt* without replaying a journal or log (a read-only
+        xfs mount that recovers writes to its superblock), for btrfs the subvolume holding
+        the root, and keep it mounted if it is a Linux root: returns the options that
+        select it (subvol=) for the read-write mount. A volume that is no root is left
+        untouched (None)."""
+        fstype = _blkid_type(self, dev)
+        options: list[str] = []
+        if fstype == "btrfs":
+            subvol = self._btrfs_root_subvolume(dev)
+            if subvol is None:
+                return None
+            if subvol:
+                options.append(f"subvol={subvol}")
+            elif shutil.which("btrfs") is not None:
+                options.append(f"subvolid={BTRFS_TOP_LEVEL}")
+        quiet = {"xfs": ["norecovery"], "ext3": ["noload"], "ext4": ["noload"],
+                 "btrfs": ["rescue=nologreplay"]}.get(fstype, [])
+        if self.run(["mount", "-o", ",".join(["ro", *quiet, *options]), dev, str(mnt)],
+                    check=False).returncode != 0:
+            return None
+        if _looks_like_root(mnt):
+            return options
+        self._umount(mnt)
+        return None
+
+    def _btrfs_root_subvolume(self, dev: str) -> str | None:
+        """The subvolume of the btrfs on *dev* that holds the root ("" for the top level,
+        or for the default subvolume when btrfs-progs are missing); None when none does."""
+        if shutil.which("btrfs") is None:
+            return ""
+        top = self.workdir() / "btrfs-top"
+        top.mkdir(exist_ok=True)
+        if self.run(["mount", "-o", f"ro,subvolid={BTRFS_TOP_LEVEL}", dev, str(top)],
+                    check=False).returncode != 0:
+            return None
+        try:
+            default = self.run(["btrfs", "subvolume", "get-default", str(top)], check=False)
+            listing = self.run(["btrfs", "subvolume", "list", str(top)], check=False)
+            for path in btrfs_root_candidates(default.stdout, listing.stdout):
+                where = top / path
+                if "," in path or where.is_symlink() or not where.is_dir():
+                    continue  # a comma cannot be passed in subvol=
+                if _looks_like_root(where):
+                    return path
+            return None
+        finally:
+            self._umount(top)
+
+    def lvs(self, number: int) -> list[_LogicalVolume]:
+        """The linear LVs of the PV on partition *number*, each with a writable loop device
+        over its data (detached when the session ends)."""
+        if number in self._lvs:
+            return self._lvs[number]
+        node = self.ctx.partitions[number]
+        found: list[_LogicalVolume] = []
+        for lv in read_linear_lvs(node, self.ctx.runner):
+            res = self.run(["losetup", "-f", "--show", "--offset", str(lv.offset),
+                            "--sizelimit", str(lv.size), node], check=False)
+            dev = res.stdout.strip() if res.returncode == 0 else ""
+            if dev:
+                self._stack.callback(self.run, ["losetup", "-d", dev], check=False)
+            found.append(_LogicalVolume(lv.vg, lv.name, dev))
+        self._lvs[number] = found
+        return found
+
     def _mount_boot(self, root: Path) -> None:
         for entry in read_fstab(root / "etc/fstab"):
             if entry.mountpoint == "/boot":
                 node = self._resolve(entry.spec)
                 if node:
-                    self.run(["mount", node, str(root / "boot")], what=_("Mounting /boot"))
+                    argv = ["mount", node, str(root / "boot")]
+                    subvol = [o for o in entry.options.split(",")
+                              if o.startswith(("subvol=", "subvolid="))]
+                    if entry.fstype == "btrfs" and subvol:
+                        argv[1:1] = ["-o", subvol[0]]
+                    self.run(argv, what=_("Mounting /boot"))
                     self._stack.callback(self._umount, root / "boot")
 
     def _resolve(self, spec: str) -> str | None:
-        facts = self.partition_facts()
-        for number, f in facts.items():
+        for f in self.volume_facts():
             if spec_matches(spec, f):
-                return self.ctx.partitions[number]
+                return f["DEVNAME"]
         return None
 
     def partition_facts(self) -> dict[int, dict[str, str]]:
@@ -210,6 +295,31 @@ class _Session:
             info["DEVNAME"] = node
             facts[number] = info
         return facts
+
+    def lv_facts(self, partitions: dict[int, dict[str, str]] | None = None,
+                 ) -> list[dict[str, str]]:
+        """What blkid says of each linear LV on the disk's PVs (through its loop device),
+        with the names the system knows it by (``ALIASES``: /dev/mapper/VG-LV with '-' in
+        the names doubled, /dev/VG/LV, /dev/disk/by-id/dm-name-VG-LV)."""
+        partitions = self.partition_facts() if partitions is None else partitions
+        out: list[dict[str, str]] = []
+        for number, info in sorted(partitions.items()):
+            if info.get("TYPE") != LVM_PV:
+                continue
+            for lv in self.lvs(number):
+                if not lv.dev:
+                    continue
+                res = self.run(["blkid", "-p", "-o", "export", lv.dev], check=False)
+                facts = parse_export(res.stdout)
+                facts["DEVNAME"] = lv.dev
+                facts["ALIASES"] = " ".join(lv.aliases)
+                out.append(facts)
+        return out
+
+    def volume_facts(self) -> list[dict[str, str]]:
+        """Facts of every partition and every linear LV on the restored disk."""
+        partitions = self.partition_facts()
+        return list(partitions.values()) + self.lv_facts(partitions)
 
     def chroot_binds(self) -> None:
         if self._binds:
@@ -235,6 +345,32 @@ class _Session:
     def _umount(self, path: Path) -> None:
         if self.run(["umount", str(path)], check=False).returncode != 0:
             self.run(["umount", "-l", str(path)], check=False)
+
+
+@dataclass(frozen=True)
+class _LogicalVolume:
+    """A linear LV of a restored PV and the loop device over its data ("" if none)."""
+
+    vg: str
+    name: str
+    dev: str
+
+    @property
+    def aliases(self) -> list[str]:
+        """The device names a system with this LV active knows it by."""
+        mapper = f"{self.vg.replace('-', '--')}-{self.name.replace('-', '--')}"
+        return [f"/dev/mapper/{mapper}", f"/dev/{self.vg}/{self.name}",
+                f"/dev/disk/by-id/dm-name-{mapper}"]
+
+
+def _blkid_type(s: _Session, node: str) -> str:
+    res = s.run(["blkid", "-p", "-s", "TYPE", "-o", "value", node], check=False)
+    return res.stdout.strip() if res.returncode == 0 else ""
+
+
+def _looks_like_root(path: Path) -> bool:
+    return (path / "etc/fstab").exists() and any(
+        (path / p).exists() for p in ("sbin/init", "usr/sbin/init", "usr/lib/systemd"))
 
 
 def _rmdir_quiet(path: str) -> None:
@@ -316,7 +452,7 @@ def spec_key(spec: str) -> tuple[str, str] | None:
 def spec_matches(spec: str, facts: dict[str, str]) -> bool:
     key = spec_key(spec)
     if key is None:
-        return spec == facts.get("DEVNAME")
+        return spec == facts.get("DEVNAME") or spec in facts.get("ALIASES", "").split()
     tag, value = key
     have = facts.get(tag, "")
     if tag in ("UUID", "PARTUUID"):
@@ -745,7 +881,10 @@ def fix_initramfs(s: _Session, step: FixupStep) -> FixupResult:
                     "unchanged; the drivers are also listed in /etc/initramfs-tools/modules)"
                 ).format(kernel=kver))
         else:
-            s.chroot("dracut", "--force", image, kver,
+            # From the chroot, dracut's host-only mode sees the root on a loop device, not
+            # on an LV: the lvm module that activates the root at boot must be asked for.
+            extra = ["--add", "lvm"] if s.root_on_lvm else []
+            s.chroot("dracut", "--force", *extra, image, kver,
                      what=_("Rebuilding the initramfs of {kernel} ({tool})").format(
                          kernel=kver, tool="dracut"))
         now = initramfs_modules(s, root, image, tool)
@@ -813,6 +952,7 @@ def fix_fstab(s: _Session, step: FixupStep) -> FixupResult:
     fstab = root / "etc/fstab"
     entries = read_fstab(fstab)
     facts = s.partition_facts()
+    lvs = s.lv_facts(facts)  # LVs are named by their VG/LV names: never rewritten
     source_disk = str(step.params.get("source_disk") or "")
     ok, warnings, broken, rewrites = 0, [], [], {}
     for e in entries:
@@ -820,7 +960,7 @@ def fix_fstab(s: _Session, step: FixupStep) -> FixupResult:
                         "none", "bind", "fuse", "9p", "virtiofs") or e.spec in ("none",):
             continue
         if spec_key(e.spec):
-            if any(spec_matches(e.spec, f) for f in facts.values()):
+            if any(spec_matches(e.spec, f) for f in [*facts.values(), *lvs]):
                 ok += 1
             elif e.optional:
                 warnings.append(_("{spec} ({mountpoint}, nofail) is not on this disk").format(
@@ -831,6 +971,8 @@ def fix_fstab(s: _Session, step: FixupStep) -> FixupResult:
         number = _kernel_device_partition(e.spec, source_disk)
         if number is not None and number in facts and facts[number].get("UUID"):
             rewrites[e.line_no] = (e.spec, f"UUID={facts[number]['UUID']}")
+        elif any(spec_matches(e.spec, f) for f in lvs):
+            ok += 1  # an LV's name (/dev/mapper/VG-LV, /dev/VG/LV) does not change
         elif e.spec.startswith("/dev/"):
             warnings.append(_("{spec} ({mountpoint}) names a device path that may change").format(
                 spec=e.spec, mountpoint=e.mountpoint))
@@ -844,7 +986,7 @@ def fix_fstab(s: _Session, step: FixupStep) -> FixupResult:
         fstab.write_text("".join(lines))
     parts = [_("{ok} of {total} entries resolve on the restored disk").format(
         ok=ok + len(rewrites), total=len(entries))]
-    parts += check_boot_loader_root(root, facts, source_disk)
+    parts += check_boot_loader_root(root, facts, source_disk, lvs)
     if rewrites:
         parts.append(_("rewrote {changes} (old file kept as /etc/fstab.rescue-backup)").format(
             changes=", ".join(f"{a} -> {b}" for a, b in rewrites.values())))
@@ -863,10 +1005,13 @@ _ROOT_ARG = re.compile(r"(?<![\w.-])root=(\S+)")
 
 
 def check_boot_loader_root(root: Path, facts: dict[int, dict[str, str]],
-                           source_disk: str) -> list[str]:
+                           source_disk: str,
+                           volumes: list[dict[str, str]] | None = None) -> list[str]:
     """The kernel's ``root=`` in GRUB's config: source-disk device names are rewritten to
-    ``root=UUID=``; values that resolve nowhere are reported."""
+    ``root=UUID=``; values that resolve nowhere (not on a partition of *facts*, nor on one
+    of the other *volumes*, e.g. the LVs) are reported."""
     notes: list[str] = []
+    known = [*facts.values(), *(volumes or [])]
     for rel in ("boot/grub/grub.cfg", "boot/grub2/grub.cfg"):
         cfg = root / rel
         if not cfg.is_file():
@@ -883,7 +1028,7 @@ def check_boot_loader_root(root: Path, facts: dict[int, dict[str, str]],
                 changed = re.sub(rf"(?<![\w.-])root={re.escape(value)}(?=\s)", f"root={new}",
                                  changed)
                 notes.append(f"/{rel}: root={value} -> root={new}")
-            elif not any(spec_matches(value, f) for f in facts.values()):
+            elif not any(spec_matches(value, f) for f in known):
                 unresolved.append(value)
         if changed != text:
             (root / (rel + ".rescue-backup")).write_text(text)

@@ -15,6 +15,10 @@ summary screen lists them, the log records them and ``--dry-run`` prints them:
     fstab-check           every /etc/fstab entry (and GRUB's root=) resolves to a restored
                           UUID/label; source-disk device names rewritten to UUID=
 
+The root is looked for on the partitions whose filesystem is ext*, xfs or btrfs (the root
+may be a subvolume) and on LVM physical volumes (the root may be a linear LV), largest
+first; the executor decides which one holds /etc/fstab.
+
 Every step can be skipped by name (``skip``); a skipped step stays in the plan, marked,
 so the technician sees what will not happen.
 """
@@ -31,6 +35,10 @@ from rescue.image.manifest import Manifest, Partition
 ESP_TYPES = {"C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EF"}
 BIOS_GRUB_TYPE = "21686148-6449-6E6F-744E-656564454649"
 LINUX_ROOT_FILESYSTEMS = ("ext4", "ext3", "ext2", "xfs", "btrfs")
+LVM_PV = "LVM2_member"  # blkid's TYPE of an LVM physical volume: its LVs may hold the root
+# Where the restored root may be: a filesystem on a partition (the root itself, or btrfs
+# with the root in a subvolume) or an LVM PV (the root in one of its linear LVs).
+ROOT_CONTAINERS = (*LINUX_ROOT_FILESYSTEMS, LVM_PV)
 
 # English in the plan (JSON, reports); translated where shown (FixupStep.display_title).
 STEP_TITLES = {
@@ -158,7 +166,7 @@ def plan_fixups(
     parts = sorted(disk.partitions, key=lambda p: p.number)
     esp = _esp(parts)
     linux = sorted(
-        (p for p in parts if p.filesystem in LINUX_ROOT_FILESYSTEMS),
+        (p for p in parts if p.filesystem in ROOT_CONTAINERS),
         key=lambda p: (-p.size, p.number),
     )
     root_candidates = [p.number for p in linux]
