@@ -219,8 +219,11 @@ class Restorer:
                 self._step("keep-partition-table", "done", "the target already has this layout")
             else:
                 self._prepare_disk()
+            # no node is needed for an MBR extended partition (nothing is written through
+            # it), and partx cannot add its 1 KiB node on a disk of 4096-byte sectors
             nodes = pt.tell_kernel(self.plan.target.path,
-                                   [p.number for p in self.plan.partitions], self.runner)
+                                   [p.number for p in self.plan.partitions
+                                    if p.kind != "extended"], self.runner)
             self.report.partitions = nodes
             if not self.plan.reuse_table:
                 for pp in self.plan.partitions:

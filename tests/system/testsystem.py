@@ -495,6 +495,7 @@ def dracut_rootfs_dir() -> Path:
         if tmp.exists():
             run("rm", "-rf", "--one-file-system", tmp)
         tmp.mkdir(parents=True)
+        (CACHE_ROOT / "debs").mkdir(parents=True, exist_ok=True)  # may be the first build
         started = time.monotonic()
         log(f"debootstrap (dracut variant) into {tmp}")
         run("debootstrap", "--variant=minbase", f"--cache-dir={CACHE_ROOT / 'debs'}",
