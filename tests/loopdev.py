@@ -29,12 +29,15 @@ def settle() -> None:
 
 
 @contextlib.contextmanager
-def loop_device(backing: Path, size: int | None = None) -> Iterator[str]:
-    """Attach *backing* (created sparse with *size* if given) and always detach it."""
+def loop_device(backing: Path, size: int | None = None,
+                sector_size: int = 512) -> Iterator[str]:
+    """Attach *backing* (created sparse with *size* if given), with the given logical
+    sector size, and always detach it."""
     if size is not None:
         with open(backing, "wb") as f:
             f.truncate(size)
-    dev = sh("losetup", "-f", "--show", backing).strip()
+    sectors = ["--sector-size", str(sector_size)] if sector_size != 512 else []
+    dev = sh("losetup", "-f", "--show", *sectors, backing).strip()
     # A loop device reused from an earlier user may still carry partitions it added.
     subprocess.run(["partx", "-d", dev], capture_output=True)
     try:

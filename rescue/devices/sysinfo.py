@@ -22,7 +22,6 @@ The root is the filesystem holding /etc/os-release, wherever it lives:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -31,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from rescue.fs.ext import EXT_TYPES
+from rescue.fs.lvm import LVM_PV, LinearLV, read_linear_lvs
 from rescue.image.manifest import Disk
 from rescue.runner import CommandRunner
 
@@ -42,35 +42,10 @@ RO_MOUNT_OPTIONS = {
     "ext4": "ro,noload",
 }
 
-LVM_MEMBER = "LVM2_member"
 BTRFS_TOP_LEVEL = 5
 # Where distributions put the root subvolume, after the default subvolume.
 BTRFS_ROOT_NAMES = ("root", "@")
 
-# The private configuration of the read-only LVM probe.
-_LVM_CONF = """\
-devices {
-    use_devicesfile = 0
-    obtain_device_list_from_udev = 0
-    hints = "none"
-    scan_lvs = 0
-    filter = [ "a|.*|" ]
-    global_filter = [ "a|.*|" ]
-}
-global {
-    activation = 0
-    event_activation = 0
-}
-activation {
-    udev_sync = 0
-    udev_rules = 0
-    monitoring = 0
-}
-backup {
-    backup = 0
-    archive = 0
-}
-"""
 
 
 @dataclass
@@ -248,101 +223,6 @@ def _identity_in_btrfs(node: str, runner: CommandRunner) -> SourceIdentity | Non
 # --------------------------------------------------------------------------- LVM
 
 
-@dataclass(frozen=True)
-class LinearLV:
-    """Where a logical volume's data lies on its PV, in bytes from the PV's start."""
-
-    vg: str
-    name: str
-    offset: int
-    size: int
-
-
-def _lvm_report(text: str) -> list[dict[str, str]]:
-    try:
-        reports = json.loads(text)["report"]
-    except (ValueError, KeyError, TypeError):
-        return []
-    rows: list[dict[str, str]] = []
-    for report in reports:
-        for value in report.values():
-            rows += value
-    return rows
-
-
-def linear_lvs(node: str, pvs_json: str, segs_json: str) -> list[LinearLV]:
-    """The LVs whose extents all lie, contiguous and linear, on the PV *node*, from
-    ``pvs -o pv_name,pe_start,vg_extent_size`` and ``lvs --segments -o
-    vg_name,lv_name,lv_size,segtype,seg_start_pe,seg_pe_ranges`` (json, units b, no
-    suffix). Biggest first."""
-    pvs = _lvm_report(pvs_json)
-    if not pvs:
-        return []
-    try:
-        pe_start, extent = int(pvs[0]["pe_start"]), int(pvs[0]["vg_extent_size"])
-    except (KeyError, ValueError):
-        return []
-    if extent <= 0:
-        return []
-    segments: dict[tuple[str, str], list[dict[str, str]]] = {}
-    for seg in _lvm_report(segs_json):
-        segments.setdefault((seg.get("vg_name", ""), seg.get("lv_name", "")), []).append(seg)
-    here = os.path.realpath(node)
-    out = []
-    for (vg, name), segs in segments.items():
-        first: int | None = None
-        nxt: int | None = None
-        ok = True
-        for seg in sorted(segs, key=lambda s: int(s.get("seg_start_pe") or 0)):
-            ranges = seg.get("seg_pe_ranges", "").split()
-            if seg.get("segtype") != "linear" or len(ranges) != 1:
-                ok = False
-                break
-            dev, _, span = ranges[0].rpartition(":")
-            lo, _, hi = span.partition("-")
-            if os.path.realpath(dev) != here or not lo.isdigit() or not hi.isdigit():
-                ok = False
-                break
-            if nxt is not None and int(lo) != nxt:
-                ok = False
-                break
-            first = int(lo) if first is None else first
-            nxt = int(hi) + 1
-        if not ok or first is None or nxt is None:
-            continue
-        size = int(segs[0].get("lv_size") or 0)
-        if size <= 0 or size != (nxt - first) * extent:
-            continue
-        out.append(LinearLV(vg, name, pe_start + first * extent, size))
-    return sorted(out, key=lambda lv: (-lv.size, lv.vg, lv.name))
-
-
-def read_linear_lvs(node: str, runner: CommandRunner) -> list[LinearLV]:
-    """Read the LVM metadata on the PV *node* without writing anything anywhere (nothing
-    when lvm2 is not installed)."""
-    if shutil.which("lvm") is None:
-        return []
-    conf_dir = tempfile.mkdtemp(prefix="rescue-lvm-")
-    try:
-        with open(os.path.join(conf_dir, "lvm.conf"), "w") as f:
-            f.write(_LVM_CONF)
-        env = dict(os.environ, LVM_SYSTEM_DIR=conf_dir, LVM_SUPPRESS_FD_WARNINGS="1")
-        common = ["--devices", node, "--readonly", "--reportformat", "json",
-                  "--units", "b", "--nosuffix"]
-        pvs = runner.run(["lvm", "pvs", *common, "-o", "pv_name,vg_name,pe_start,"
-                          "vg_extent_size", node], check=False, env=env)
-        rows = _lvm_report(pvs.stdout)
-        vg = rows[0].get("vg_name", "") if rows else ""
-        if not vg:
-            return []
-        segs = runner.run(["lvm", "lvs", *common, "--segments", "-o", "vg_name,lv_name,"
-                           "lv_size,segtype,seg_start_pe,seg_pe_ranges", vg],
-                          check=False, env=env)
-        return linear_lvs(node, pvs.stdout, segs.stdout)
-    finally:
-        shutil.rmtree(conf_dir, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def _lv_loop(node: str, lv: LinearLV, runner: CommandRunner) -> Iterator[str | None]:
     """A read-only loop device over the LV's data, always detached afterwards."""
@@ -390,13 +270,13 @@ def read_source_identity(
 ) -> SourceIdentity:
     """Find the filesystem holding /etc/os-release (on a partition, in a btrfs
     subvolume or in a linear LVM logical volume) and read the identity from it."""
-    kinds = EXT_TYPES | set(RO_MOUNT_OPTIONS) | {LVM_MEMBER}
+    kinds = EXT_TYPES | set(RO_MOUNT_OPTIONS) | {LVM_PV}
     candidates = sorted((p for p in disk.partitions if p.filesystem in kinds),
                         key=lambda p: -p.size)
     for part in candidates:
         node = nodes[part.number]
         fstype = part.filesystem or ""
-        if fstype == LVM_MEMBER:
+        if fstype == LVM_PV:
             info = _identity_in_lvm(node, runner)
         else:
             info = _identity_of_volume(node, fstype, runner)

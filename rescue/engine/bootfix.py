@@ -30,12 +30,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rescue.devices.sysinfo import BTRFS_TOP_LEVEL, btrfs_root_candidates, read_linear_lvs
+from rescue.devices.sysinfo import BTRFS_TOP_LEVEL, btrfs_root_candidates
 from rescue.errors import RescueError
 from rescue.events import LogMessage, Sink, StageFinished, StageStarted, null_sink
+from rescue.fs.lvm import LVM_PV, read_linear_lvs
 from rescue.i18n import _
 from rescue.image.manifest import Manifest
-from rescue.plan.fixups import LVM_PV, FixupStep, module_name
+from rescue.plan.fixups import FixupStep, module_name
 from rescue.runner import CommandRunner
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"

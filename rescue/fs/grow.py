@@ -6,6 +6,7 @@ import tempfile
 from collections.abc import Callable
 
 from rescue.fs import ext
+from rescue.fs.lvm import LVM_PV, grow_pv
 from rescue.i18n import _
 from rescue.runner import CommandRunner
 
@@ -20,24 +21,6 @@ def _mounted(fstype: str, node: str, runner: CommandRunner,
                 fstype=fstype, node=node))
         finally:
             runner.run(["umount", mnt], check=False)
-
-
-LVM_PV = "LVM2_member"  # blkid's TYPE for an LVM physical volume
-# LVM on the rescue system: the restored PV only (--devices: the source disk, still
-# attached when a disk is cloned, holds a PV with the same UUID), no udev to wait for,
-# nothing activated (pvresize only rewrites the PV's metadata; no device-mapper needed),
-# and no copy of the restored VG's metadata left in the rescue system's /etc/lvm.
-_LVM_CONFIG = ("global { activation = 0 } "
-               "activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } "
-               "devices { obtain_device_list_from_udev = 0 hints = \"none\" } "
-               "backup { backup = 0 archive = 0 }")
-
-
-def grow_pv(node: str, runner: CommandRunner) -> None:
-    """Let the LVM physical volume on *node* take its whole (grown) partition; the new
-    extents are free in its volume group (the logical volumes are left as they are)."""
-    runner.run(["lvm", "pvresize", "--devices", node, "--config", _LVM_CONFIG, node],
-               what=_("Growing the LVM physical volume on {node}").format(node=node))
 
 
 def grow(fstype: str, node: str, runner: CommandRunner) -> None:

@@ -40,27 +40,11 @@ from dataclasses import dataclass
 
 from loopdev import sh
 
-LVM_CONF = """\
-devices {
-    use_devicesfile = 0
-    obtain_device_list_from_udev = 0
-    hints = "none"
-    scan_lvs = 0
-}
-global {
-    activation = 0
-    event_activation = 0
-}
-activation {
-    udev_sync = 0
-    udev_rules = 0
-    monitoring = 0
-}
-backup {
-    backup = 0
-    archive = 0
-}
-"""
+from rescue.fs.lvm import LVM_CONF as PRODUCT_LVM_CONF
+
+# the product's private LVM configuration (no devices file, hints, udev, activation or
+# metadata backups), so the tests make and read LVM the way the product reads it
+LVM_CONF = PRODUCT_LVM_CONF
 
 
 @dataclass(frozen=True)

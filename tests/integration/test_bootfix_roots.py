@@ -26,8 +26,8 @@ from loopdev import MiB, loop_device, mounted, partition, sh
 from lvmdisk import lvm_pv
 from realdisk import blkid, rescue_cli
 
-from rescue.devices import sysinfo
 from rescue.engine.bootfix import FixupContext, _LogicalVolume, run_fixups, spec_matches
+from rescue.fs import lvm
 from rescue.image.manifest import Disk, Manifest, Partition
 from rescue.image.repository import open_repository
 from rescue.plan.fixups import COMPANIONS, plan_fixups
@@ -118,7 +118,7 @@ def fedora(dev: str, tmp: Path) -> Case:
 @contextlib.contextmanager
 def _lv_mounted(node: str, name: str, where: Path) -> Iterator[Path]:
     """The restored LV *name* of the PV *node*, mounted through a loop device."""
-    [lv] = [lv for lv in sysinfo.read_linear_lvs(node, CommandRunner()) if lv.name == name]
+    [lv] = [lv for lv in lvm.read_linear_lvs(node, CommandRunner()) if lv.name == name]
     dev = sh("losetup", "-f", "--show", "--offset", str(lv.offset), "--sizelimit",
              str(lv.size), node).strip()
     try:

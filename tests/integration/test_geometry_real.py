@@ -7,34 +7,17 @@ the filesystem check must be clean and the files must read back."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from loopdev import MiB, mounted, refresh_partitions, sh
+from loopdev import MiB, loop_device, mounted, refresh_partitions, sh
 from realdisk import rescue_cli, sfdisk_json
 
 pytestmark = pytest.mark.root
 
 SIZE = 64 * MiB
-
-
-@contextlib.contextmanager
-def loop_device(backing: Path, size: int, sector_size: int = 512) -> Iterator[str]:
-    """A loop device on a sparse file with the given logical sector size, always
-    detached afterwards."""
-    with open(backing, "wb") as f:
-        f.truncate(size)
-    dev = sh("losetup", "-f", "--show", "--sector-size", str(sector_size), backing).strip()
-    subprocess.run(["partx", "-d", dev], capture_output=True)
-    try:
-        yield dev
-    finally:
-        subprocess.run(["partx", "-d", dev], capture_output=True)
-        subprocess.run(["losetup", "-d", dev], capture_output=True)
 
 
 def _rows(table: dict) -> list[tuple]:

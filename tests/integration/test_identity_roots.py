@@ -19,6 +19,7 @@ from lvmdisk import lvm_pv
 from realdisk import rescue_cli
 
 from rescue.devices import sysinfo
+from rescue.fs import lvm
 
 pytestmark = pytest.mark.root
 
@@ -226,10 +227,10 @@ def test_only_contiguous_linear_lvs_on_this_pv_are_opened() -> None:
         seg("other-pv", 2, 0, "/dev/sdb1:0-1"),
         seg("striped", 4, 0, "/dev/sda3:50-51 /dev/sda3:60-61", "striped"),
     ])
-    got = sysinfo.linear_lvs("/dev/sda3", pvs, segs)
-    assert got == [sysinfo.LinearLV("vg", "root", 1048576 + 20 * 4194304, 10 * 4194304),
-                   sysinfo.LinearLV("vg", "grown", 1048576, 6 * 4194304)]
-    assert sysinfo.linear_lvs("/dev/sda3", "", segs) == []
+    got = lvm.linear_lvs("/dev/sda3", pvs, segs)
+    assert got == [lvm.LinearLV("vg", "root", 1048576 + 20 * 4194304, 10 * 4194304),
+                   lvm.LinearLV("vg", "grown", 1048576, 6 * 4194304)]
+    assert lvm.linear_lvs("/dev/sda3", "", segs) == []
 
 
 def test_btrfs_root_candidates_order() -> None:
