@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import stat
 import struct
 from pathlib import Path
 
 from rescue.errors import DeviceError, from_oserror
 from rescue.i18n import _
+from rescue.runner import CommandRunner
 
 BLKROGET = 0x125E
 BLKSSZGET = 0x1268
@@ -65,3 +67,24 @@ def sysfs_attr(disk: str, attr: str) -> str:
         return (Path("/sys/class/block") / name / attr).read_text().strip()
     except OSError:
         return ""
+
+
+_ESCAPED = re.compile(r"\\(.)")
+
+
+def parse_blkid_export(text: str) -> dict[str, str]:
+    """``blkid -o export`` output as a dict. blkid escapes values for a shell (a label
+    "System Reserved" is printed ``LABEL=System\\ Reserved``); the escapes are undone, so
+    a label is recorded, shown and recreated as the filesystem holds it."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            out[key.strip()] = _ESCAPED.sub(r"\1", value.strip())
+    return out
+
+
+def blkid_probe(node: str, runner: CommandRunner) -> dict[str, str]:
+    """Low-level probe (reads only) of one device: filesystem and partition fields."""
+    return parse_blkid_export(runner.run(["blkid", "-p", "-o", "export", node],
+                                         check=False).stdout)

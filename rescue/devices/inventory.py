@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from rescue.devices import mounts as _mounts
+from rescue.devices.blockdev import blkid_probe
 from rescue.runner import CommandRunner
 
 INVENTORY_SCHEMA = 1
@@ -252,13 +253,7 @@ def _kind(name: str, major: int, props: dict[str, str], sysdir: Path) -> str:
 
 def _blkid(runner: CommandRunner, node: str) -> dict[str, str]:
     """Low-level probe (reads only) of one device: filesystem and partition fields."""
-    res = runner.run(["blkid", "-p", "-o", "export", node], check=False)
-    out: dict[str, str] = {}
-    for line in res.stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out
+    return blkid_probe(node, runner)
 
 
 def _fs_fields(props: dict[str, str], blk: dict[str, str] | None) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from rescue.devices.blockdev import device_facts, partition_node, sysfs_attr
+from rescue.devices.blockdev import blkid_probe, device_facts, partition_node, sysfs_attr
 from rescue.errors import SourceRefusedError
 from rescue.i18n import _
 from rescue.image.manifest import (
@@ -39,13 +39,7 @@ def read_table(disk: str, runner: CommandRunner) -> dict:
 
 
 def blkid(node: str, runner: CommandRunner) -> dict[str, str]:
-    result = runner.run(["blkid", "-p", "-o", "export", node], check=False)
-    info = {}
-    for line in result.stdout.splitlines():
-        if "=" in line:
-            k, v = line.split("=", 1)
-            info[k] = v
-    return info
+    return blkid_probe(node, runner)
 
 
 def choose_method(p: Partition) -> str:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import os
 
-from rescue.devices.blockdev import device_facts, require_block_device, sysfs_attr
+from rescue.devices.blockdev import (
+    blkid_probe,
+    device_facts,
+    require_block_device,
+    sysfs_attr,
+)
 from rescue.devices.inventory import boot_medium_devices, repo_devices
 from rescue.devices.mounts import devnum_of, disk_devnums, disk_use
 from rescue.plan.restore import TargetInfo, table_layout
@@ -22,8 +27,7 @@ def probe_target(path: str, repo_path: str | None, runner: CommandRunner) -> Tar
     # both follow loop backing files, ntfs-3g mounts and dm/md members to the real disks
     repo_disks = set(repo_devices([repo_path])) if repo_path else set()
     boot_disks = set(boot_medium_devices())
-    probe = runner.run(["blkid", "-p", "-o", "export", path], check=False)
-    info = dict(line.split("=", 1) for line in probe.stdout.splitlines() if "=" in line)
+    info = blkid_probe(path, runner)
     signatures = [info["TYPE"]] if "TYPE" in info else []
     existing_id = ""
     existing_layout: list[list[str | int]] = []

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rescue.devices.blockdev import parse_blkid_export as parse_export
 from rescue.devices.sysinfo import BTRFS_TOP_LEVEL, btrfs_root_candidates
 from rescue.errors import RescueError
 from rescue.events import LogMessage, Sink, StageFinished, StageStarted, null_sink
@@ -387,15 +388,6 @@ def _rmdir_quiet(path: str) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def parse_export(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out
 
 
 @dataclass

@@ -232,6 +232,41 @@ def build_windows(dev: str, size: int, scratch: Path) -> Layout:
     ], grows=3, moves=[4])
 
 
+def build_windows_bios(dev: str, size: int, scratch: Path) -> Layout:
+    """Windows 10 Setup on a BIOS machine (MBR): "System Reserved" (NTFS, active, 50 MiB,
+    the boot manager), C: (NTFS) and the recovery partition (NTFS, type 27) at the end of
+    the disk. BIOS-booted Windows finds its volumes by the "hidden sectors" field, so the
+    recovery partition that moves on a larger disk must record its new start."""
+    sectors = size // SECTOR
+    rec_start = (sectors - 300 * MiB // SECTOR) // ALIGN * ALIGN
+    sys_size = 50 * MiB // SECTOR
+    win_start = 2048 + sys_size
+    nodes = _table(dev, "label: dos\nlabel-id: 0x7d3a1c55\n", [
+        f"1 : start=2048, size={sys_size}, type=7, bootable",
+        f"2 : start={win_start}, size={rec_start - win_start}, type=7",
+        f"3 : start={rec_start}, size={sectors - rec_start}, type=27",
+    ])
+    sys_files = {"bootmgr": _content(41, 400 * 1024), "Boot/BCD": _content(42, 32 * 1024)}
+    sh("mkfs.ntfs", "-Q", "-L", "System Reserved", "-p", "2048", "-H", "255", "-S", "63",
+       nodes[1])
+    _populate(nodes[1], "ntfs-3g", sys_files, scratch)
+    win_files = {
+        "Windows/System32/config/SYSTEM": _content(43, 512 * 1024),
+        "Windows/System32/winload.exe": _content(44, 1024 * 1024),
+        "Users/Public/Documents/notes.txt": _text("invoice 2026-11\r\n" * 200),
+    }
+    _ntfs_extended_once(nodes[2], "Windows", win_start, rec_start - win_start)
+    _populate(nodes[2], "ntfs-3g", win_files, scratch)
+    rec_files = {"Recovery/WindowsRE/Winre.wim": _content(45, 2 * MiB)}
+    _ntfs_extended_once(nodes[3], "Recovery", rec_start, sectors - rec_start)
+    _populate(nodes[3], "ntfs-3g", rec_files, scratch)
+    return Layout("windows-bios", size, "dos", [
+        Volume(1, "ntfs", sys_files, label="System Reserved"),
+        Volume(2, "ntfs", win_files, label="Windows"),
+        Volume(3, "ntfs", rec_files, label="Recovery"),
+    ], grows=2, moves=[3], firmware="bios")
+
+
 def build_legacy_mbr(dev: str, size: int, scratch: Path) -> Layout:
     """A BIOS-era Debian install: a bootable primary root, an extended partition with
     /var (ext4), swap and /home (ext4) as logical partitions, each 1 MiB aligned (the
@@ -265,11 +300,11 @@ def build_legacy_mbr(dev: str, size: int, scratch: Path) -> Layout:
                                  (7, "home", home_files)):
         sh("mkfs.ext4", "-q", "-L", label, nodes[number])
         _populate(nodes[number], "ext4", files, scratch)
-    sh("mkswap", "-L", "swap", nodes[6])
+    sh("mkswap", "-L", "swap space", nodes[6])  # a label with a space (blkid escapes it)
     return Layout("legacy-mbr", size, "dos", [
         Volume(1, "ext4", root_files, label="root"),
         Volume(5, "ext4", var_files, label="var"),
-        Volume(6, "swap", label="swap"),
+        Volume(6, "swap", label="swap space"),
         Volume(7, "ext4", home_files, label="home"),
     ], grows=7, container=2, firmware="bios")
 
@@ -389,6 +424,7 @@ def build_ubuntu(dev: str, size: int, scratch: Path) -> Layout:
 
 BUILDERS = {
     "windows": (build_windows, 1024 * MiB),
+    "windows-bios": (build_windows_bios, 1024 * MiB),
     "legacy-mbr": (build_legacy_mbr, 1024 * MiB),
     "fedora": (build_fedora, 1024 * MiB),
     "rhel": (build_rhel, 1536 * MiB),

@@ -4,6 +4,7 @@ conftest.py)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -46,9 +47,11 @@ def sfdisk_json(dev: str) -> dict:
 
 
 def blkid(node: str) -> dict[str, str]:
+    """blkid's fields of *node*, its shell escapes undone ("System\\ Reserved")."""
     out = subprocess.run(["blkid", "-p", "-o", "export", node], capture_output=True,
                          text=True).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return {k: re.sub(r"\\(.)", r"\1", v)
+            for k, v in (line.split("=", 1) for line in out.splitlines() if "=" in line)}
 
 
 def file_is_zero(path: Path) -> bool:
