@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from rescue.devices.inroot import READ_LIMIT, read_text_in_root, resolve_in_root
 from rescue.fs.ext import EXT_TYPES
 from rescue.fs.lvm import LVM_PV, LinearLV, read_linear_lvs
 from rescue.image.manifest import Disk
@@ -99,6 +100,9 @@ def _debugfs_reader(node: str, runner: CommandRunner) -> _Reader:
                 continue
             if "Type: regular" not in info:
                 return None
+            size = re.search(r"\bSize:\s+(\d+)", info)
+            if size is None or int(size.group(1)) > READ_LIMIT:
+                return None  # identity files are small; a huge one is not read whole
             return runner.run(["debugfs", "-c", "-R", f"cat {path}", node],
                               check=False).stdout
         return None
@@ -113,46 +117,11 @@ def _tree_reader(root: str) -> _Reader:
     """Reads below the directory *root* as if it were "/": symlinks, absolute or
     relative, never lead out of it."""
 
-    def resolve(path: str, follow_last: bool) -> str | None:
-        pending = [c for c in path.split("/") if c]
-        done: list[str] = []
-        hops = 0
-        while pending:
-            name = pending.pop(0)
-            if name == ".":
-                continue
-            if name == "..":
-                if done:
-                    done.pop()
-                continue
-            here = os.path.join(root, *done, name)
-            if os.path.islink(here) and (pending or follow_last):
-                hops += 1
-                if hops > 40:
-                    return None
-                try:
-                    target = os.readlink(here)
-                except OSError:
-                    return None
-                if target.startswith("/"):
-                    done = []
-                pending[:0] = [c for c in target.split("/") if c]
-                continue
-            done.append(name)
-        return os.path.join(root, *done)
-
     def read(path: str) -> str | None:
-        real = resolve(path, True)
-        if real is None or not os.path.isfile(real):
-            return None
-        try:
-            with open(real, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return None
+        return read_text_in_root(root, path)
 
     def link(path: str) -> str | None:
-        real = resolve(path, False)
+        real = resolve_in_root(root, path, follow_last=False)
         try:
             return os.readlink(real) if real else None
         except OSError:

@@ -351,7 +351,7 @@ def run_backup(
     }
     identity = prepared.identity
     manifest = Manifest(
-        id=new_image_id(now),
+        id=new_image_id(now, repo.image_ids()),
         # a manifest field: English, as every field of the format
         name=opts.name or f"Backup of {identity.computer or prepared.disk_path}",
         created_utc=now.isoformat(timespec="seconds").replace("+00:00", "Z"),

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rescue.devices.blockdev import parse_blkid_export as parse_export
+from rescue.devices.inroot import in_root
 from rescue.devices.sysinfo import BTRFS_TOP_LEVEL, btrfs_root_candidates
 from rescue.errors import RescueError
 from rescue.events import LogMessage, Sink, StageFinished, StageStarted, null_sink
@@ -207,7 +208,8 @@ class _Session:
         select it (subvol=) for the read-write mount. A volume that is no root is left
         untouched (None)."""
         fstype = _blkid_type(self, dev)
-        options: list[str] = []
+        # nouuid: the source's xfs (same UUID) may still be mounted on this machine
+        options: list[str] = ["nouuid"] if fstype == "xfs" else []
         if fstype == "btrfs":
             subvol = self._btrfs_root_subvolume(dev)
             if subvol is None:
@@ -267,17 +269,18 @@ class _Session:
         return found
 
     def _mount_boot(self, root: Path) -> None:
-        for entry in read_fstab(root / "etc/fstab"):
+        for entry in read_fstab(in_root(root, "etc/fstab")):
             if entry.mountpoint == "/boot":
                 node = self._resolve(entry.spec)
                 if node:
-                    argv = ["mount", node, str(root / "boot")]
+                    boot = in_root(root, "boot")  # never a mount point outside the root
+                    argv = ["mount", node, str(boot)]
                     subvol = [o for o in entry.options.split(",")
                               if o.startswith(("subvol=", "subvolid="))]
                     if entry.fstype == "btrfs" and subvol:
                         argv[1:1] = ["-o", subvol[0]]
                     self.run(argv, what=_("Mounting /boot"))
-                    self._stack.callback(self._umount, root / "boot")
+                    self._stack.callback(self._umount, boot)
 
     def _resolve(self, spec: str) -> str | None:
         for f in self.volume_facts():
@@ -328,7 +331,7 @@ class _Session:
             return
         assert self._root is not None
         for d in ("dev", "dev/pts", "proc", "sys", "run"):
-            target = self._root / d
+            target = in_root(self._root, d)  # a link in the restored tree stays inside it
             target.mkdir(parents=True, exist_ok=True)
             self.run(["mount", "--bind", f"/{d}", str(target)],
                      what=_("Binding {path}").format(path="/" + d))
@@ -371,8 +374,8 @@ def _blkid_type(s: _Session, node: str) -> str:
 
 
 def _looks_like_root(path: Path) -> bool:
-    return (path / "etc/fstab").exists() and any(
-        (path / p).exists() for p in ("sbin/init", "usr/sbin/init", "usr/lib/systemd"))
+    return in_root(path, "etc/fstab").is_file() and any(
+        in_root(path, p).exists() for p in ("sbin/init", "usr/sbin/init", "usr/lib/systemd"))
 
 
 def _rmdir_quiet(path: str) -> None:
@@ -404,9 +407,14 @@ class FstabEntry:
         return "nofail" in opts or "noauto" in opts
 
 
+FSTAB_LIMIT = 1024 * 1024  # a real fstab is a few KiB; a huge one is not read whole
+
+
 def read_fstab(path: Path) -> list[FstabEntry]:
     entries = []
-    for no, raw in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    with open(path, "rb") as fh:
+        text = fh.read(FSTAB_LIMIT).decode("utf-8", errors="replace")
+    for no, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -752,22 +760,22 @@ def fix_uefi_nvram(s: _Session, step: FixupStep) -> FixupResult:
 def kernels(root: Path) -> list[str]:
     """Kernel versions that have modules and a kernel image in /boot."""
     found = []
-    for moddir in (root / "lib/modules", root / "usr/lib/modules"):
+    for moddir in (in_root(root, "lib/modules"), in_root(root, "usr/lib/modules")):
         if not moddir.is_dir():
             continue
         for k in sorted(p.name for p in moddir.iterdir() if p.is_dir()):
             if k not in found and any(
-                (root / "boot" / f"{n}-{k}").exists() for n in ("vmlinuz", "vmlinux", "bzImage")
+                in_root(root, f"boot/{n}-{k}").exists() for n in ("vmlinuz", "vmlinux", "bzImage")
             ):
                 found.append(k)
     return found
 
 
 def _moddir(root: Path, kver: str) -> Path:
-    for d in (root / "lib/modules" / kver, root / "usr/lib/modules" / kver):
+    for d in (in_root(root, f"lib/modules/{kver}"), in_root(root, f"usr/lib/modules/{kver}")):
         if d.is_dir():
             return d
-    return root / "lib/modules" / kver
+    return in_root(root, f"lib/modules/{kver}")
 
 
 def module_status(root: Path, kver: str, module: str) -> str:
@@ -788,9 +796,11 @@ def module_status(root: Path, kver: str, module: str) -> str:
 
 
 def initramfs_tool(root: Path) -> str:
-    if (root / "usr/sbin/update-initramfs").exists() and (root / "etc/initramfs-tools").is_dir():
+    if (in_root(root, "usr/sbin/update-initramfs").exists()
+            and in_root(root, "etc/initramfs-tools").is_dir()):
         return "initramfs-tools"
-    if any((root / p).exists() for p in ("usr/bin/dracut", "usr/sbin/dracut", "sbin/dracut")):
+    if any(in_root(root, p).exists() for p in ("usr/bin/dracut", "usr/sbin/dracut",
+                                               "sbin/dracut")):
         return "dracut"
     return ""
 
@@ -798,7 +808,7 @@ def initramfs_tool(root: Path) -> str:
 def initramfs_path(root: Path, kver: str, tool: str) -> str:
     """Path inside the restored root of *kver*'s initramfs (where the tool writes it)."""
     for name in (f"initrd.img-{kver}", f"initramfs-{kver}.img", f"initrd-{kver}"):
-        if (root / "boot" / name).exists():
+        if in_root(root, f"boot/{name}").exists():
             return f"/boot/{name}"
     if tool == "initramfs-tools":
         return f"/boot/initrd.img-{kver}"
@@ -845,7 +855,8 @@ def fix_initramfs(s: _Session, step: FixupStep) -> FixupResult:
                 kernel=kver, drivers=", ".join(drivers)))
             continue
         image = initramfs_path(root, kver, tool)
-        have = initramfs_modules(s, root, image, tool) if (root / image[1:]).exists() else set()
+        have = initramfs_modules(s, root, image, tool) if in_root(root, image).exists() \
+            else set()
         absent = [d for d in needed if d not in have]
         if not absent:
             notes.append(_("{kernel}: {file} already contains {drivers}").format(
@@ -854,7 +865,7 @@ def fix_initramfs(s: _Session, step: FixupStep) -> FixupResult:
         _configure(root, tool, absent)
         if tool == "initramfs-tools":
             dep = initramfs_tools_modules_setting(root) == "dep"
-            override = root / "etc/initramfs-tools/conf.d/zz-rescue-restore"
+            override = in_root(root, "etc/initramfs-tools/conf.d/zz-rescue-restore")
             if dep:
                 # MODULES=dep inspects the disks of the machine it runs on; from a chroot
                 # in the live system that is the live medium, and mkinitramfs fails or
@@ -900,7 +911,7 @@ def fix_initramfs(s: _Session, step: FixupStep) -> FixupResult:
 def initramfs_tools_modules_setting(root: Path) -> str:
     """The effective MODULES= of initramfs-tools (initramfs.conf, then conf.d in order)."""
     value = "most"
-    conf = root / "etc/initramfs-tools"
+    conf = in_root(root, "etc/initramfs-tools")
     files = [conf / "initramfs.conf"]
     if (conf / "conf.d").is_dir():
         files += sorted(p for p in (conf / "conf.d").iterdir() if p.is_file())
@@ -917,7 +928,7 @@ def initramfs_tools_modules_setting(root: Path) -> str:
 def _configure(root: Path, tool: str, drivers: list[str]) -> None:
     """Make the drivers part of every future initramfs too (kernel updates keep them)."""
     if tool == "initramfs-tools":
-        path = root / "etc/initramfs-tools/modules"
+        path = in_root(root, "etc/initramfs-tools/modules")
         text = path.read_text() if path.exists() else ""
         listed = {module_name(ln.split()[0]) for ln in text.splitlines()
                   if ln.strip() and not ln.lstrip().startswith("#")}
@@ -929,8 +940,8 @@ def _configure(root: Path, tool: str, drivers: list[str]) -> None:
             text += "".join(f"{d}\n" for d in add)
             path.write_text(text)
     else:
-        conf = root / "etc/dracut.conf.d/90-rescue-storage.conf"
-        conf.parent.mkdir(parents=True, exist_ok=True)
+        in_root(root, "etc/dracut.conf.d").mkdir(parents=True, exist_ok=True)
+        conf = in_root(root, "etc/dracut.conf.d/90-rescue-storage.conf")
         conf.write_text(
             "# added by rescue: storage drivers of the machine restored onto\n"
             f'add_drivers+=" {" ".join(drivers)} "\n'
@@ -942,7 +953,7 @@ def _configure(root: Path, tool: str, drivers: list[str]) -> None:
 
 def fix_fstab(s: _Session, step: FixupStep) -> FixupResult:
     root = s.root(list(step.params.get("root_candidates", [])))
-    fstab = root / "etc/fstab"
+    fstab = in_root(root, "etc/fstab")
     entries = read_fstab(fstab)
     facts = s.partition_facts()
     lvs = s.lv_facts(facts)  # LVs are named by their VG/LV names: never rewritten
@@ -972,7 +983,7 @@ def fix_fstab(s: _Session, step: FixupStep) -> FixupResult:
             ok += 1
     if rewrites:
         original = fstab.read_text()
-        (root / "etc/fstab.rescue-backup").write_text(original)
+        in_root(root, "etc/fstab.rescue-backup").write_text(original)
         lines = original.splitlines(keepends=True)
         for no, (old, new) in rewrites.items():
             lines[no - 1] = lines[no - 1].replace(old, new, 1)
@@ -1006,7 +1017,7 @@ def check_boot_loader_root(root: Path, facts: dict[int, dict[str, str]],
     notes: list[str] = []
     known = [*facts.values(), *(volumes or [])]
     for rel in ("boot/grub/grub.cfg", "boot/grub2/grub.cfg"):
-        cfg = root / rel
+        cfg = in_root(root, rel)
         if not cfg.is_file():
             continue
         text = cfg.read_text(errors="replace")
@@ -1024,7 +1035,7 @@ def check_boot_loader_root(root: Path, facts: dict[int, dict[str, str]],
             elif not any(spec_matches(value, f) for f in known):
                 unresolved.append(value)
         if changed != text:
-            (root / (rel + ".rescue-backup")).write_text(text)
+            in_root(root, rel + ".rescue-backup").write_text(text)
             cfg.write_text(changed)
         if unresolved:
             notes.append(_("{file} also names root={values}, not on this disk").format(

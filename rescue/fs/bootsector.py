@@ -116,7 +116,7 @@ def plan_start_fix(fstype: str, read: Reader, old_start: int, new_start: int,
     if new > 0xFFFFFFFF:
         fix.note = f"the new start {new} does not fit the 32-bit field: left as it is"
         return fix
-    for where in [0, *backups]:
+    for where in sorted({0, *backups}):  # each copy once (a forged count may name 0)
         sector = bytearray(read(where, bps))
         if len(sector) != bps or sector[:11] != boot[:11]:
             continue  # a backup copy that is not there (damaged, or never written)

@@ -110,8 +110,8 @@ def linear_lvs(node: str, pvs_json: str, segs_json: str) -> list[LinearLV]:
             if seg.get("segtype") != "linear" or len(ranges) != 1:
                 ok = False
                 break
-            dev, _, span = ranges[0].rpartition(":")
-            lo, _, hi = span.partition("-")
+            dev, _colon, span = ranges[0].rpartition(":")
+            lo, _dash, hi = span.partition("-")
             if os.path.realpath(dev) != here or not lo.isdigit() or not hi.isdigit():
                 ok = False
                 break

@@ -34,6 +34,7 @@ import struct
 from collections.abc import Callable
 
 BELT = 64 * 1024
+XFS_MIN_AG_BYTES = 16 * 1024 * 1024  # mkfs.xfs makes no smaller allocation group
 KiB = 1024
 
 Ranges = list[tuple[int, int]]
@@ -87,11 +88,21 @@ def _xfs(fd: int, offset: int, length: int) -> Ranges:
     block_size = struct.unpack_from(">I", sb, 4)[0]
     ag_blocks, ag_count = struct.unpack_from(">II", sb, 84)
     sect_size = struct.unpack_from(">H", sb, 102)[0]
-    if not block_size or not ag_blocks or ag_count > 1 << 20:
+    # believe only what xfs itself allows (a forged header must not claim the partition
+    # or make millions of ranges): block 512 B-64 KiB, sector 512 B-32 KiB, both powers
+    # of two, allocation groups of at least 16 MiB, and only those inside the partition
+    if not (_power_of_two(block_size, 512, 65536) and _power_of_two(sect_size, 512, 32768)):
+        return []
+    ag_bytes = ag_blocks * block_size
+    if ag_bytes < XFS_MIN_AG_BYTES or not ag_count:
         return []
     head = max(block_size, 4 * sect_size)
-    ag_bytes = ag_blocks * block_size
-    return [(ag * ag_bytes, ag * ag_bytes + head) for ag in range(ag_count)]
+    return [(ag * ag_bytes, ag * ag_bytes + head)
+            for ag in range(min(ag_count, -(-length // ag_bytes)))]
+
+
+def _power_of_two(value: int, low: int, high: int) -> bool:
+    return low <= value <= high and value & (value - 1) == 0
 
 
 # blkid TYPE -> the regions it keeps outside its allocation map (besides the belt)

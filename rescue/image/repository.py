@@ -17,6 +17,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,9 +70,18 @@ class ImageSummary:
         }
 
 
-def new_image_id(now: datetime | None = None) -> str:
+def new_image_id(now: datetime | None = None, existing: Iterable[str] = ()) -> str:
+    """``YYYYMMDDTHHMMSSZ-xxxxxx``: ids sort by age, so "latest" is the greatest. Two
+    backups in the same second (*existing*: the ids already in the repository) get
+    suffixes that sort in the order they were made."""
     now = now or datetime.now(UTC)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    stamp = now.strftime("%Y%m%dT%H%M%SZ") + "-"
+    same = [i[len(stamp):] for i in existing if i.startswith(stamp)]
+    if same:
+        last = int(max(same), 16)
+        if last < 0xFFFFFF:
+            return stamp + f"{last + 1:06x}"
+    return stamp + uuid.uuid4().hex[:6]
 
 
 def is_url(location: str | os.PathLike[str]) -> bool:

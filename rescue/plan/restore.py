@@ -397,9 +397,6 @@ def _grow(plans: list[PartitionPlan], table: str, extra: int, align: int) -> Non
     up by as much, keeping their size. A logical partition grows inside its extended
     partition, which grows with it; a primary one before the extended partition moves
     the whole container (its logical partitions keep their places relative to it)."""
-    extra -= extra % align
-    if extra <= 0:
-        return
     candidates = [p for p in plans if p.filesystem in GROWABLE and p.kind != "extended"]
     if not candidates:
         return
@@ -407,10 +404,14 @@ def _grow(plans: list[PartitionPlan], table: str, extra: int, align: int) -> Non
     after = [p for p in plans if p.start > grow.start]
     container = next((p for p in plans if p.kind == "extended"), None)
     inside = grow.kind == "logical" and container is not None
-    if table == "dos" and any(
-            (p.start + p.size + extra) > geometry.MBR_MAX_SECTORS
-            for p in [grow, *after, *([container] if inside and container else [])]):
-        return  # an MBR entry cannot reach past 2^32 sectors: keep the exact layout
+    if table == "dos":
+        # an MBR entry cannot reach past 2^32 sectors: grow up to there, no further (the
+        # rest of a larger disk stays unused; only GPT can address it)
+        moving = [grow, *after, *([container] if inside and container else [])]
+        extra = min(extra, geometry.MBR_MAX_SECTORS - max(p.start + p.size for p in moving))
+    extra -= extra % align
+    if extra <= 0:
+        return
     grow.size += extra
     grow.grow_filesystem = True
     for p in after:

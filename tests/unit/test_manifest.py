@@ -62,3 +62,17 @@ def test_newer_version_is_refused_with_advice() -> None:
 def test_wrong_magic_is_refused() -> None:
     with pytest.raises(ImageCorruptError, match="not a rescue image"):
         Manifest.from_json(b'{"magic": "something"}')
+
+
+def test_two_backups_in_the_same_second_sort_in_the_order_they_were_made() -> None:
+    from datetime import UTC, datetime
+
+    from rescue.image.repository import new_image_id
+
+    now = datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC)
+    first = new_image_id(now)
+    ids = [first]
+    for _n in range(5):
+        ids.append(new_image_id(now, ids))
+    assert ids == sorted(ids) and len(set(ids)) == 6
+    assert new_image_id(now, ["20261203T095959Z-ffffff"]).startswith("20261203T100000Z-")

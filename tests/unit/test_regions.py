@@ -87,9 +87,9 @@ def test_xfs_every_allocation_group_header(disk) -> None:
     sb = bytearray(512)
     sb[0:4] = b"XFSB"
     struct.pack_into(">I", sb, 4, 4096)
-    struct.pack_into(">II", sb, 84, 1000, 4)  # 4 AGs of 1000 blocks
+    struct.pack_into(">II", sb, 84, 4096, 4)  # 4 AGs of 4096 blocks (16 MiB, xfs' least)
     struct.pack_into(">H", sb, 102, 512)
     put(fd, 0, bytes(sb))
-    got = extra_ranges("xfs", fd, OFFSET, 4000 * 4096)
+    got = extra_ranges("xfs", fd, OFFSET, 4 * 4096 * 4096)
     for ag in range(4):
-        assert (ag * 1000 * 4096, ag * 1000 * 4096 + 4096) in got
+        assert (ag * 4096 * 4096, ag * 4096 * 4096 + 4096) in got
