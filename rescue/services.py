@@ -148,6 +148,7 @@ def combine_reports(prepared: PreparedRestore, reports: list[RestoreReport]) -> 
     combined.throughput = (combined.bytes_written + combined.bytes_skipped) / max(
         combined.elapsed, 1e-9)
     combined.warnings = [f"{r.target}: {w}" for r in reports for w in r.warnings]
+    combined.boot_fixups_failed = any(r.boot_fixups_failed for r in reports)
     verified = [r.verified for r in reports]
     combined.verified = None if None in verified else all(verified)
     combined.steps = [StepResult(s.name, s.status, f"{r.target}: {s.detail}".rstrip(": "))

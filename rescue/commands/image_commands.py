@@ -269,7 +269,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
           + (", verified" if report.verified else ""))
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if report.warnings:
+    if report.boot_fixups_failed:
         print("The data is restored, but the machine may not boot until this is fixed.",
               file=sys.stderr)
         return BOOT_FIXUP_FAILED

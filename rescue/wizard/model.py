@@ -130,6 +130,7 @@ class Outcome:
     message: str = ""
     details: list[str] = field(default_factory=list)
     image_id: str = ""
+    warnings: list[str] = field(default_factory=list)  # done, but something to know
 
 
 @dataclass

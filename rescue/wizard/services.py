@@ -303,7 +303,7 @@ class EngineServices:
         self._log("restore report: " + report.to_json())
         details = [f"{human_bytes(report.bytes_written)} written in {report.elapsed:.0f} s"]
         return Outcome(ok=report.result == "ok", verified=report.verified, details=details,
-                       image_id=report.image_id)
+                       image_id=report.image_id, warnings=list(report.warnings))
 
     def backup_destinations(self) -> list[tuple[str, str]]:
         inv = self._inventory(self.include_loop)

@@ -88,6 +88,29 @@ def test_restore_flow_with_typed_confirmation_and_countdown():
     assert ("run_restore", ("restore", "3f9a1c2b", "/dev/sda")) in svc.calls
 
 
+def test_a_restore_done_with_warnings_shows_them():
+    svc = FixtureServices(restore_warnings=[
+        "The xfs filesystem on partition 3 was not grown (xfs_growfs [failed]); the "
+        "restored data is complete and the system works at the old size."])
+    app = make_app(svc, restart_countdown=0)
+
+    async def run() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await to_summary(pilot)
+            await press_button(pilot, "#finish")
+            await on(pilot, "TypedConfirmDialog")
+            await pilot.press("s", "d", "a", "enter")
+            await on(pilot, "FinishedScreen")
+            finished = pilot.app.screen
+            await wait_for(pilot, lambda: bool(finished.query("#result")), what="result")
+            text = str(finished.query_one("#result").render())
+            assert "restored" in text
+            assert "Warning:" in text and "was not grown" in text
+            assert "xfs_growfs [failed]" in text  # shown as text, not taken as markup
+
+    run_async(run())
+
+
 def test_countdown_can_be_stopped():
     svc = FixtureServices()
     app = make_app(svc, restart_countdown=30, countdown_interval=0.05)

@@ -76,6 +76,7 @@ class FixtureServices:
         "compatible", (), ("Network: Intel I219-V (e1000e) was Realtek RTL8111 (r8169)",)))
     prepare_error: RescueError | None = None
     run_error: RescueError | None = None
+    restore_warnings: list[str] = field(default_factory=list)  # a restore done, with these
     block_run: threading.Event | None = None  # the run waits for this (cancel tests)
     log_media_found: list[LogMedium] = field(default_factory=lambda: list(LOG_MEDIA))
     save_error: RescueError | None = None
@@ -131,7 +132,7 @@ class FixtureServices:
     def run_restore(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome:
         self.calls.append(("run_restore", prepared.handle))
         self._run(sink, cancel)
-        return Outcome(ok=True, verified=True)
+        return Outcome(ok=True, verified=True, warnings=list(self.restore_warnings))
 
     def backup_destinations(self) -> list[tuple[str, str]]:
         return [("/media/usb/rescue", "USB stick SanDisk Ultra (sdb1)")]

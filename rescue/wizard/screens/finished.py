@@ -6,6 +6,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.markup import escape
 from textual.timer import Timer
 from textual.widgets import Button, Static
 
@@ -51,6 +52,7 @@ class FinishedScreen(WizardScreen):
                 lines.append("[b red]" + _("Verification failed.") + "[/]")
             else:
                 lines.append(_("Verification: not performed."))
+            lines += ["[b yellow]" + _("Warning:") + "[/] " + escape(w) for w in o.warnings]
             lines.append(_("Remove the rescue USB stick, then restart into the restored "
                            "system."))
         elif o.ok:
