@@ -12,7 +12,8 @@ Public API::
 Each filesystem of the inventory (partitions, and whole-disk filesystems) is searched for
 repositories at its top and up to two directory levels down. Filesystems that are
 already mounted are searched where they are; the others are mounted read-only in a
-private directory (mode 0700, under /run when writable) with options that never write:
+private directory (mode 0700, under /run when writable) with the options of
+:mod:`rescue.fs.registry`, which never write:
 ext3/ext4 ``ro,noload``, xfs ``ro,norecovery``, btrfs ``ro,rescue=nologreplay``, NTFS
 through ntfs-3g ``ro``, others ``ro``. A filesystem whose driver the running kernel has
 not loaded gets one ``modprobe``; those it still cannot mount (e.g. vfat or iso9660 on a
@@ -41,6 +42,7 @@ from rescue.devices.inventory import Inventory
 from rescue.devices.netshare import is_share, location_display, reachable
 from rescue.errors import RescueError
 from rescue.events import LogMessage, Sink, null_sink
+from rescue.fs import registry
 from rescue.i18n import N_, _
 from rescue.image.repository import Repository, is_url
 from rescue.runner import CommandRunner
@@ -50,19 +52,6 @@ log = logging.getLogger(__name__)
 SEARCH_DEPTH = 2
 MAX_DIRS_PER_LEVEL = 256
 
-# fstype -> (mount argv prefix before device and mountpoint, kernel filesystem needed)
-_MOUNT: dict[str, tuple[list[str], str]] = {
-    "ext2": (["mount", "-t", "ext2", "-o", "ro"], "ext2"),
-    "ext3": (["mount", "-t", "ext3", "-o", "ro,noload"], "ext3"),
-    "ext4": (["mount", "-t", "ext4", "-o", "ro,noload"], "ext4"),
-    "xfs": (["mount", "-t", "xfs", "-o", "ro,norecovery"], "xfs"),
-    "btrfs": (["mount", "-t", "btrfs", "-o", "ro,rescue=nologreplay"], "btrfs"),
-    "ntfs": (["ntfs-3g", "-o", "ro"], "fuseblk"),
-    "exfat": (["mount", "-t", "exfat", "-o", "ro"], "exfat"),
-    "vfat": (["mount", "-t", "vfat", "-o", "ro"], "vfat"),
-    "iso9660": (["mount", "-t", "iso9660", "-o", "ro"], "iso9660"),
-    "udf": (["mount", "-t", "udf", "-o", "ro"], "udf"),
-}
 _NOT_FILESYSTEMS = {
     "swap": N_("it is swap space"),
     "LVM2_member": N_("it is an LVM physical volume (activate LVM to search its volumes)"),
@@ -266,7 +255,8 @@ def open_catalog(
             if src.fstype in _NOT_FILESYSTEMS:
                 skip(src.device, _(_NOT_FILESYSTEMS[src.fstype]))
                 continue
-            if src.fstype not in _MOUNT:
+            argv = registry.ro_mount_argv(src.fstype)
+            if argv is None:
                 skip(src.device, _("rescue does not search {fstype} filesystems").format(
                     fstype=src.fstype))
                 continue
@@ -275,7 +265,7 @@ def open_catalog(
                 for repo in _find_repositories(top, depth):
                     add_repo(repo, src, top)
                 continue
-            argv, kernel_fs = _MOUNT[src.fstype]
+            kernel_fs = registry.kernel_filesystem(src.fstype)
             if kernel_fs not in have and kernel_fs not in tried:
                 # Its driver may be a module nobody loaded yet (an installed system, a
                 # live system without rescue's modules-load list): load it once and look.

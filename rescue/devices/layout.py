@@ -43,17 +43,19 @@ def blkid(node: str, runner: CommandRunner) -> dict[str, str]:
 
 
 def choose_method(p: Partition) -> str:
-    from rescue.fs import partclone
-    from rescue.fs.ext import EXT_TYPES
-    from rescue.fs.fat import FAT_TYPES
+    """How a backup copies *p*: its used blocks where the type's record names a source
+    rescue can read here (dumpe2fs, the FAT, an installed partclone), recreated (swap),
+    or whole."""
+    from rescue.fs import partclone, registry
 
     if p.kind == "extended":
         return METHOD_NONE
-    if p.filesystem in EXT_TYPES or p.filesystem in FAT_TYPES:
+    t = registry.traits(p.filesystem)
+    if t is not None and t.used_blocks in (registry.DUMPE2FS, registry.FAT):
         return METHOD_USED_BLOCKS
     if partclone.supported(p.filesystem):
         return METHOD_USED_BLOCKS
-    if p.filesystem == "swap":
+    if t is not None and t.recreate:
         return METHOD_RECREATE
     return METHOD_WHOLE
 

@@ -30,18 +30,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from rescue.devices.inroot import READ_LIMIT, read_text_in_root, resolve_in_root
+from rescue.fs import registry
 from rescue.fs.ext import EXT_TYPES
 from rescue.fs.lvm import LVM_PV, LinearLV, read_linear_lvs
 from rescue.image.manifest import Disk
 from rescue.runner import CommandRunner
-
-RO_MOUNT_OPTIONS = {
-    "xfs": "ro,norecovery,nouuid",
-    "btrfs": "ro,rescue=nologreplay",
-    "ext2": "ro",
-    "ext3": "ro,noload",
-    "ext4": "ro,noload",
-}
 
 BTRFS_TOP_LEVEL = 5
 # Where distributions put the root subvolume, after the default subvolume.
@@ -135,7 +128,7 @@ def _mounted(
     node: str, fstype: str, runner: CommandRunner, extra: str = ""
 ) -> Iterator[str | None]:
     """A private read-only mount of *node* (None when it does not mount)."""
-    options = RO_MOUNT_OPTIONS.get(fstype, "ro") + (f",{extra}" if extra else "")
+    options = registry.ro_mount_options(fstype, twin=True) + (f",{extra}" if extra else "")
     with tempfile.TemporaryDirectory(prefix="rescue-src-") as mnt:
         result = runner.run(["mount", "-t", fstype, "-o", options, node, mnt], check=False)
         if result.returncode != 0:
@@ -228,7 +221,7 @@ def _identity_of_volume(node: str, fstype: str, runner: CommandRunner) -> Source
         return _identity(_debugfs_reader(node, runner))
     if fstype == "btrfs":
         return _identity_in_btrfs(node, runner)
-    if fstype in RO_MOUNT_OPTIONS:
+    if fstype in registry.linux_root_types():
         with _mounted(node, fstype, runner) as mnt:
             return None if mnt is None else _identity(_tree_reader(mnt))
     return None
@@ -239,7 +232,7 @@ def read_source_identity(
 ) -> SourceIdentity:
     """Find the filesystem holding /etc/os-release (on a partition, in a btrfs
     subvolume or in a linear LVM logical volume) and read the identity from it."""
-    kinds = EXT_TYPES | set(RO_MOUNT_OPTIONS) | {LVM_PV}
+    kinds = registry.root_container_types()
     candidates = sorted((p for p in disk.partitions if p.filesystem in kinds),
                         key=lambda p: -p.size)
     for part in candidates:

@@ -28,7 +28,7 @@ from rescue.events import (
     human_bytes,
     null_sink,
 )
-from rescue.fs import ext, fat, partclone, regions
+from rescue.fs import ext, fat, partclone, regions, registry
 from rescue.fs.usedmap import UsedMap
 from rescue.hardware.profile import collect_profile
 from rescue.i18n import _
@@ -186,7 +186,8 @@ def _probe_source(disk: str, repo_path: str, runner: CommandRunner) -> SourceDis
             length = p.size * layout.logical_sector_size
             offset = p.start * layout.logical_sector_size
             if p.method == METHOD_USED_BLOCKS:
-                if p.filesystem in ext.EXT_TYPES:
+                source = registry.traits(p.filesystem)
+                if source is not None and source.used_blocks == registry.DUMPE2FS:
                     found = ext.used_map(nodes[p.number], length, runner)
                 elif partclone.supported(p.filesystem):
                     found = partclone.used_map(

@@ -35,6 +35,7 @@ from rescue.devices.inroot import in_root
 from rescue.devices.sysinfo import BTRFS_TOP_LEVEL, btrfs_root_candidates
 from rescue.errors import RescueError
 from rescue.events import LogMessage, Sink, StageFinished, StageStarted, null_sink
+from rescue.fs import registry
 from rescue.fs.lvm import LVM_PV, read_linear_lvs
 from rescue.i18n import _
 from rescue.image.manifest import Manifest
@@ -208,8 +209,8 @@ class _Session:
         select it (subvol=) for the read-write mount. A volume that is no root is left
         untouched (None)."""
         fstype = _blkid_type(self, dev)
-        # nouuid: the source's xfs (same UUID) may still be mounted on this machine
-        options: list[str] = ["nouuid"] if fstype == "xfs" else []
+        # nouuid (xfs): the source (same UUID) may still be mounted on this machine
+        options: list[str] = list(registry.twin_options(fstype))
         if fstype == "btrfs":
             subvol = self._btrfs_root_subvolume(dev)
             if subvol is None:
@@ -218,9 +219,8 @@ class _Session:
                 options.append(f"subvol={subvol}")
             elif shutil.which("btrfs") is not None:
                 options.append(f"subvolid={BTRFS_TOP_LEVEL}")
-        quiet = {"xfs": ["norecovery"], "ext3": ["noload"], "ext4": ["noload"],
-                 "btrfs": ["rescue=nologreplay"]}.get(fstype, [])
-        if self.run(["mount", "-o", ",".join(["ro", *quiet, *options]), dev, str(mnt)],
+        quiet = registry.ro_mount_options(fstype)  # ro, and no journal or log replay
+        if self.run(["mount", "-o", ",".join([quiet, *options]), dev, str(mnt)],
                     check=False).returncode != 0:
             return None
         if _looks_like_root(mnt):

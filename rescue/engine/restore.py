@@ -26,7 +26,7 @@ from rescue.events import (
     human_bytes,
     null_sink,
 )
-from rescue.fs import bootsector, grow
+from rescue.fs import bootsector, grow, registry
 from rescue.i18n import _
 from rescue.image import chunks as codec
 from rescue.image.manifest import METHOD_RECREATE, ChunkedData, Disk, Manifest
@@ -389,7 +389,8 @@ class Restorer:
     def _recreate_swap(self, nodes: dict[int, str]) -> None:
         for pp in self.plan.partitions:
             src = self.disk.partition(pp.number)
-            if src.method != METHOD_RECREATE or src.filesystem != "swap":
+            found = registry.traits(src.filesystem)
+            if src.method != METHOD_RECREATE or found is None or not found.recreate:
                 continue
             argv = ["mkswap", "-f"]
             if src.fs_uuid:

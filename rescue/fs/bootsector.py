@@ -16,12 +16,12 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rescue.fs.fat import FAT_TYPES
+from rescue.fs.registry import FAT_TYPES, start_field_types
 
 Reader = Callable[[int, int], bytes]
 
 # blkid TYPE values whose boot sector records the volume's start
-START_FIELD_TYPES = FAT_TYPES | {"ntfs", "exfat"}
+START_FIELD_TYPES = start_field_types()  # from their records in rescue.fs.registry
 
 _HIDDEN = 0x1C
 _EXFAT_OFFSET = 0x40

@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 
 from rescue.errors import SourceRefusedError
+from rescue.fs import registry
 from rescue.fs.usedmap import UsedMap, blocks_to_ranges
 from rescue.i18n import _
 from rescue.runner import CommandRunner
 
-EXT_TYPES = {"ext2", "ext3", "ext4"}
+EXT_TYPES = registry.EXT_TYPES  # the blkid TYPEs read with dumpe2fs
 
 _RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 

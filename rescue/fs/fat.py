@@ -9,10 +9,11 @@ import os
 import struct
 
 from rescue.errors import SourceRefusedError
+from rescue.fs import registry
 from rescue.fs.usedmap import UsedMap
 from rescue.i18n import _
 
-FAT_TYPES = {"vfat", "fat", "msdos"}
+FAT_TYPES = registry.FAT_TYPES  # the blkid TYPE and its aliases
 
 
 def used_map_from_device(fd: int, offset: int, length: int) -> UsedMap:

@@ -1,12 +1,13 @@
-"""Growing a filesystem to fill its (grown) partition, per filesystem type."""
+"""Growing a filesystem to fill its (grown) partition, per filesystem type: one function
+per method, named by the type's record in rescue.fs.registry (``grow``)."""
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
 
-from rescue.fs import ext
-from rescue.fs.lvm import LVM_PV, grow_pv
+from rescue.fs import ext, registry
+from rescue.fs.lvm import grow_pv
 from rescue.i18n import _
 from rescue.runner import CommandRunner
 
@@ -23,21 +24,38 @@ def _mounted(fstype: str, node: str, runner: CommandRunner,
             runner.run(["umount", mnt], check=False)
 
 
+def grow_ext(fstype: str, node: str, runner: CommandRunner) -> None:
+    ext.grow(node, runner)
+
+
+def grow_xfs(fstype: str, node: str, runner: CommandRunner) -> None:
+    _mounted("xfs", node, runner, lambda mnt: ["xfs_growfs", mnt])
+
+
+def grow_btrfs(fstype: str, node: str, runner: CommandRunner) -> None:
+    _mounted("btrfs", node, runner, lambda mnt: ["btrfs", "filesystem", "resize", "max", mnt])
+
+
+def grow_ntfs(fstype: str, node: str, runner: CommandRunner) -> None:
+    runner.run(["ntfsresize", "--force", "--no-progress-bar", node], input="y\n",
+               what=_("Growing the {fstype} filesystem on {node}").format(
+                   fstype="NTFS", node=node))
+
+
+def grow_lvm_pv(fstype: str, node: str, runner: CommandRunner) -> None:
+    grow_pv(node, runner)
+
+
+Grower = Callable[[str, str, CommandRunner], None]
+METHODS: dict[str, Grower] = {f.__name__: f for f in (
+    grow_ext, grow_xfs, grow_btrfs, grow_ntfs, grow_lvm_pv)}
+
+
 def grow(fstype: str, node: str, runner: CommandRunner) -> None:
-    if fstype in ext.EXT_TYPES:
-        ext.grow(node, runner)
-    elif fstype == "xfs":
-        _mounted("xfs", node, runner, lambda mnt: ["xfs_growfs", mnt])
-    elif fstype == "btrfs":
-        _mounted("btrfs", node, runner, lambda mnt: ["btrfs", "filesystem", "resize", "max", mnt])
-    elif fstype == "ntfs":
-        runner.run(["ntfsresize", "--force", "--no-progress-bar", node], input="y\n",
-                   what=_("Growing the {fstype} filesystem on {node}").format(
-                       fstype="NTFS", node=node))
-    elif fstype == LVM_PV:
-        grow_pv(node, runner)
-    else:
+    t = registry.traits(fstype)
+    if t is None or t.grow is None:
         raise ValueError(f"cannot grow {fstype}")
+    METHODS[t.grow](fstype, node, runner)
 
 
-GROWABLE = ext.EXT_TYPES | {"xfs", "btrfs", "ntfs", LVM_PV}
+GROWABLE = registry.growable()  # kept for callers; the registry is the source

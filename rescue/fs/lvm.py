@@ -18,10 +18,11 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from rescue.fs import registry
 from rescue.i18n import _
 from rescue.runner import CommandRunner
 
-LVM_PV = "LVM2_member"  # blkid's TYPE of an LVM physical volume
+LVM_PV = registry.LVM_PV  # blkid's TYPE of an LVM physical volume
 
 LVM_CONF = """\
 devices {

@@ -10,19 +10,13 @@ import shutil
 import tempfile
 
 from rescue.errors import SourceRefusedError
+from rescue.fs import registry
 from rescue.fs.usedmap import UsedMap
 from rescue.i18n import _
 from rescue.runner import CommandRunner
 
 # blkid TYPE -> partclone program
-PROGRAMS = {
-    "xfs": "partclone.xfs",
-    "btrfs": "partclone.btrfs",
-    "ntfs": "partclone.ntfs",
-    "exfat": "partclone.exfat",
-    "f2fs": "partclone.f2fs",
-    "hfsplus": "partclone.hfsp",
-}
+PROGRAMS = registry.partclone_programs()
 
 _LINE = re.compile(r"^\s*(0x[0-9A-Fa-f]+)\s+(0x[0-9A-Fa-f]+)\s+([+?*/\-])\s*$")
 

@@ -33,6 +33,8 @@ import os
 import struct
 from collections.abc import Callable
 
+from rescue.fs import registry
+
 BELT = 64 * 1024
 XFS_MIN_AG_BYTES = 16 * 1024 * 1024  # mkfs.xfs makes no smaller allocation group
 KiB = 1024
@@ -47,7 +49,7 @@ def _read(fd: int, offset: int, size: int) -> bytes:
         return b""
 
 
-def _ntfs(fd: int, offset: int, length: int) -> Ranges:
+def outside_ntfs(fd: int, offset: int, length: int) -> Ranges:
     boot = _read(fd, offset, 512)
     if len(boot) < 512 or boot[3:11] != b"NTFS    ":
         return []
@@ -58,7 +60,7 @@ def _ntfs(fd: int, offset: int, length: int) -> Ranges:
     return [(total * bps, total * bps + bps)]
 
 
-def _hfsplus(fd: int, offset: int, length: int) -> Ranges:
+def outside_hfsplus(fd: int, offset: int, length: int) -> Ranges:
     header = _read(fd, offset + 1024, 512)
     if len(header) < 512 or header[0:2] not in (b"H+", b"HX"):
         return []
@@ -67,11 +69,11 @@ def _hfsplus(fd: int, offset: int, length: int) -> Ranges:
     return [(end - 1024, end - 512)] if end >= 2048 else []
 
 
-def _btrfs(fd: int, offset: int, length: int) -> Ranges:
+def outside_btrfs(fd: int, offset: int, length: int) -> Ranges:
     return [(at, at + 4 * KiB) for at in (64 * KiB, 64 << 20, 256 << 30, 1 << 50)]
 
 
-def _exfat(fd: int, offset: int, length: int) -> Ranges:
+def outside_exfat(fd: int, offset: int, length: int) -> Ranges:
     boot = _read(fd, offset, 512)
     if len(boot) < 512 or boot[3:11] != b"EXFAT   ":
         return []
@@ -81,7 +83,7 @@ def _exfat(fd: int, offset: int, length: int) -> Ranges:
     return [(0, 24 << shift)]
 
 
-def _xfs(fd: int, offset: int, length: int) -> Ranges:
+def outside_xfs(fd: int, offset: int, length: int) -> Ranges:
     sb = _read(fd, offset, 512)
     if len(sb) < 512 or sb[0:4] != b"XFSB":
         return []
@@ -105,14 +107,13 @@ def _power_of_two(value: int, low: int, high: int) -> bool:
     return low <= value <= high and value & (value - 1) == 0
 
 
+# function name (the type's ``outside_map`` in rescue.fs.registry) -> the function
+READERS: dict[str, Callable[[int, int, int], Ranges]] = {f.__name__: f for f in (
+    outside_ntfs, outside_hfsplus, outside_btrfs, outside_exfat, outside_xfs)}
 # blkid TYPE -> the regions it keeps outside its allocation map (besides the belt)
 TRAITS: dict[str, Callable[[int, int, int], Ranges]] = {
-    "ntfs": _ntfs,
-    "hfsplus": _hfsplus,
-    "btrfs": _btrfs,
-    "exfat": _exfat,
-    "xfs": _xfs,
-}
+    name: READERS[t.outside_map] for t in registry.RECORDS if t.outside_map
+    for name in t.names}
 
 
 def belt(length: int) -> Ranges:

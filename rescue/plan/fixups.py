@@ -29,16 +29,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rescue.errors import UsageError
-from rescue.fs.lvm import LVM_PV
+from rescue.fs import registry
 from rescue.i18n import N_, _
 from rescue.image.manifest import Manifest, Partition
 
 ESP_TYPES = {"C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EF"}
 BIOS_GRUB_TYPE = "21686148-6449-6E6F-744E-656564454649"
-LINUX_ROOT_FILESYSTEMS = ("ext4", "ext3", "ext2", "xfs", "btrfs")
+LINUX_ROOT_FILESYSTEMS = registry.linux_root_types()
 # Where the restored root may be: a filesystem on a partition (the root itself, or btrfs
-# with the root in a subvolume) or an LVM PV (the root in one of its linear LVs).
-ROOT_CONTAINERS = (*LINUX_ROOT_FILESYSTEMS, LVM_PV)
+# with the root in a subvolume) or an LVM PV (the root in one of its linear LVs); the
+# types' records in rescue.fs.registry say which (linux_root, root_container).
+ROOT_CONTAINERS = registry.root_container_types()
 
 # English in the plan (JSON, reports); translated where shown (FixupStep.display_title).
 STEP_TITLES = {

@@ -13,8 +13,7 @@ from rescue.errors import (
     UsageError,
 )
 from rescue.events import human_bytes
-from rescue.fs.bootsector import START_FIELD_TYPES
-from rescue.fs.grow import GROWABLE
+from rescue.fs import registry
 from rescue.i18n import N_, _
 from rescue.image.manifest import METHOD_RECREATE, Disk, Manifest
 from rescue.plan import geometry
@@ -352,7 +351,7 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
         steps.insert(1, "verify-image")
     if options.verify:
         steps.append("verify-written-data")
-    if any(p.moved and p.filesystem in START_FIELD_TYPES for p in plans):
+    if any(p.moved and p.filesystem in registry.start_field_types() for p in plans):
         steps.append("fix-start-fields")
     if any(p.method == METHOD_RECREATE for p in plans):
         steps.append("recreate-swap")
@@ -397,7 +396,7 @@ def _grow(plans: list[PartitionPlan], table: str, extra: int, align: int) -> Non
     up by as much, keeping their size. A logical partition grows inside its extended
     partition, which grows with it; a primary one before the extended partition moves
     the whole container (its logical partitions keep their places relative to it)."""
-    candidates = [p for p in plans if p.filesystem in GROWABLE and p.kind != "extended"]
+    candidates = [p for p in plans if p.filesystem in registry.growable() and p.kind != "extended"]
     if not candidates:
         return
     grow = max(candidates, key=lambda p: (p.size, -p.start))

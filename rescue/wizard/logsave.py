@@ -12,7 +12,8 @@ Public API::
     gather(runner, log_file, report_file, inventory) -> str
     write_logs(folder, text, now, where) -> Path         # rescue-logs-<UTC stamp>.txt, fsynced
 
-Offered: vfat, exfat, ext2/3/4, ntfs (ntfs-3g), xfs and btrfs filesystems on disks (and
+Offered: vfat, exfat, ext2/3/4, ntfs (ntfs-3g), xfs and btrfs filesystems (those with
+read-write mount options in :mod:`rescue.fs.registry`, mounted ``noatime``) on disks (and
 loop devices when the inventory includes them), removable and USB ones first. Never: the
 boot medium or the disk holding the running system, read-only disks and partitions,
 filesystems mounted only read-only (except the image search's own mounts, which the
@@ -35,24 +36,13 @@ from typing import Any
 from rescue.devices import mounts as _mounts
 from rescue.devices.inventory import KIND_DISK, KIND_LOOP, Inventory, devstr
 from rescue.errors import DeviceError, RescueError, from_oserror
+from rescue.fs import registry
 from rescue.i18n import _
 from rescue.runner import CommandRunner
 from rescue.wizard.model import LogMedium
 
 log = logging.getLogger(__name__)
 
-# fstype -> mount argv before device and mountpoint. ``mount -w`` never falls back to a
-# read-only mount on a write-protected stick (the mount fails instead).
-MOUNT_RW: dict[str, list[str]] = {
-    "vfat": ["mount", "-w", "-t", "vfat", "-o", "noatime"],
-    "exfat": ["mount", "-w", "-t", "exfat", "-o", "noatime"],
-    "ext2": ["mount", "-w", "-t", "ext2", "-o", "noatime"],
-    "ext3": ["mount", "-w", "-t", "ext3", "-o", "noatime"],
-    "ext4": ["mount", "-w", "-t", "ext4", "-o", "noatime"],
-    "xfs": ["mount", "-w", "-t", "xfs", "-o", "noatime"],
-    "btrfs": ["mount", "-w", "-t", "btrfs", "-o", "noatime"],
-    "ntfs": ["ntfs-3g", "-o", "rw"],
-}
 PRIVATE_PREFIX = "rescue-logs-"
 DMESG_LINES = 500
 
@@ -90,7 +80,7 @@ def writable_media(
         if disk.fstype and not disk.partitions:
             filesystems = [disk]  # a stick formatted without a partition table
         for fs in filesystems:
-            if fs.fstype not in MOUNT_RW or fs.read_only or fs.holders or fs.swap:
+            if fs.fstype not in registry.writable() or fs.read_only or fs.holders or fs.swap:
                 continue
             mountpoint = rw.get(fs.dev, "")
             held = [m for m in fs.mountpoints if m not in release]
@@ -153,14 +143,15 @@ def mounted_rw(
     if medium.mountpoint:
         yield Path(medium.mountpoint)
         return
-    if medium.fstype not in MOUNT_RW:
+    argv = registry.rw_mount_argv(medium.fstype)
+    if argv is None:
         raise DeviceError(_("The logs cannot be saved on a {fstype} filesystem.").format(
             fstype=medium.fstype))
     if base is None:
         base = "/run" if os.access("/run", os.W_OK) else None
     private = tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=base)
     try:
-        res = runner.run([*MOUNT_RW[medium.fstype], medium.device, private], check=False)
+        res = runner.run([*argv, medium.device, private], check=False)
         if res.returncode != 0:
             detail = (res.stderr or res.stdout).strip().splitlines()
             why = detail[-1] if detail else f"exit code {res.returncode}"

@@ -32,6 +32,7 @@ from loopdev import loop_device, mounted, partition, sh
 from realdisk import MiB, rescue_cli
 
 from rescue.demo.sample_system import tree_digest
+from rescue.fs import registry
 
 pytestmark = pytest.mark.root
 
@@ -48,7 +49,6 @@ class Fs:
     blkid: str
     mkfs: list[str]
     sectors: int  # partition size in sectors: deliberately not a multiple of 4 KiB
-    check: list[str]
     populate: str  # "mount", "mtools", "sload" or "fuse"
     mount: list[str] = field(default_factory=list)  # how to mount read-only
     tool: str = ""  # the program that must exist
@@ -56,6 +56,13 @@ class Fs:
     # the check finds fault with the layout itself (the dd copy too): then the restored
     # partition must get the very same verdict
     check_as_copy: bool = False
+
+    @property
+    def check(self) -> list[str]:
+        """The filesystem's own read-only check (rescue.fs.registry), the node appended."""
+        argv = registry.check_command(self.blkid)
+        assert argv is not None, self.blkid
+        return argv
 
     @property
     def program(self) -> str:
@@ -68,32 +75,32 @@ def _s(mib: int) -> int:
 
 FILESYSTEMS = [
     Fs("ext2", "ext2", ["mkfs.ext2", "-q", "-F", "-E", "nodiscard"], _s(48),
-       ["e2fsck", "-fn"], "mount", ["ro"]),
+       "mount", ["ro"]),
     Fs("ext3", "ext3", ["mkfs.ext3", "-q", "-F", "-E", "nodiscard"], _s(48),
-       ["e2fsck", "-fn"], "mount", ["ro,noload"]),
+       "mount", ["ro,noload"]),
     Fs("ext4", "ext4", ["mkfs.ext4", "-q", "-F", "-E", "nodiscard"], _s(64),
-       ["e2fsck", "-fn"], "mount", ["ro,noload"]),
+       "mount", ["ro,noload"]),
     Fs("fat16", "vfat", ["mkfs.fat", "-F", "16", "-n", "SRC16"], _s(48),
-       ["fsck.fat", "-n"], "mtools"),
+       "mtools"),
     Fs("fat32", "vfat", ["mkfs.fat", "-F", "32", "-s", "1", "-n", "SRC32"], _s(48),
-       ["fsck.fat", "-n"], "mtools"),
+       "mtools"),
     Fs("xfs", "xfs", ["mkfs.xfs", "-q", "-f", "-K"], _s(300),
-       ["xfs_repair", "-n"], "mount", ["ro,norecovery"]),
+       "mount", ["ro,norecovery"]),
     Fs("btrfs", "btrfs", ["mkfs.btrfs", "-q", "-f", "-K"], _s(160),
-       ["btrfs", "check", "--readonly"], "mount", ["ro"]),
+       "mount", ["ro"]),
     Fs("ntfs", "ntfs", ["mkfs.ntfs", "-Q", "-F", "-q"], _s(48),
-       ["ntfsfix", "-n"], "fuse", ["ntfs-3g", "-o", "ro"]),
+       "fuse", ["ntfs-3g", "-o", "ro"]),
     # a volume smaller than its partition (shrunk, or a partition grown without
     # ntfsresize): the backup boot sector lies mid-partition, away from the partition's end
     Fs("ntfs-short", "ntfs", ["mkfs.ntfs", "-Q", "-F", "-q"], _s(48),
-       ["ntfsfix", "-n"], "fuse", ["ntfs-3g", "-o", "ro"], mkfs_after=[str(32 * 2048 + 5)],
+       "fuse", ["ntfs-3g", "-o", "ro"], mkfs_after=[str(32 * 2048 + 5)],
        check_as_copy=True),  # ntfsfix looks for the backup boot sector at the device's end
     Fs("exfat", "exfat", ["mkfs.exfat"], _s(48),
-       ["fsck.exfat", "-n"], "fuse", ["mount.exfat-fuse", "-o", "ro"]),
+       "fuse", ["mount.exfat-fuse", "-o", "ro"]),
     Fs("f2fs", "f2fs", ["mkfs.f2fs", "-q", "-f", "-t", "0"], _s(128),  # 100 MiB at least
-       ["fsck.f2fs", "--dry-run"], "sload", tool="sload.f2fs"),
+       "sload", tool="sload.f2fs"),
     Fs("hfsplus", "hfsplus", ["mkfs.hfsplus"], _s(48),
-       ["fsck.hfsplus", "-n"], "none"),
+       "none"),
 ]
 
 

@@ -31,6 +31,8 @@ from installer_layouts import (
 from loopdev import MiB, loop_device
 from realdisk import blkid, rescue_cli, sfdisk_json
 
+from rescue.fs import registry
+
 pytestmark = pytest.mark.root
 
 GROW = 512 * MiB  # the larger target: this much more than the source
@@ -65,7 +67,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str]
             with loop_device(tmp / "src.img", size) as dev:
                 layout = build(dev, size, tmp)
                 for vol in layout.volumes:  # a failure after restore is the restore's
-                    if vol.fstype in FSCK and not vol.lv:
+                    if registry.check_command(vol.fstype) and not vol.lv:
                         _fsck(f"{dev}p{vol.number}", vol.fstype)
                 table = sfdisk_json(dev)
                 identities = {n: blkid(f"{dev}p{n}") for n in _numbers(table)}
@@ -106,17 +108,9 @@ def _run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True)
 
 
-FSCK = {
-    "vfat": ["fsck.fat", "-n"],
-    "ext4": ["e2fsck", "-fn"],
-    "xfs": ["xfs_repair", "-n"],
-    "btrfs": ["btrfs", "check", "--readonly"],
-    "ntfs": ["ntfsfix", "-n"],
-}
-
-
 def _fsck(node: str, fstype: str) -> None:
-    argv = FSCK[fstype]
+    argv = registry.check_command(fstype)  # the filesystem's own read-only check
+    assert argv is not None, fstype
     proc = _run(*argv, node)
     assert proc.returncode == 0, f"{' '.join(argv)} {node}: {proc.stdout}{proc.stderr}"
 

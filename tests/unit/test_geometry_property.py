@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from rescue.engine.backup import _boot_areas
 from rescue.engine.restore import write_jobs
 from rescue.errors import TargetTooSmallError
-from rescue.fs.grow import GROWABLE
+from rescue.fs.registry import growable
 from rescue.image.manifest import (
     METHOD_NONE,
     METHOD_RECREATE,
@@ -308,7 +308,7 @@ def check_plan(manifest: Manifest, sectors: int, grow: bool) -> RestorePlan:
         delta = g.size - src[g.number].size
         assert delta > 0 and delta % align == 0
         assert g.start == src[g.number].start
-        assert g.filesystem in GROWABLE and g.kind != "extended"
+        assert g.filesystem in growable() and g.kind != "extended"
         needed_end = max(p.start + p.size for p in disk.partitions)
         # fills the disk in whole MiB; an MBR only as far as its 32-bit entries reach
         room = (min(hi, MBR_LIMIT) if disk.table == "dos" else hi) - needed_end
