@@ -160,6 +160,8 @@ def run(answers: Answers, services: Services, out: IO[str] | None = None,
                           if outcome.verified else ""))
         for line in outcome.details:
             say("  " + line)
+        for warning in outcome.warnings:
+            say(_("Warning:") + " " + warning)
         if answers.after in ("reboot", "poweroff"):
             say(_("Restarting…") if answers.after == "reboot" else _("Shutting down…"))
             services.power(answers.after)
