@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rescue import sysmount
 from rescue.errors import TargetRefusedError, UsageError
 from rescue.runner import CommandRunner
 
@@ -224,13 +225,11 @@ class UsbWriter:
             if job.repo is not None:
                 mnt = work / "data"
                 mnt.mkdir()
-                self.runner.run(["mount", part, str(mnt)], what=f"mounting {part}")
-                try:
+                with sysmount.mounted(part, "ext4", mode=sysmount.RW, runner=self.runner,
+                                      where=mnt):
                     self.say(f"Copying {job.repo} to {part}...")
                     self.runner.run(["cp", "-a", "--", f"{job.repo}/.", str(mnt)],
                                     what="copying the repository")
-                finally:
-                    self.runner.run(["umount", str(mnt)], what=f"unmounting {part}")
         self.runner.run(["sync"])
         self.say(f"{dev} is ready: live system + data partition {part} ('{job.label}').")
 

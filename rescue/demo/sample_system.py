@@ -13,6 +13,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from rescue import sysmount
+from rescue.runner import CommandRunner
+
 MiB = 1024 * 1024
 WORDS = [
     "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "backup", "restore",
@@ -193,13 +196,10 @@ def build_gpt_system(dev: str, hostname: str = "demo-pc", files: int = 3000,
     _run(["mkfs.vfat", "-F", "32", "-n", "ESP", esp])
     _run(["mkfs.ext4", "-q", "-L", "rootfs", root])
     _run(["mkswap", "-L", "swap0", swap])
-    with tempfile.TemporaryDirectory(prefix="rescue-sample-") as mnt:
-        _run(["mount", root, mnt])
-        try:
-            write_identity(Path(mnt), hostname)
-            populate_tree(Path(mnt), files=files, data_bytes=data_bytes, seed=seed)
-        finally:
-            _run(["umount", mnt])
+    with sysmount.mounted(root, "ext4", mode=sysmount.RW, runner=CommandRunner(),
+                          purpose="sample") as mnt:
+        write_identity(mnt, hostname)
+        populate_tree(mnt, files=files, data_bytes=data_bytes, seed=seed)
     rng = random.Random(seed + 7)
     esp_files = {
         "EFI/debian/grubx64.efi": rng.randbytes(900_000),
@@ -220,13 +220,10 @@ def build_mbr_system(dev: str, hostname: str = "old-pc", seed: int = 2) -> Sampl
     _run(["mkfs.ext4", "-q", "-L", "boot", boot])
     _run(["mkfs.ext4", "-q", "-L", "root", root])
     _run(["mkswap", "-L", "swap1", swap])
-    with tempfile.TemporaryDirectory(prefix="rescue-sample-") as mnt:
-        _run(["mount", root, mnt])
-        try:
-            write_identity(Path(mnt), hostname)
-            populate_tree(Path(mnt), files=300, data_bytes=4 * MiB, seed=seed)
-        finally:
-            _run(["umount", mnt])
+    with sysmount.mounted(root, "ext4", mode=sysmount.RW, runner=CommandRunner(),
+                          purpose="sample") as mnt:
+        write_identity(mnt, hostname)
+        populate_tree(mnt, files=300, data_bytes=4 * MiB, seed=seed)
     rng = random.Random(seed)
     fd = os.open(dev, os.O_WRONLY)
     try:

@@ -12,11 +12,12 @@ Public API::
 Each filesystem of the inventory (partitions, and whole-disk filesystems) is searched for
 repositories at its top and up to two directory levels down. Filesystems that are
 already mounted are searched where they are; the others are mounted read-only in a
-private directory (mode 0700, under /run when writable) with the options of
-:mod:`rescue.fs.registry`, which never write:
-ext3/ext4 ``ro,noload``, xfs ``ro,norecovery``, btrfs ``ro,rescue=nologreplay``, NTFS
-through ntfs-3g ``ro``, others ``ro``. A filesystem whose driver the running kernel has
-not loaded gets one ``modprobe``; those it still cannot mount (e.g. vfat or iso9660 on a
+private directory (mode 0700, under /run when writable; :mod:`rescue.sysmount`) with the
+options of :mod:`rescue.fs.registry`, which never write:
+ext3/ext4 ``ro,noload``, xfs ``ro,norecovery,nouuid`` (a clone's twin may be attached),
+btrfs ``ro,rescue=nologreplay``, NTFS through ntfs-3g ``ro``, others ``ro``. A filesystem
+whose driver the running kernel has not loaded gets one ``modprobe`` of its module
+(``fs-TYPE``, ``fuse`` for ntfs-3g); those it still cannot mount (e.g. vfat or iso9660 on a
 kernel without them), swap, LVM, RAID members and encrypted volumes are skipped with a
 logged reason. Leaving the ``with`` block unmounts everything
 the catalog mounted and removes its directories, also after an error.
@@ -32,12 +33,12 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from rescue import sysmount
 from rescue.devices.inventory import Inventory
 from rescue.devices.netshare import is_share, location_display, reachable
 from rescue.errors import RescueError
@@ -191,11 +192,6 @@ def _images_of(repo_path: Path | str) -> list[FoundImage]:
             for s in repo.list_images()]
 
 
-def _private_root() -> str:
-    base = "/run" if os.access("/run", os.W_OK) else None
-    return tempfile.mkdtemp(prefix="rescue-catalog-", dir=base)
-
-
 @contextlib.contextmanager
 def open_catalog(
     inventory: Inventory,
@@ -208,7 +204,7 @@ def open_catalog(
     runner = runner or CommandRunner()
     sink = sink or null_sink
     catalog = Catalog()
-    private: str | None = None
+    private: Path | None = None
     seen_repos: set[str] = set()
 
     def skip(what: str, reason: str) -> None:
@@ -248,6 +244,7 @@ def open_catalog(
             catalog.images.append(img)
 
     shares = contextlib.ExitStack()
+    mounts = contextlib.ExitStack()  # closed first: the mounts, then the private root
     try:
         have = kernel_filesystems()
         tried: set[str] = set()  # filesystem modules modprobe was asked for
@@ -268,9 +265,11 @@ def open_catalog(
             kernel_fs = registry.kernel_filesystem(src.fstype)
             if kernel_fs not in have and kernel_fs not in tried:
                 # Its driver may be a module nobody loaded yet (an installed system, a
-                # live system without rescue's modules-load list): load it once and look.
+                # live system without rescue's modules-load list): load it once and look
+                # (by its fs-TYPE alias; fuse for a FUSE helper).
                 tried.add(kernel_fs)
-                runner.run(["modprobe", "-q", kernel_fs], check=False)
+                runner.run(["modprobe", "-q", registry.kernel_module(src.fstype)],
+                           check=False)
                 have = kernel_filesystems()
             if kernel_fs not in have:
                 skip(src.device, _("the running kernel cannot mount {fstype}").format(
@@ -280,15 +279,18 @@ def open_catalog(
                 skip(src.device, _("ntfs-3g is not installed"))
                 continue
             if private is None:
-                private = _private_root()
-            mp = Path(private) / src.name
+                private = mounts.enter_context(sysmount.private_dir("catalog"))
+            mp = private / src.name
             mp.mkdir(mode=0o700)
-            res = runner.run([*argv, src.device, str(mp)], check=False)
-            if res.returncode != 0:
-                mp.rmdir()
-                detail = (res.stderr or res.stdout).strip().splitlines()
-                why = detail[-1] if detail else "mount failed"
-                skip(src.device, _("it could not be mounted read-only ({why})").format(why=why))
+            mounts.callback(_rmdir_quiet, mp)
+            try:
+                # twin: a clone's source and target (same UUIDs) may both be attached
+                mounts.enter_context(sysmount.mounted(
+                    src.device, src.fstype, mode=sysmount.RO, twin=True, runner=runner,
+                    where=mp))
+            except sysmount.MountError as exc:
+                skip(src.device, _("it could not be mounted read-only ({why})").format(
+                    why=exc.detail or exc))
                 continue
             catalog.mounts.append(str(mp))
             for repo in _find_repositories(mp, depth):
@@ -320,21 +322,15 @@ def open_catalog(
         yield catalog
     finally:
         shares.close()
-        _unmount_all(catalog, runner, private)
+        try:
+            mounts.close()  # unmounted in reverse order, their directories removed
+        finally:
+            catalog.mounts.clear()
 
 
-def _unmount_all(catalog: Catalog, runner: CommandRunner, private: str | None) -> None:
-    for mp in reversed(catalog.mounts):
-        res = runner.run(["umount", mp], check=False)
-        if res.returncode != 0:
-            log.warning("could not unmount %s: %s; detaching it lazily", mp, res.stderr.strip())
-            runner.run(["umount", "-l", mp], check=False)
-        with contextlib.suppress(OSError):
-            os.rmdir(mp)
-    catalog.mounts.clear()
-    if private is not None:
-        with contextlib.suppress(OSError):
-            os.rmdir(private)
+def _rmdir_quiet(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()
 
 
 def discover_images(

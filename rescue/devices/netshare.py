@@ -19,11 +19,12 @@ import contextlib
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from rescue import sysmount
 from rescue.errors import RepositoryError, UsageError
 from rescue.i18n import _
 from rescue.runner import CommandRunner
@@ -147,29 +148,31 @@ def reachable(location: str, runner: CommandRunner | None = None,
             "{share}: {helper} is not installed (Debian package {package}); the rescue live "
             "system has it."
         ).format(share=share.display, helper=helper, package=package))
-    base = "/run" if os.access("/run", os.W_OK) else None
-    top = tempfile.mkdtemp(prefix="rescue-share-", dir=base)
-    mountpoint = os.path.join(top, "mnt")
-    os.mkdir(mountpoint, 0o700)
-    credentials = ""
-    mounted = False
-    try:
+    with contextlib.ExitStack() as stack:
+        top = stack.enter_context(sysmount.private_dir("share"))
+        mountpoint = top / "mnt"
+        mountpoint.mkdir(0o700)
+        stack.callback(_rmdir_quiet, mountpoint)
+        credentials = ""
         if share.kind == SMB and share.user:
-            credentials = os.path.join(top, "credentials")
+            credentials = str(top / "credentials")
+            stack.callback(_unlink_quiet, credentials)
             fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(f"username={share.user}\npassword={share.password}\n")
-        result = runner.run(mount_argv(share, mountpoint, write, credentials), check=False)
-        if credentials:
-            os.unlink(credentials)
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines()
+        try:
+            stack.enter_context(sysmount.mounted(
+                share.source, runner=runner, where=mountpoint,
+                argv=lambda _node, mp: mount_argv(share, mp, write, credentials)))
+        except sysmount.MountError as exc:
             raise RepositoryError(_(
                 "{share} could not be mounted ({detail}); check the server's name, the share "
                 "name, the login and that this computer is on the network."
-            ).format(share=share.display, detail=detail[-1] if detail else "mount failed"))
-        mounted = True
-        folder = os.path.join(mountpoint, share.subpath) if share.subpath else mountpoint
+            ).format(share=share.display, detail=exc.detail or exc)) from exc
+        finally:
+            if credentials:
+                _unlink_quiet(credentials)  # read by the mount; never left in /run
+        folder = str(mountpoint / share.subpath) if share.subpath else str(mountpoint)
         if write and not os.path.isdir(folder):
             try:  # a new repository in the share: its folder is made by the backup
                 os.makedirs(folder)
@@ -182,15 +185,13 @@ def reachable(location: str, runner: CommandRunner | None = None,
             raise RepositoryError(_("{share}: there is no folder {folder} in the share.").format(
                 share=share.display, folder=share.subpath))
         yield folder
-    finally:
-        if mounted:
-            done = runner.run(["umount", mountpoint], check=False)
-            if done.returncode != 0:
-                runner.run(["umount", "-l", mountpoint], check=False)
-        with contextlib.suppress(OSError):
-            if credentials and os.path.exists(credentials):
-                os.unlink(credentials)
-        with contextlib.suppress(OSError):
-            os.rmdir(mountpoint)
-        with contextlib.suppress(OSError):
-            os.rmdir(top)
+
+
+def _rmdir_quiet(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+def _unlink_quiet(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

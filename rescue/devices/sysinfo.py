@@ -25,10 +25,10 @@ import contextlib
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from rescue import sysmount
 from rescue.devices.inroot import READ_LIMIT, read_text_in_root, resolve_in_root
 from rescue.fs import registry
 from rescue.fs.ext import EXT_TYPES
@@ -128,16 +128,9 @@ def _mounted(
     node: str, fstype: str, runner: CommandRunner, extra: str = ""
 ) -> Iterator[str | None]:
     """A private read-only mount of *node* (None when it does not mount)."""
-    options = registry.ro_mount_options(fstype, twin=True) + (f",{extra}" if extra else "")
-    with tempfile.TemporaryDirectory(prefix="rescue-src-") as mnt:
-        result = runner.run(["mount", "-t", fstype, "-o", options, node, mnt], check=False)
-        if result.returncode != 0:
-            yield None
-            return
-        try:
-            yield mnt
-        finally:
-            runner.run(["umount", mnt], check=False)
+    with sysmount.probed(node, fstype, runner=runner, options=(extra,) if extra else (),
+                         twin=True, purpose="src") as mnt:
+        yield str(mnt) if mnt is not None else None
 
 
 # --------------------------------------------------------------------------- btrfs

@@ -30,10 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rescue import sysmount
 from rescue.devices.blockdev import parse_blkid_export as parse_export
 from rescue.devices.inroot import in_root
 from rescue.devices.sysinfo import BTRFS_TOP_LEVEL, btrfs_root_candidates
-from rescue.errors import RescueError
+from rescue.errors import ExternalCommandError, RescueError
 from rescue.events import LogMessage, Sink, StageFinished, StageStarted, null_sink
 from rescue.fs import registry
 from rescue.fs.lvm import LVM_PV, read_linear_lvs
@@ -183,9 +184,15 @@ class _Session:
                 if options is not None:
                     # looked at without writing (no log replay); mounted afresh to write
                     self._umount(mnt)
-                    self.run(["mount", "-o", ",".join(["rw", *options]), dev, str(mnt)],
-                             what=_("Mounting the restored root {node} for writing").format(
-                                 node=name))
+                    fstype = _blkid_type(self, dev)
+                    try:
+                        sysmount.mount(dev, mnt, sysmount.mount_command(
+                            fstype, sysmount.RW, options), self.ctx.runner)
+                    except sysmount.MountError as exc:
+                        what = _("Mounting the restored root {node} for writing").format(
+                            node=name)
+                        raise ExternalCommandError(_("{what} failed: {detail}").format(
+                            what=what, detail=exc.detail or exc)) from exc
                     self._stack.callback(self._umount, mnt)
                     self._root, self._root_number = mnt, number
                     self.root_on_lvm = dev != node
@@ -209,6 +216,8 @@ class _Session:
         select it (subvol=) for the read-write mount. A volume that is no root is left
         untouched (None)."""
         fstype = _blkid_type(self, dev)
+        if registry.traits(fstype) is not None and fstype not in registry.linux_root_types():
+            return None  # a type that never holds a Linux root (and may need a FUSE helper)
         # nouuid (xfs): the source (same UUID) may still be mounted on this machine
         options: list[str] = list(registry.twin_options(fstype))
         if fstype == "btrfs":
@@ -219,9 +228,10 @@ class _Session:
                 options.append(f"subvol={subvol}")
             elif shutil.which("btrfs") is not None:
                 options.append(f"subvolid={BTRFS_TOP_LEVEL}")
-        quiet = registry.ro_mount_options(fstype)  # ro, and no journal or log replay
-        if self.run(["mount", "-o", ",".join([quiet, *options]), dev, str(mnt)],
-                    check=False).returncode != 0:
+        try:  # ro, and no journal or log replay
+            sysmount.mount(dev, mnt, sysmount.mount_command(fstype, sysmount.RO, options),
+                           self.ctx.runner)
+        except sysmount.MountError:
             return None
         if _looks_like_root(mnt):
             return options
@@ -235,8 +245,10 @@ class _Session:
             return ""
         top = self.workdir() / "btrfs-top"
         top.mkdir(exist_ok=True)
-        if self.run(["mount", "-o", f"ro,subvolid={BTRFS_TOP_LEVEL}", dev, str(top)],
-                    check=False).returncode != 0:
+        try:
+            sysmount.mount(dev, top, sysmount.mount_command(
+                "btrfs", sysmount.RO, [f"subvolid={BTRFS_TOP_LEVEL}"]), self.ctx.runner)
+        except sysmount.MountError:
             return None
         try:
             default = self.run(["btrfs", "subvolume", "get-default", str(top)], check=False)
@@ -274,12 +286,18 @@ class _Session:
                 node = self._resolve(entry.spec)
                 if node:
                     boot = in_root(root, "boot")  # never a mount point outside the root
-                    argv = ["mount", node, str(boot)]
                     subvol = [o for o in entry.options.split(",")
                               if o.startswith(("subvol=", "subvolid="))]
-                    if entry.fstype == "btrfs" and subvol:
-                        argv[1:1] = ["-o", subvol[0]]
-                    self.run(argv, what=_("Mounting /boot"))
+                    fstype = _blkid_type(self, node)
+                    extra = subvol[:1] if fstype == "btrfs" else []
+                    if fstype not in registry.writable():
+                        fstype = ""  # a type rescue never writes to: mount finds it
+                    try:  # twin: the source's /boot (same UUID) may be mounted here
+                        sysmount.mount(node, boot, sysmount.mount_command(
+                            fstype, sysmount.RW, extra, twin=True), self.ctx.runner)
+                    except sysmount.MountError as exc:
+                        raise ExternalCommandError(_("{what} failed: {detail}").format(
+                            what=_("Mounting /boot"), detail=exc.detail or exc)) from exc
                     self._stack.callback(self._umount, boot)
 
     def _resolve(self, spec: str) -> str | None:
@@ -333,10 +351,8 @@ class _Session:
         for d in ("dev", "dev/pts", "proc", "sys", "run"):
             target = in_root(self._root, d)  # a link in the restored tree stays inside it
             target.mkdir(parents=True, exist_ok=True)
-            self.run(["mount", "--bind", f"/{d}", str(target)],
-                     what=_("Binding {path}").format(path="/" + d))
+            sysmount.bind(f"/{d}", target, self.ctx.runner)
             self._stack.callback(self._umount, target)
-            self.run(["mount", "--make-rslave", str(target)], check=False)
         self._binds = True
 
     def chroot(self, *argv: str, what: str | None = None, check: bool = True) -> Any:
@@ -348,8 +364,7 @@ class _Session:
         )
 
     def _umount(self, path: Path) -> None:
-        if self.run(["umount", str(path)], check=False).returncode != 0:
-            self.run(["umount", "-l", str(path)], check=False)
+        sysmount.unmount(path, self.ctx.runner)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@ per method, named by the type's record in rescue.fs.registry (``grow``)."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 
+from rescue import sysmount
 from rescue.fs import ext, registry
 from rescue.fs.lvm import grow_pv
 from rescue.i18n import _
@@ -14,14 +14,11 @@ from rescue.runner import CommandRunner
 
 def _mounted(fstype: str, node: str, runner: CommandRunner,
              action: Callable[[str], list[str]]) -> None:
-    with tempfile.TemporaryDirectory(prefix="rescue-grow-") as mnt:
-        runner.run(["mount", "-t", fstype, node, mnt], what=_("Mounting {node} to grow it").format(
-            node=node))
-        try:
-            runner.run(action(mnt), what=_("Growing the {fstype} filesystem on {node}").format(
-                fstype=fstype, node=node))
-        finally:
-            runner.run(["umount", mnt], check=False)
+    # read-write; twin: the source (same UUID) may be mounted on this machine (xfs nouuid)
+    with sysmount.mounted(node, fstype, mode=sysmount.RW, twin=True, runner=runner,
+                          purpose="grow") as mnt:
+        runner.run(action(str(mnt)), what=_("Growing the {fstype} filesystem on {node}").format(
+            fstype=fstype, node=node))
 
 
 def grow_ext(fstype: str, node: str, runner: CommandRunner) -> None:

@@ -49,7 +49,9 @@ The columns, as fields of :class:`FsTraits`:
   mount it to look inside. ``twin_options`` are added where a twin with the same UUID
   may be mounted (the source of a clone: xfs refuses a second mount without ``nouuid``).
   ``helper``: a FUSE program used instead of ``mount -t TYPE`` (ntfs-3g), and
-  ``kernel_fs``: the name /proc/filesystems lists when the mount works (``fuseblk``).
+  ``kernel_fs``: the name /proc/filesystems lists when the mount works (``fuseblk``);
+  ``module``: what ``modprobe`` loads to make it work, when not the ``fs-<kernel_fs>``
+  alias every filesystem module carries (``fuse`` for a FUSE helper).
 * ``rw_options`` the options of a read-write mount (saving the logs on a stick);
   ``None``: logs are not written there.
 * ``check`` a read-only check command, the device node appended; changes nothing.
@@ -86,6 +88,7 @@ class FsTraits:
     twin_options: tuple[str, ...] = ()  # besides, where a same-UUID twin may be mounted
     helper: str | None = None  # a mount program instead of mount -t TYPE (FUSE)
     kernel_fs: str | None = None  # /proc/filesystems name, when it is not TYPE
+    module: str | None = None  # the module modprobe loads, when it is not fs-<kernel_fs>
     rw_options: tuple[str, ...] | None = None  # read-write mount; None: not written to
     check: tuple[str, ...] | None = None  # read-only check argv, the node appended
     grow: str | None = None  # function name in rescue.fs.grow
@@ -121,7 +124,7 @@ RECORDS: tuple[FsTraits, ...] = (
     FsTraits("vfat", aliases=("fat", "msdos"), used_blocks=FAT, ro_options=("ro",),
              rw_options=("noatime",), check=("fsck.fat", "-n"), start_field=True),
     FsTraits("ntfs", used_blocks=PARTCLONE, partclone="partclone.ntfs", ro_options=("ro",),
-             helper="ntfs-3g", kernel_fs="fuseblk", rw_options=("rw",),
+             helper="ntfs-3g", kernel_fs="fuseblk", module="fuse", rw_options=("rw",),
              check=("ntfsfix", "-n"), grow="grow_ntfs", start_field=True,
              outside_map="outside_ntfs"),
     FsTraits("exfat", used_blocks=PARTCLONE, partclone="partclone.exfat", ro_options=("ro",),
@@ -235,6 +238,15 @@ def kernel_filesystem(fstype: str) -> str:
     """The name /proc/filesystems lists once *fstype* can be mounted."""
     t = traits(fstype)
     return (t.kernel_fs or t.type) if t is not None else fstype
+
+
+def kernel_module(fstype: str) -> str:
+    """What ``modprobe`` loads for *fstype*: the ``fs-<name>`` alias of its kernel
+    filesystem (a module's MODULE_ALIAS_FS), or the record's own (``fuse``)."""
+    t = traits(fstype)
+    if t is not None and t.module:
+        return t.module
+    return f"fs-{kernel_filesystem(fstype)}"
 
 
 def check_command(fstype: str | None) -> list[str] | None:

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1]
 SOURCES = (
     "wizard", "i18n",
     "engine", "plan", "devices", "hardware", "fs", "image",
-    "errors.py", "runner.py", "services.py", "unattended.py",
+    "errors.py", "runner.py", "services.py", "unattended.py", "sysmount.py",
 )
 
 

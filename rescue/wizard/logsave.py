@@ -27,12 +27,12 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rescue import sysmount
 from rescue.devices import mounts as _mounts
 from rescue.devices.inventory import KIND_DISK, KIND_LOOP, Inventory, devstr
 from rescue.errors import DeviceError, RescueError, from_oserror
@@ -43,7 +43,7 @@ from rescue.wizard.model import LogMedium
 
 log = logging.getLogger(__name__)
 
-PRIVATE_PREFIX = "rescue-logs-"
+PURPOSE = "logs"  # private mount points are /run/rescue-logs-XXXX
 DMESG_LINES = 500
 
 
@@ -125,14 +125,6 @@ def _mount_is_rw(mountpoint: str) -> bool | None:
     return None
 
 
-def _unmount(mountpoint: str, runner: CommandRunner) -> None:
-    res = runner.run(["umount", mountpoint], check=False)
-    if res.returncode != 0 and _mount_is_rw(mountpoint) is not None:
-        log.warning("could not unmount %s: %s; detaching it lazily", mountpoint,
-                    res.stderr.strip())
-        runner.run(["umount", "-l", mountpoint], check=False)
-
-
 @contextlib.contextmanager
 def mounted_rw(
     medium: LogMedium, runner: CommandRunner, base: str | None = None
@@ -143,30 +135,22 @@ def mounted_rw(
     if medium.mountpoint:
         yield Path(medium.mountpoint)
         return
-    argv = registry.rw_mount_argv(medium.fstype)
-    if argv is None:
+    if registry.rw_mount_argv(medium.fstype) is None:
         raise DeviceError(_("The logs cannot be saved on a {fstype} filesystem.").format(
             fstype=medium.fstype))
-    if base is None:
-        base = "/run" if os.access("/run", os.W_OK) else None
-    private = tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=base)
-    try:
-        res = runner.run([*argv, medium.device, private], check=False)
-        if res.returncode != 0:
-            detail = (res.stderr or res.stdout).strip().splitlines()
-            why = detail[-1] if detail else f"exit code {res.returncode}"
+    with contextlib.ExitStack() as stack:
+        try:
+            private = stack.enter_context(sysmount.mounted(
+                medium.device, medium.fstype, mode=sysmount.RW, runner=runner,
+                purpose=PURPOSE, base=base))
+        except sysmount.MountError as exc:
             raise DeviceError(_("{medium} ({fstype}) could not be mounted to save the logs: "
                                 "{why}. Try another USB stick, or type a folder.").format(
-                medium=medium.short, fstype=medium.fstype, why=why))
-        if _mount_is_rw(private) is not True:
+                medium=medium.short, fstype=medium.fstype, why=exc.detail or exc)) from exc
+        if _mount_is_rw(str(private)) is not True:
             raise DeviceError(_("{medium} is read-only (is the stick's write-protect switch "
                                 "on?); the logs were not saved.").format(medium=medium.short))
-        yield Path(private)
-    finally:
-        if _mount_is_rw(private) is not None:
-            _unmount(private, runner)
-        with contextlib.suppress(OSError):
-            os.rmdir(private)
+        yield private
 
 
 def _section(title: str, body: str) -> str:

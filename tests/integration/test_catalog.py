@@ -142,7 +142,7 @@ def test_catalog_finds_images_on_two_loop_filesystems(tmp_path: Path) -> None:
             # The vfat partition: searched if the kernel can, else skipped with a reason.
             if "vfat" not in kernel_filesystems():
                 # the catalog tried to load the driver first (it cannot on this kernel)
-                assert ["modprobe", "-q", "vfat"] in runner.log
+                assert ["modprobe", "-q", "fs-vfat"] in runner.log
                 assert any(
                     s.what == parts[1] and "cannot mount vfat" in s.reason
                     for s in catalog.skipped
@@ -213,7 +213,7 @@ def test_real_backup_carries_the_profile_and_is_compatible_here(gpt_backup) -> N
     [
         ("ntfs", ["mkntfs", "-Q", "-F", "-L", "WINREPO"], 32 * MiB, ["ntfs-3g", "-o", "ro"]),
         ("xfs", ["mkfs.xfs", "-q", "-f", "-L", "XFSREPO"], 320 * MiB,
-         ["mount", "-t", "xfs", "-o", "ro,norecovery"]),
+         ["mount", "-t", "xfs", "-o", "ro,norecovery,nouuid"]),
         ("btrfs", ["mkfs.btrfs", "-q", "-f", "-L", "BTRREPO"], 128 * MiB,
          ["mount", "-t", "btrfs", "-o", "ro,rescue=nologreplay"]),
     ],

@@ -142,3 +142,13 @@ def test_no_mount_option_table_outside_the_registry() -> None:
                     and set(node.value.split(",")) & _PER_TYPE_OPTIONS):
                 found.append(f"{path.relative_to(RESCUE.parent)}:{node.lineno}: {node.value!r}")
     assert not found, "per-type mount options outside rescue/fs/registry.py:\n" + "\n".join(found)
+
+
+def test_kernel_modules_are_what_modprobe_can_load() -> None:
+    # /proc/filesystems names are no module names: fs-<name> aliases are; FUSE is "fuse"
+    assert registry.kernel_module("vfat") == "fs-vfat"
+    assert registry.kernel_module("msdos") == "fs-vfat"
+    assert registry.kernel_module("ext3") == "fs-ext3"
+    assert registry.kernel_module("ntfs") == "fuse"
+    assert registry.kernel_filesystem("ntfs") == "fuseblk"
+    assert registry.kernel_module("zonefs") == "fs-zonefs"
