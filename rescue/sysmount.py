@@ -106,8 +106,13 @@ def private_dir(purpose: str, base: str | None = None) -> Iterator[Path]:
     try:
         yield Path(top)
     finally:
-        with contextlib.suppress(OSError):
-            os.rmdir(top)
+        remove_empty_dir(top)
+
+
+def remove_empty_dir(path: str | os.PathLike[str]) -> None:
+    """Remove a mount point left behind, when it is empty (never its contents)."""
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
 
 
 def _refuse_link(where: str) -> None:

@@ -282,7 +282,7 @@ def open_catalog(
                 private = mounts.enter_context(sysmount.private_dir("catalog"))
             mp = private / src.name
             mp.mkdir(mode=0o700)
-            mounts.callback(_rmdir_quiet, mp)
+            mounts.callback(sysmount.remove_empty_dir, mp)
             try:
                 # twin: a clone's source and target (same UUIDs) may both be attached
                 mounts.enter_context(sysmount.mounted(
@@ -326,11 +326,6 @@ def open_catalog(
             mounts.close()  # unmounted in reverse order, their directories removed
         finally:
             catalog.mounts.clear()
-
-
-def _rmdir_quiet(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.rmdir()
 
 
 def discover_images(

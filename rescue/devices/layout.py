@@ -38,10 +38,6 @@ def read_table(disk: str, runner: CommandRunner) -> dict:
     return dict(json.loads(result.stdout)["partitiontable"])
 
 
-def blkid(node: str, runner: CommandRunner) -> dict[str, str]:
-    return blkid_probe(node, runner)
-
-
 def choose_method(p: Partition) -> str:
     """How a backup copies *p*: its used blocks where the type's record names a source
     rescue can read here (dumpe2fs, the FAT, an installed partclone), recreated (swap),
@@ -104,7 +100,7 @@ def probe_disk(disk: str, runner: CommandRunner) -> Disk:
             bootable=bool(entry.get("bootable", False)),
         )
         if kind != "extended":
-            info = blkid(_existing_node(disk, number, node), runner)
+            info = blkid_probe(_existing_node(disk, number, node), runner)
             part.filesystem = info.get("TYPE")
             part.fs_uuid = info.get("UUID")
             part.fs_label = info.get("LABEL")

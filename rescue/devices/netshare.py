@@ -21,7 +21,6 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from rescue import sysmount
@@ -152,7 +151,7 @@ def reachable(location: str, runner: CommandRunner | None = None,
         top = stack.enter_context(sysmount.private_dir("share"))
         mountpoint = top / "mnt"
         mountpoint.mkdir(0o700)
-        stack.callback(_rmdir_quiet, mountpoint)
+        stack.callback(sysmount.remove_empty_dir, mountpoint)
         credentials = ""
         if share.kind == SMB and share.user:
             credentials = str(top / "credentials")
@@ -185,11 +184,6 @@ def reachable(location: str, runner: CommandRunner | None = None,
             raise RepositoryError(_("{share}: there is no folder {folder} in the share.").format(
                 share=share.display, folder=share.subpath))
         yield folder
-
-
-def _rmdir_quiet(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.rmdir()
 
 
 def _unlink_quiet(path: str) -> None:

@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from rescue import sysmount
+from rescue.devices.blockdev import blkid_probe
 from rescue.devices.inroot import READ_LIMIT, read_text_in_root, resolve_in_root
 from rescue.fs import registry
 from rescue.fs.ext import EXT_TYPES
-from rescue.fs.lvm import LVM_PV, LinearLV, read_linear_lvs
+from rescue.fs.lvm import LVM_PV, lv_loop, read_linear_lvs
 from rescue.image.manifest import Disk
 from rescue.runner import CommandRunner
 
@@ -178,28 +179,12 @@ def _identity_in_btrfs(node: str, runner: CommandRunner) -> SourceIdentity | Non
 # --------------------------------------------------------------------------- LVM
 
 
-@contextlib.contextmanager
-def _lv_loop(node: str, lv: LinearLV, runner: CommandRunner) -> Iterator[str | None]:
-    """A read-only loop device over the LV's data, always detached afterwards."""
-    result = runner.run(["losetup", "-f", "--show", "-r", "--offset", str(lv.offset),
-                         "--sizelimit", str(lv.size), node], check=False)
-    dev = result.stdout.strip()
-    if result.returncode != 0 or not dev:
-        yield None
-        return
-    try:
-        yield dev
-    finally:
-        runner.run(["losetup", "-d", dev], check=False)
-
-
 def _identity_in_lvm(node: str, runner: CommandRunner) -> SourceIdentity | None:
     for lv in read_linear_lvs(node, runner):
-        with _lv_loop(node, lv, runner) as dev:
+        with lv_loop(node, lv, runner) as dev:
             if dev is None:
                 continue
-            probe = runner.run(["blkid", "-p", "-s", "TYPE", "-o", "value", dev], check=False)
-            fstype = probe.stdout.strip()
+            fstype = blkid_probe(dev, runner).get("TYPE", "")
             info = _identity_of_volume(dev, fstype, runner)
             if info is not None:
                 return info

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from rescue import sysmount
+from rescue.devices.blockdev import blkid_probe
 from rescue.devices.blockdev import parse_blkid_export as parse_export
 from rescue.devices.inroot import in_root
 from rescue.devices.sysinfo import BTRFS_TOP_LEVEL, btrfs_root_candidates
 from rescue.errors import ExternalCommandError, RescueError
 from rescue.events import LogMessage, Sink, StageFinished, StageStarted, null_sink
 from rescue.fs import registry
-from rescue.fs.lvm import LVM_PV, read_linear_lvs
+from rescue.fs.lvm import LVM_PV, lv_loop, read_linear_lvs
 from rescue.i18n import _
 from rescue.image.manifest import Manifest
 from rescue.plan.fixups import FixupStep, module_name
@@ -271,12 +272,9 @@ class _Session:
         node = self.ctx.partitions[number]
         found: list[_LogicalVolume] = []
         for lv in read_linear_lvs(node, self.ctx.runner):
-            res = self.run(["losetup", "-f", "--show", "--offset", str(lv.offset),
-                            "--sizelimit", str(lv.size), node], check=False)
-            dev = res.stdout.strip() if res.returncode == 0 else ""
-            if dev:
-                self._stack.callback(self.run, ["losetup", "-d", dev], check=False)
-            found.append(_LogicalVolume(lv.vg, lv.name, dev))
+            dev = self._stack.enter_context(lv_loop(node, lv, self.ctx.runner,
+                                                    read_only=False))
+            found.append(_LogicalVolume(lv.vg, lv.name, dev or ""))
         self._lvs[number] = found
         return found
 
@@ -309,8 +307,7 @@ class _Session:
     def partition_facts(self) -> dict[int, dict[str, str]]:
         facts: dict[int, dict[str, str]] = {}
         for number, node in sorted(self.ctx.partitions.items()):
-            res = self.run(["blkid", "-p", "-o", "export", node], check=False)
-            info = parse_export(res.stdout)
+            info = blkid_probe(node, self.ctx.runner)
             part = self.run(
                 ["blkid", "-o", "export", "-s", "PARTUUID", "-s", "PARTLABEL", node], check=False
             )
@@ -332,8 +329,7 @@ class _Session:
             for lv in self.lvs(number):
                 if not lv.dev:
                     continue
-                res = self.run(["blkid", "-p", "-o", "export", lv.dev], check=False)
-                facts = parse_export(res.stdout)
+                facts = blkid_probe(lv.dev, self.ctx.runner)
                 facts["DEVNAME"] = lv.dev
                 facts["ALIASES"] = " ".join(lv.aliases)
                 out.append(facts)
@@ -384,8 +380,7 @@ class _LogicalVolume:
 
 
 def _blkid_type(s: _Session, node: str) -> str:
-    res = s.run(["blkid", "-p", "-s", "TYPE", "-o", "value", node], check=False)
-    return res.stdout.strip() if res.returncode == 0 else ""
+    return blkid_probe(node, s.ctx.runner).get("TYPE", "")
 
 
 def _looks_like_root(path: Path) -> bool:

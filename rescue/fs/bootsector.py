@@ -64,6 +64,23 @@ def _is_fat(boot: bytes) -> bool:
     return spc > 0 and spc & (spc - 1) == 0 and reserved > 0 and 1 <= nfats <= 4
 
 
+NTFS_SECTOR_SIZES = (256, 512, 1024, 2048, 4096)
+
+
+def ntfs_backup_offsets(boot: bytes, length: int) -> list[int]:
+    """Byte offsets (in the partition) of the sector where an NTFS whose boot sector is
+    *boot* may keep its backup boot sector: right after the volume ("total sectors",
+    0x28: where mkntfs puts it), and the partition's last sector (after ntfsresize the
+    volume ends on a cluster boundary before it). [] when *boot* is no NTFS boot sector."""
+    if len(boot) < 512 or boot[3:11] != b"NTFS    ":
+        return []
+    bps = struct.unpack_from("<H", boot, 0x0B)[0]
+    if bps not in NTFS_SECTOR_SIZES:
+        return []
+    total = struct.unpack_from("<Q", boot, 0x28)[0]
+    return sorted({total * bps} | ({length - bps} if length >= 2 * bps else set()))
+
+
 def _scaled(sectors: int, disk_sector: int, volume_sector: int) -> int:
     return sectors * disk_sector // volume_sector
 
@@ -92,10 +109,7 @@ def plan_start_fix(fstype: str, read: Reader, old_start: int, new_start: int,
         return _exfat(read, boot, old_start, new_start, disk_sector)
     if fstype == "ntfs" and _is_ntfs(boot):
         bps = _sector_size(boot)
-        # the backup boot sector: right after the volume (mkntfs), or in the partition's
-        # last sector (after ntfsresize the volume ends on a cluster boundary before it)
-        total = struct.unpack_from("<Q", boot, 0x28)[0]
-        backups = sorted({total * bps} | ({length - bps} if length >= 2 * bps else set()))
+        backups = ntfs_backup_offsets(boot, length)
     elif fstype in FAT_TYPES and _is_fat(boot):
         bps = _sector_size(boot)
         backups = []

@@ -150,6 +150,25 @@ def read_linear_lvs(node: str, runner: CommandRunner) -> list[LinearLV]:
         return linear_lvs(node, pvs.stdout, segs.stdout)
 
 
+@contextlib.contextmanager
+def lv_loop(node: str, lv: LinearLV, runner: CommandRunner,
+            read_only: bool = True) -> Iterator[str | None]:
+    """A loop device over the data of *lv* on the PV *node* (read-only unless asked):
+    how an LV is reached without device-mapper. None when losetup fails; always
+    detached afterwards."""
+    result = runner.run(["losetup", "-f", "--show", *(["-r"] if read_only else []),
+                         "--offset", str(lv.offset), "--sizelimit", str(lv.size), node],
+                        check=False)
+    dev = result.stdout.strip() if result.returncode == 0 else ""
+    if not dev:
+        yield None
+        return
+    try:
+        yield dev
+    finally:
+        runner.run(["losetup", "-d", dev], check=False)
+
+
 def grow_pv(node: str, runner: CommandRunner) -> None:
     """Let the LVM physical volume on *node* take its whole (grown) partition; the new
     extents are free in its volume group (the logical volumes are left as they are)."""

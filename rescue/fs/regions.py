@@ -12,8 +12,8 @@ every one   the first and the last 64 KiB of the partition (the belt: boot   -
             sectors, primary headers, and whatever sits after the last
             cluster or block: what a dd copy would give there)
 ntfs        the backup boot sector, one sector at sector "total sectors"     0x0B, 0x28
-            (the volume's last sector, after the last cluster: not in the
-            $Bitmap that partclone.ntfs reads)
+            and the partition's last sector (after the last cluster: not in
+            the $Bitmap that partclone.ntfs reads; rescue.fs.bootsector)
 hfsplus     the alternate volume header, 1024 bytes before the volume's end  1024 (+40, +44)
 btrfs       the superblock mirrors at 64 KiB, 64 MiB, 256 GiB and 1 PiB       -
             (4 KiB each, those inside the partition)
@@ -34,6 +34,7 @@ import struct
 from collections.abc import Callable
 
 from rescue.fs import registry
+from rescue.fs.bootsector import ntfs_backup_offsets
 
 BELT = 64 * 1024
 XFS_MIN_AG_BYTES = 16 * 1024 * 1024  # mkfs.xfs makes no smaller allocation group
@@ -51,13 +52,8 @@ def _read(fd: int, offset: int, size: int) -> bytes:
 
 def outside_ntfs(fd: int, offset: int, length: int) -> Ranges:
     boot = _read(fd, offset, 512)
-    if len(boot) < 512 or boot[3:11] != b"NTFS    ":
-        return []
-    bps = struct.unpack_from("<H", boot, 0x0B)[0]
-    total = struct.unpack_from("<Q", boot, 0x28)[0]
-    if bps not in (256, 512, 1024, 2048, 4096):
-        return []
-    return [(total * bps, total * bps + bps)]
+    bps = struct.unpack_from("<H", boot, 0x0B)[0] if len(boot) >= 512 else 0
+    return [(at, at + bps) for at in ntfs_backup_offsets(boot, length)]
 
 
 def outside_hfsplus(fd: int, offset: int, length: int) -> Ranges:

@@ -351,7 +351,8 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
         steps.insert(1, "verify-image")
     if options.verify:
         steps.append("verify-written-data")
-    if any(p.moved and p.filesystem in registry.start_field_types() for p in plans):
+    start_fields = registry.start_field_types()
+    if any(p.moved and p.filesystem in start_fields for p in plans):
         steps.append("fix-start-fields")
     if any(p.method == METHOD_RECREATE for p in plans):
         steps.append("recreate-swap")
@@ -396,17 +397,19 @@ def _grow(plans: list[PartitionPlan], table: str, extra: int, align: int) -> Non
     up by as much, keeping their size. A logical partition grows inside its extended
     partition, which grows with it; a primary one before the extended partition moves
     the whole container (its logical partitions keep their places relative to it)."""
-    candidates = [p for p in plans if p.filesystem in registry.growable() and p.kind != "extended"]
+    growable = registry.growable()
+    candidates = [p for p in plans if p.filesystem in growable and p.kind != "extended"]
     if not candidates:
         return
     grow = max(candidates, key=lambda p: (p.size, -p.start))
     after = [p for p in plans if p.start > grow.start]
-    container = next((p for p in plans if p.kind == "extended"), None)
-    inside = grow.kind == "logical" and container is not None
+    # the extended partition that holds a growing logical one grows with it
+    container = next((p for p in plans if p.kind == "extended"), None) \
+        if grow.kind == "logical" else None
     if table == "dos":
         # an MBR entry cannot reach past 2^32 sectors: grow up to there, no further (the
         # rest of a larger disk stays unused; only GPT can address it)
-        moving = [grow, *after, *([container] if inside and container else [])]
+        moving = [grow, *after, *([container] if container else [])]
         extra = min(extra, geometry.MBR_MAX_SECTORS - max(p.start + p.size for p in moving))
     extra -= extra % align
     if extra <= 0:
@@ -415,5 +418,5 @@ def _grow(plans: list[PartitionPlan], table: str, extra: int, align: int) -> Non
     grow.grow_filesystem = True
     for p in after:
         p.start += extra
-    if inside and container is not None:
+    if container is not None:
         container.size += extra
