@@ -181,11 +181,11 @@ class _Session:
             if _blkid_type(self, node) == LVM_PV:
                 volumes = [(lv.dev, f"{lv.vg}/{lv.name}") for lv in self.lvs(number) if lv.dev]
             for dev, name in volumes:
-                options = self._mount_if_root(dev, mnt)
-                if options is not None:
+                found = self._mount_if_root(dev, mnt)
+                if found is not None:
+                    fstype, options = found
                     # looked at without writing (no log replay); mounted afresh to write
                     self._umount(mnt)
-                    fstype = _blkid_type(self, dev)
                     try:
                         sysmount.mount(dev, mnt, sysmount.mount_command(
                             fstype, sysmount.RW, options), self.ctx.runner)
@@ -210,11 +210,11 @@ class _Session:
             "{devices}; nothing to fix inside the system (a data disk, or not a bootable Linux)."
         ).format(devices=", ".join(tried)))
 
-    def _mount_if_root(self, dev: str, mnt: Path) -> list[str] | None:
+    def _mount_if_root(self, dev: str, mnt: Path) -> tuple[str, list[str]] | None:
         """Mount *dev* read-only on *mnt* without replaying a journal or log (a read-only
         xfs mount that recovers writes to its superblock), for btrfs the subvolume holding
-        the root, and keep it mounted if it is a Linux root: returns the options that
-        select it (subvol=) for the read-write mount. A volume that is no root is left
+        the root, and keep it mounted if it is a Linux root: returns its type and the
+        options that select it (subvol=) for the read-write mount. A volume that is no root is left
         untouched (None)."""
         fstype = _blkid_type(self, dev)
         if registry.traits(fstype) is not None and fstype not in registry.linux_root_types():
@@ -235,7 +235,7 @@ class _Session:
         except sysmount.MountError:
             return None
         if _looks_like_root(mnt):
-            return options
+            return fstype, options
         self._umount(mnt)
         return None
 
