@@ -109,6 +109,8 @@ def _ext(name: str, ro: tuple[str, ...]) -> FsTraits:
                     root_container=True)
 
 
+LVM_PV = "LVM2_member"  # blkid's TYPE of an LVM physical volume
+
 RECORDS: tuple[FsTraits, ...] = (
     _ext("ext4", ("ro", "noload")),
     _ext("ext3", ("ro", "noload")),
@@ -138,12 +140,10 @@ RECORDS: tuple[FsTraits, ...] = (
     FsTraits("udf", ro_options=("ro",)),
     FsTraits("swap", recreate=True),
     # not a filesystem: an LVM physical volume, whose linear LVs may hold the root
-    FsTraits("LVM2_member", grow="grow_lvm_pv", root_container=True),
+    FsTraits(LVM_PV, grow="grow_lvm_pv", root_container=True),
 )
 
 _BY_NAME: dict[str, FsTraits] = {name: t for t in RECORDS for name in t.names}
-
-LVM_PV = "LVM2_member"  # blkid's TYPE of an LVM physical volume
 
 
 def traits(fstype: str | None) -> FsTraits | None:
