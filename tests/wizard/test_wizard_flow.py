@@ -9,6 +9,7 @@ import pytest
 from wizard_fakes import DISKS, IMAGES, LOG_FILE_NAME, LOG_MEDIA, FixtureServices
 from wizard_fixtures import english  # noqa: F401 (fixtures)
 from wizard_helpers import (
+    confirm_restore,
     name,
     on,
     press_button,
@@ -97,9 +98,7 @@ def test_a_restore_done_with_warnings_shows_them():
     async def run() -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             await to_summary(pilot)
-            await press_button(pilot, "#finish")
-            await on(pilot, "TypedConfirmDialog")
-            await pilot.press("s", "d", "a", "enter")
+            await confirm_restore(pilot)
             await on(pilot, "FinishedScreen")
             finished = pilot.app.screen
             await wait_for(pilot, lambda: bool(finished.query("#result")), what="result")
@@ -118,9 +117,7 @@ def test_countdown_can_be_stopped():
     async def run() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await to_summary(pilot)
-            await press_button(pilot, "#finish")
-            await on(pilot, "TypedConfirmDialog")
-            await pilot.press("s", "d", "a", "enter")
+            await confirm_restore(pilot)
             await on(pilot, "FinishedScreen")
             await wait_for(pilot, lambda: "Restarting in" in str(
                 pilot.app.screen.query_one("#countdown").render()))
@@ -138,9 +135,7 @@ def test_cancel_during_progress_asks_and_leaves_a_clear_state():
     async def run() -> None:
         async with make_app(svc).run_test(size=(80, 24)) as pilot:
             await to_summary(pilot)
-            await press_button(pilot, "#finish")
-            await on(pilot, "TypedConfirmDialog")
-            await pilot.press("s", "d", "a", "enter")
+            await confirm_restore(pilot)
             await on(pilot, "ProgressScreen")
             await wait_for(pilot, lambda: "Writing partition 2" in str(
                 pilot.app.screen.query_one("#stage").render()))
@@ -169,9 +164,7 @@ def test_failure_shows_the_cause_and_save_logs():
     async def run() -> None:
         async with make_app(svc).run_test(size=(80, 24)) as pilot:
             await to_summary(pilot)
-            await press_button(pilot, "#finish")
-            await on(pilot, "TypedConfirmDialog")
-            await pilot.press("s", "d", "a", "enter")
+            await confirm_restore(pilot)
             await on(pilot, "FinishedScreen")
             text = str(pilot.app.screen.query_one("#result").render())
             assert "The restore failed." in text and "input/output error" in text

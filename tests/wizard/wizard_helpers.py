@@ -78,6 +78,13 @@ async def to_summary(pilot) -> None:
                    or bool(pilot.app.screen.error), what="plan")
 
 
+async def confirm_restore(pilot, disk: str = "sda") -> None:
+    """From the summary: Finish, and the target disk's name typed into the confirmation."""
+    await press_button(pilot, "#finish")
+    await on(pilot, "TypedConfirmDialog")
+    await pilot.press(*disk, "enter")
+
+
 async def restore_from_summary(pilot, timeout: float = 180.0):
     """From the target screen: Next, the plan made without a refusal, Finish on a blank
     target, wait for the result; returns the outcome (which the caller checks)."""
