@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Debian packages the engine, the tests and the benchmarks call.
 APT_PACKAGES := python3-venv python3-dev build-essential pkg-config libparted-dev parted \
 	fdisk util-linux e2fsprogs dosfstools mtools xfsprogs btrfs-progs ntfs-3g partclone \
-	zstd udev gdisk tmux attr kmod kbd cifs-utils lvm2 exfatprogs exfat-fuse f2fs-tools
+	zstd udev gdisk tmux attr kmod kbd cifs-utils lvm2 exfatprogs exfat-fuse f2fs-tools gettext
 # Extra packages for the system tests (QEMU boots) and the live image.
 APT_SYSTEM := qemu-system-x86 qemu-utils ovmf debootstrap live-build xorriso isolinux \
 	syslinux-common grub-pc-bin grub-efi-amd64-bin mtools
@@ -44,6 +44,7 @@ setup: $(STAMP)
 lint: setup
 	$(VENV)/bin/ruff check rescue tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 test: setup
 	$(VENV)/bin/pytest -q

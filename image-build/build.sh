@@ -32,6 +32,8 @@ mkdir -p "$WHEELS"
 if [ ! -x "$OUT/wheel-venv/bin/pip" ]; then
 	"$HOST_PYTHON" -m venv "$OUT/wheel-venv"
 fi
+# The compiled catalogs go into the wheel (the live system then never compiles a .po).
+(cd "$ROOT" && "$HOST_PYTHON" -m rescue.i18n compile)
 # Runtime dependencies only, at the versions pinned in constraints.txt. PyPI's
 # manylinux wheels fit Debian 12's glibc; pyparted has none and compiles here against
 # libparted-dev (the same libparted2 as in the image), so no compiler enters the image.

@@ -1,36 +1,78 @@
 """The facade the CLI and the wizard use: prepare (every refusal check, no writes) then
-run (the side effects, reported as events). Nothing here imports textual."""
+run (the side effects, reported as events). The CLI and the wizard reach the engine and
+the planner only through here. Nothing here imports textual.
+
+A repository is given as a location (text or :class:`~rescue.repo.Location`: opened
+here, and kept open, a share mounted, until the prepared job has run or is closed) or as
+a repository the caller opened with :func:`open_repository` and keeps open itself."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rescue.devices.target import probe_target
-from rescue.engine.backup import BackupOptions, BackupResult, PreparedBackup, prepare_backup
+from rescue.engine.backup import BackupOptions, BackupResult, PreparedBackup
+from rescue.engine.backup import prepare_backup as _prepare_backup
 from rescue.engine.backup import run_backup as _run_backup
-from rescue.engine.restore import Restorer, RestoreReport, StepResult, check_chunks_present
+from rescue.engine.restore import (
+    Restorer,
+    RestoreReport,
+    StepResult,
+    check_chunks_present,
+    verify_image,
+)
+from rescue.engine.usbstick import (
+    DATA_LABEL,
+    MIB,
+    UsbJob,
+    UsbPlan,
+    UsbWriter,
+    boot_medium,
+)
 from rescue.events import Sink, null_sink
 from rescue.hardware.compat import Verdict, compare
 from rescue.hardware.profile import HardwareProfile, collect_profile, firmware_type
 from rescue.image.manifest import Manifest
-from rescue.image.repository import RepositoryReader, is_url, open_repository
+from rescue.plan.fixups import FIXUP_NAMES
 from rescue.plan.restore import RestoreOptions, RestorePlan, plan_restore_set
+from rescue.repo import Location, RepositoryReader, RepositoryWriter, open_repository
 from rescue.runner import CommandRunner
 
 __all__ = [
+    "FIXUP_NAMES",
     "BackupOptions",
+    "BackupResult",
+    "Location",
     "PreparedBackup",
     "PreparedRestore",
+    "RepositoryReader",
+    "RepositoryWriter",
     "RestoreOptions",
+    "RestoreReport",
+    "hardware_verdict",
+    "open_repository",
     "prepare_backup",
     "prepare_restore",
     "run_backup",
     "run_restore",
+    "verify_image",
+    # rescue make-usb
+    "DATA_LABEL",
+    "MIB",
+    "UsbJob",
+    "UsbPlan",
+    "UsbWriter",
+    "boot_medium",
 ]
+
+#: a repository's location as the technician gave it
+Where = str | os.PathLike[str] | Location
 
 
 def hardware_verdict(manifest: Manifest, target_disk: str | None = None) -> Verdict:
@@ -45,6 +87,13 @@ class PreparedRestore:
     repo: RepositoryReader
     manifest: Manifest
     plans: list[RestorePlan]  # one per disk of the image, in the image's order
+    #: what keeps the repository open (a share mounted) until the restore has run
+    held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False,
+                                       compare=False)
+
+    def close(self) -> None:
+        """Let go of the repository (unmount its share); the restore cannot run after."""
+        self.held.close()
 
     @property
     def plan(self) -> RestorePlan:
@@ -74,7 +123,7 @@ class PreparedRestore:
 
 
 def prepare_restore(
-    repo_path: str,
+    repo: RepositoryReader | Where,
     image_ref: str,
     target_disk: str | Sequence[str],
     options: RestoreOptions | None = None,
@@ -85,16 +134,23 @@ def prepare_restore(
     technician on any refusal of any disk, before anything is written anywhere."""
     runner = runner or CommandRunner()
     disks = [target_disk] if isinstance(target_disk, str) else list(target_disk)
-    repo = open_repository(repo_path)
-    manifest = repo.load_manifest(image_ref)
-    # a repository on a web server lives on no local disk that needs protecting
-    local_repo = None if is_url(repo_path) else repo_path
-    targets = [probe_target(d, local_repo, runner) for d in disks]
-    verdict = hardware_verdict(manifest, disks[0] if disks else None)
-    plans = plan_restore_set(manifest, targets, options or RestoreOptions(), verdict.to_dict(),
-                             firmware=firmware_type())
-    check_chunks_present(repo, manifest)
-    return PreparedRestore(repo, manifest, plans)
+    held = contextlib.ExitStack()
+    try:
+        if isinstance(repo, RepositoryReader):
+            reader = repo
+        else:
+            reader = held.enter_context(open_repository(repo, runner=runner))
+        manifest = reader.load_manifest(image_ref)
+        # a repository on a web server lives on no local disk that needs protecting
+        targets = [probe_target(d, reader.local_folder, runner) for d in disks]
+        verdict = hardware_verdict(manifest, disks[0] if disks else None)
+        plans = plan_restore_set(manifest, targets, options or RestoreOptions(),
+                                 verdict.to_dict(), firmware=firmware_type())
+        check_chunks_present(reader, manifest)
+    except BaseException:
+        held.close()
+        raise
+    return PreparedRestore(reader, manifest, plans, held)
 
 
 def run_restore(
@@ -110,22 +166,24 @@ def run_restore(
     Several disks are restored one after the other, the image's first disk (the system
     disk, with the boot fix-ups) last, so its fstab check sees every restored disk."""
     runner = runner or CommandRunner()
-    if len(prepared.plans) == 1:
-        return Restorer(prepared.repo, prepared.manifest, prepared.plan, runner, sink,
-                        cancel, report_path=report_path).run()
-    order = prepared.plans[1:] + prepared.plans[:1]
-    reports: list[RestoreReport] = []
-    try:
-        for plan in order:
-            restorer = Restorer(prepared.repo, prepared.manifest, plan, runner, sink, cancel)
-            reports.append(restorer.report)
-            restorer.run()
-    finally:
-        combined = combine_reports(prepared, reports)
-        if report_path:
-            with open(report_path, "w") as f:
-                f.write(combined.to_json())
-    return combined
+    with contextlib.closing(prepared):
+        if len(prepared.plans) == 1:
+            return Restorer(prepared.repo, prepared.manifest, prepared.plan, runner, sink,
+                            cancel, report_path=report_path).run()
+        order = prepared.plans[1:] + prepared.plans[:1]
+        reports: list[RestoreReport] = []
+        try:
+            for plan in order:
+                restorer = Restorer(prepared.repo, prepared.manifest, plan, runner, sink,
+                                    cancel)
+                reports.append(restorer.report)
+                restorer.run()
+        finally:
+            combined = combine_reports(prepared, reports)
+            if report_path:
+                with open(report_path, "w") as f:
+                    f.write(combined.to_json())
+        return combined
 
 
 def combine_reports(prepared: PreparedRestore, reports: list[RestoreReport]) -> RestoreReport:
@@ -159,9 +217,36 @@ def combine_reports(prepared: PreparedRestore, reports: list[RestoreReport]) -> 
     return combined
 
 
+def prepare_backup(
+    disks: str | list[str],
+    repo: RepositoryWriter | Where,
+    options: BackupOptions | None = None,
+    runner: CommandRunner | None = None,
+) -> PreparedBackup:
+    """Open the repository for writing (created when missing; a share mounted read-write
+    until the backup has run), then every check that can refuse the backup and the
+    read-only probe of the source disk(s)."""
+    runner = runner or CommandRunner()
+    held = contextlib.ExitStack()
+    try:
+        if isinstance(repo, str | os.PathLike | Location):
+            writer = held.enter_context(open_repository(repo, write=True, runner=runner))
+        else:
+            writer = repo
+        prepared = _prepare_backup(disks, writer, options or BackupOptions(), runner)
+    except BaseException as exc:
+        # the refusal reaches the repository's opener: one it created is taken away
+        held.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    prepared.held = held
+    return prepared
+
+
 def run_backup(
     prepared: PreparedBackup,
     sink: Sink = null_sink,
     cancel: threading.Event | None = None,
 ) -> BackupResult:
-    return _run_backup(prepared, sink, cancel)
+    """Capture the disk(s) and publish the image; the repository is let go of after."""
+    with contextlib.closing(prepared):
+        return _run_backup(prepared, sink, cancel)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rescue import i18n
 from rescue.errors import UsageError
 from rescue.i18n import _
 
@@ -166,8 +167,6 @@ def load_job(path: str | Path) -> Answers:
 
 def validate(answers: Answers) -> Answers:
     """Stop with a clear sentence when an answer is missing or impossible."""
-    from rescue import i18n
-
     o = answers.origin or "unattended answers"
     prefix = "rescue." if o == "kernel command line" else ""
     if answers.action not in ACTIONS:

@@ -14,6 +14,7 @@ import json
 from rescue.errors import UsageError
 from rescue.hardware.compat import compare
 from rescue.hardware.profile import HardwareProfile, collect_profile
+from rescue.repo import open_repository
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,11 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def image_profile(repo: str, image: str) -> HardwareProfile:
-    from rescue.devices.netshare import reachable
-    from rescue.image.repository import open_repository
-
-    with reachable(repo) as folder:
-        manifest = open_repository(folder).load_manifest(image)
+    with open_repository(repo) as opened:
+        manifest = opened.load_manifest(image)
     return HardwareProfile.from_dict(manifest.hardware or {})
 
 

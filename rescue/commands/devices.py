@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import sys
 
 from rescue.devices.eligibility import assess
 from rescue.devices.inventory import Disk, Inventory, probe_inventory, repo_devices
-from rescue.devices.machine import Machine
+from rescue.devices.monitor import DeviceEvent, DiskMonitor
 from rescue.events import human_bytes
+from rescue.hardware.machine import Machine
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -96,10 +98,6 @@ def format_inventory(inv: Inventory) -> list[str]:
 
 def watch(include_loop: bool, repos: list[str]) -> int:
     """Print each debounced batch of disk events and the eligible disks after it."""
-    import queue
-
-    from rescue.devices.monitor import DeviceEvent, DiskMonitor
-
     batches: queue.Queue[list[DeviceEvent]] = queue.Queue()
     with DiskMonitor(batches.put, include_loop=include_loop):
         print("Watching for disks (Ctrl-C to stop).", flush=True)

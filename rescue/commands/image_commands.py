@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 import json
 import sys
 import threading
-from collections.abc import Callable
 
 from rescue import services
-from rescue.devices.netshare import is_share, reachable
-from rescue.engine.backup import BackupOptions
-from rescue.engine.restore import verify_image
+from rescue.devices.catalog import discover_images, format_images
+from rescue.devices.inventory import probe_inventory
 from rescue.errors import Cancelled, UsageError
 from rescue.events import Broadcast, JsonLog, Sink, TerminalProgress, human_bytes
-from rescue.image.repository import open_repository, summarize
-from rescue.plan.fixups import FIXUP_NAMES
-from rescue.plan.restore import RestoreOptions
+from rescue.image.repository import summarize
 from rescue.runner import CommandRunner
+from rescue.services import FIXUP_NAMES, BackupOptions, RestoreOptions, open_repository
 
 REPO_HELP = ("repository: a folder; an SMB or NFS share (smb://[user:password@]server/share"
              "/folder, //server/share/folder, nfs://server/export/folder, server:/export/"
@@ -41,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="", help="a name for the image, e.g. 'before upgrade'")
     p.add_argument("--level", type=int, default=3, help="zstd level (default 3)")
     p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
-    p.set_defaults(func=on_shares(cmd_backup, write=True))
+    p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("list", help="list images: one repository, or every attached disk",
                        description="With --repo: the images in that repository. Without: "
@@ -53,18 +48,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--include-loop", action="store_true",
                    help="also search loop devices (tests, demos)")
     p.add_argument("--json", action="store_true", help="print a JSON array")
-    p.set_defaults(func=on_shares(cmd_list))
+    p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("inspect", help="show an image's layout, volumes and hardware")
     p.add_argument("--repo", required=True, help=REPO_HELP)
     p.add_argument("--image", default="latest", help="id, unique id prefix or 'latest'")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
-    p.set_defaults(func=on_shares(cmd_inspect))
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("verify", help="re-hash every chunk of an image (no target needed)")
     p.add_argument("--repo", required=True, help=REPO_HELP)
     p.add_argument("--image", default="latest")
-    p.set_defaults(func=on_shares(cmd_verify))
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("restore", help="restore an image onto a disk (erases the disk)",
                        description="Restore an image onto a whole disk. Every check that can "
@@ -102,26 +97,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", metavar="FILE",
                    help="write the restore report (JSON) here, also when the restore fails")
     p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
-    p.set_defaults(func=on_shares(cmd_restore))
-
-
-def on_shares(func: Callable[[argparse.Namespace], int],
-              write: bool = False) -> Callable[[argparse.Namespace], int]:
-    """Run *func* with every ``--repo`` that names an SMB or NFS share mounted (read-only,
-    or read-write for a backup) and replaced by its local folder; unmounted afterwards."""
-
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        repos = args.repo if isinstance(args.repo, list) else [args.repo]
-        if not any(is_share(r) for r in repos):
-            return func(args)
-        runner = CommandRunner()
-        with contextlib.ExitStack() as stack:
-            local = [stack.enter_context(reachable(r, runner, write)) for r in repos]
-            args.repo = local if isinstance(args.repo, list) else local[0]
-            return func(args)
-
-    return run
+    p.set_defaults(func=cmd_restore)
 
 
 def _sink(args: argparse.Namespace) -> Sink:
@@ -132,20 +108,23 @@ def _sink(args: argparse.Namespace) -> Sink:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    """The repository (a share: mounted read-write) is open while the backup runs."""
     runner = CommandRunner()
-    prepared = services.prepare_backup(
-        args.disk, args.repo, BackupOptions(name=args.name, level=args.level), runner
-    )
-    for line in prepared.summary_lines():
-        print(line)
-    cancel = threading.Event()
-    try:
-        result = services.run_backup(prepared, _sink(args), cancel)
-    except KeyboardInterrupt:
-        cancel.set()
-        raise Cancelled("Backup cancelled; no image was added to the repository.") from None
+    with open_repository(args.repo, write=True, runner=runner) as repo:
+        prepared = services.prepare_backup(
+            args.disk, repo, BackupOptions(name=args.name, level=args.level), runner
+        )
+        for line in prepared.summary_lines():
+            print(line)
+        cancel = threading.Event()
+        try:
+            result = services.run_backup(prepared, _sink(args), cancel)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise Cancelled(
+                "Backup cancelled; no image was added to the repository.") from None
     m = result.manifest
-    print(f"Image {m.id} written to {args.repo}")
+    print(f"Image {m.id} written to {repo.location}")
     print(f"  used data {human_bytes(m.data_bytes)}; new {human_bytes(result.new_raw_bytes)} "
           f"stored as {human_bytes(result.new_stored_bytes)}; reused "
           f"{human_bytes(result.reused_bytes)}; {result.elapsed:.1f} s")
@@ -155,8 +134,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     if len(args.repo) != 1:
         return _list_everywhere(args)
-    repo = open_repository(args.repo[0])
-    images = repo.list_images()
+    with open_repository(args.repo[0], runner=CommandRunner()) as repo:
+        images = repo.list_images()
     if args.json:
         print(json.dumps([s.to_dict() for s in images], indent=1))
         return 0
@@ -171,9 +150,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _list_everywhere(args: argparse.Namespace) -> int:
-    from rescue.devices.catalog import discover_images, format_images
-    from rescue.devices.inventory import probe_inventory
-
     runner = CommandRunner()
     inventory = probe_inventory(include_loop=args.include_loop, runner=runner)
     found = discover_images(inventory, args.repo, runner)
@@ -191,8 +167,8 @@ def _list_everywhere(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    repo = open_repository(args.repo)
-    m = repo.load_manifest(args.image)
+    with open_repository(args.repo, runner=CommandRunner()) as repo:
+        m = repo.load_manifest(args.image)
     if args.json:
         print(json.dumps(m.to_dict(), indent=1))
         return 0
@@ -228,21 +204,28 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    repo = open_repository(args.repo)
-    m = repo.load_manifest(args.image)
-    checked = verify_image(repo, m, TerminalProgress())
+    with open_repository(args.repo, runner=CommandRunner()) as repo:
+        m = repo.load_manifest(args.image)
+        checked = services.verify_image(repo, m, TerminalProgress())
     print(f"Image {m.id} is intact: {len(m.all_chunk_hashes())} chunks, "
           f"{human_bytes(checked)} verified.")
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    """The repository (a share: mounted read-only) is open while the restore runs."""
     runner = CommandRunner()
     options = RestoreOptions(grow=not args.no_grow, verify=args.verify,
                              verify_first=args.verify_first, force=args.force,
                              delta=args.delta, skip_fixups=args.skip_fixup,
                              firmware=args.firmware or "", add_drivers=args.add_driver)
-    prepared = services.prepare_restore(args.repo, args.image, args.disk, options, runner)
+    with open_repository(args.repo, runner=runner) as repo:
+        prepared = services.prepare_restore(repo, args.image, args.disk, options, runner)
+        return _restore(args, prepared, runner)
+
+
+def _restore(args: argparse.Namespace, prepared: services.PreparedRestore,
+             runner: CommandRunner) -> int:
     if args.dry_run:
         if args.json:
             print(json.dumps(prepared.to_dict(), indent=1))

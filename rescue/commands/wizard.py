@@ -18,10 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rescue import i18n, unattended
 from rescue.errors import UsageError
 from rescue.runner import CommandRunner, DryRunRunner, Result
 from rescue.unattended import Answers
-from rescue.wizard.services import EngineServices
+from rescue.wizard import headless
+from rescue.wizard.model import WizardState
+from rescue.wizard.services import LOG_FILE, EngineServices
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -62,8 +65,6 @@ class _PrintingDryRun(DryRunRunner):
 
 def build_services(args: argparse.Namespace, interactive_free: bool) -> EngineServices:
     """The real services; *interactive_free*: no TUI, so simulated power actions print."""
-    from rescue.wizard.services import LOG_FILE
-
     wanted = {os.path.realpath(d) for d in args.disk}
     return EngineServices(
         runner=CommandRunner(),
@@ -78,8 +79,6 @@ def build_services(args: argparse.Namespace, interactive_free: bool) -> EngineSe
 
 def _cmdline_answers(args: argparse.Namespace) -> tuple[Answers | None, Answers | None]:
     """(answers for an unattended run, presets for the interactive wizard)."""
-    from rescue import unattended
-
     if args.job:
         return unattended.load_job(args.job), None
     if args.cmdline is not None:
@@ -88,8 +87,6 @@ def _cmdline_answers(args: argparse.Namespace) -> tuple[Answers | None, Answers 
             text = Path(text).read_text()
         answers = unattended.parse_cmdline(text)
         if answers is None:
-            from rescue.errors import UsageError
-
             raise UsageError("The kernel command line holds no rescue.* answers "
                              "(for example rescue.action=restore).")
         return answers, None
@@ -102,8 +99,6 @@ def _cmdline_answers(args: argparse.Namespace) -> tuple[Answers | None, Answers 
 def boot_answers(cmdline: str) -> tuple[Answers | None, Answers | None]:
     """Only rescue.action makes a boot unattended; rescue.lang=de alone (a boot menu
     entry per language) just presets the interactive wizard."""
-    from rescue import unattended
-
     found = unattended.parse_cmdline(cmdline)
     if found is not None and found.action:
         return found, None
@@ -115,14 +110,10 @@ def run(args: argparse.Namespace) -> int:
     services = build_services(args, interactive_free=answers is not None)
     try:
         if answers is not None:
-            from rescue.wizard import headless
-
             answers.repos = [*answers.repos, *args.repo]
             outcome = headless.run(answers, services)
             return 0 if outcome.ok else 1
-        from rescue import i18n
-        from rescue.wizard.app import RescueApp
-        from rescue.wizard.model import WizardState
+        from rescue.wizard.app import RescueApp  # loads textual: only when the wizard opens
 
         state = WizardState(locations=list(args.repo))
         lang = args.lang or (presets.lang if presets else "")

@@ -88,3 +88,27 @@ def blkid_probe(node: str, runner: CommandRunner) -> dict[str, str]:
     """Low-level probe (reads only) of one device: filesystem and partition fields."""
     return parse_blkid_export(runner.run(["blkid", "-p", "-o", "export", node],
                                          check=False).stdout)
+
+
+def disk_bus(sys_path: str, name: str) -> str:
+    """Pure: the transport of a disk from its resolved sysfs path and kernel name."""
+    p = sys_path
+    if name.startswith("loop"):
+        return "loop"
+    if name.startswith(("zram", "ram")):
+        return "virtual"
+    if "/usb" in p:
+        return "usb"
+    if "/nvme" in p or name.startswith("nvme"):
+        return "nvme"
+    if re.search(r"/ata\d+/", p):
+        return "sata"
+    if "/mmc_host/" in p or name.startswith("mmcblk"):
+        return "mmc"
+    if name.startswith("vd") and "/virtio" in p:
+        return "virtio"
+    if "/host" in p or name.startswith("sd"):
+        return "scsi"
+    if name.startswith(("sr", "md", "dm-")):
+        return "scsi" if name.startswith("sr") else "virtual"
+    return ""

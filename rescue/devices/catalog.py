@@ -40,12 +40,12 @@ from typing import Any
 
 from rescue import sysmount
 from rescue.devices.inventory import Inventory
-from rescue.devices.netshare import is_share, location_display, reachable
-from rescue.errors import RescueError
-from rescue.events import LogMessage, Sink, null_sink
+from rescue.errors import RescueError, UsageError
+from rescue.events import LogMessage, Sink, human_bytes, null_sink
 from rescue.fs import registry
 from rescue.i18n import N_, _
-from rescue.image.repository import Repository, is_url
+from rescue.image.repository import Repository, RepositoryReader
+from rescue.repo import FOLDER, Location, display, open_repository
 from rescue.runner import CommandRunner
 
 log = logging.getLogger(__name__)
@@ -183,13 +183,9 @@ def _find_repositories(top: Path, depth: int = SEARCH_DEPTH) -> list[Path]:
     return found
 
 
-def _images_of(repo_path: Path | str) -> list[FoundImage]:
-    from rescue.image.repository import open_repository
-
-    repo = open_repository(repo_path)
+def _images_of(repo: RepositoryReader, address: str) -> list[FoundImage]:
     # ImageSummary's fields carry the same names; from_dict drops the ones FoundImage lacks
-    return [FoundImage.from_dict({**asdict(s), "repo": str(repo_path)})
-            for s in repo.list_images()]
+    return [FoundImage.from_dict({**asdict(s), "repo": address}) for s in repo.list_images()]
 
 
 @contextlib.contextmanager
@@ -213,14 +209,18 @@ def open_catalog(
         sink(LogMessage("info", f"Not searching {what}: {reason}."))
 
     def add_repo(path: Path | str, src: _Source | None, top: Path | None,
-                 display: str = "") -> None:
-        real = str(path) if is_url(path) else os.path.realpath(path)
+                 repo: RepositoryReader | None = None, shown: str = "") -> None:
+        """The images of the repository at *path* (a folder, or the address *repo* was
+        opened from; reopened from it later)."""
+        local = repo.local_folder if repo is not None else str(path)
+        real = os.path.realpath(local) if local is not None else str(path)
         if real in seen_repos:
             return
         seen_repos.add(real)
-        shown = display or str(path)  # never a password
+        path = local if local is not None else path  # a share: its folder, while mounted
+        shown = shown or str(path)  # never a password
         try:
-            images = _images_of(path)
+            images = _images_of(repo or Repository.open(path), str(path))
         except RescueError as exc:
             skip(shown, str(exc))
             return
@@ -240,7 +240,7 @@ def open_catalog(
                 img.location = f"{where}: /{sub}"
                 img.device, img.fs_uuid, img.repo_subdir = src.device, src.uuid, sub
             else:
-                img.location = display or str(path)
+                img.location = shown
             catalog.images.append(img)
 
     shares = contextlib.ExitStack()
@@ -296,26 +296,23 @@ def open_catalog(
             for repo in _find_repositories(mp, depth):
                 add_repo(repo, src, mp)
         for extra in extra_repos:
-            if is_url(extra):  # a web server: read in place, nothing to mount
-                add_repo(extra, None, None, location_display(extra))
+            try:
+                where = Location.parse(extra)
+            except UsageError as exc:
+                skip(display(extra), str(exc))
                 continue
-            if is_share(extra):  # SMB or NFS: mounted read-only until the block ends
-                shown = location_display(extra)
-                try:
-                    folder = shares.enter_context(reachable(extra, runner))
-                except RescueError as exc:
-                    skip(shown, str(exc))
+            if where.kind == FOLDER:
+                if not Repository.is_repository(where.address):
+                    skip(where.display, _("it is not a rescue repository"))
                     continue
-                if not Repository.is_repository(folder):
-                    skip(shown, _("it is not a rescue repository"))
-                    continue
-                add_repo(folder, None, None, shown)
+                add_repo(where.address, None, None)
                 continue
-            path = Path(extra)
-            if not Repository.is_repository(path):
-                skip(str(path), _("it is not a rescue repository"))
+            try:  # a web server: read in place; a share: mounted read-only until the end
+                reader = shares.enter_context(open_repository(where, runner=runner))
+            except RescueError as exc:
+                skip(where.display, str(exc))
                 continue
-            add_repo(path, None, None)
+            add_repo(where.address, None, None, reader, where.display)
         catalog.images.sort(key=lambda i: (i.created_utc, i.id), reverse=True)
         if catalog.images:
             catalog.images[0].recommended = True
@@ -348,8 +345,6 @@ def _when(img: FoundImage) -> str:
 
 def format_images(images: list[FoundImage]) -> list[str]:
     """Lines for people: newest first, the recommended image marked."""
-    from rescue.events import human_bytes
-
     if not images:
         return ["No images found."]
     lines = []

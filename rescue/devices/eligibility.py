@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 
-from rescue.devices.inventory import (
+from rescue.devices.disks import (
     KIND_CDROM,
     KIND_DM,
     KIND_MD,

@@ -8,6 +8,7 @@ import os
 
 from rescue.devices.blockdev import blkid_probe, device_facts, partition_node, sysfs_attr
 from rescue.errors import SourceRefusedError
+from rescue.fs import partclone, registry
 from rescue.i18n import _
 from rescue.image.manifest import (
     METHOD_NONE,
@@ -17,10 +18,8 @@ from rescue.image.manifest import (
     Disk,
     Partition,
 )
+from rescue.plan import parttypes
 from rescue.runner import CommandRunner
-
-EXTENDED_TYPES = {"5", "f", "85"}
-BIOS_GRUB_GUID = "21686148-6449-6E6F-744E-656564454649"
 
 
 def read_table(disk: str, runner: CommandRunner) -> dict:
@@ -42,8 +41,6 @@ def choose_method(p: Partition) -> str:
     """How a backup copies *p*: its used blocks where the type's record names a source
     rescue can read here (dumpe2fs, the FAT, an installed partclone), recreated (swap),
     or whole."""
-    from rescue.fs import partclone, registry
-
     if p.kind == "extended":
         return METHOD_NONE
     t = registry.traits(p.filesystem)
@@ -84,7 +81,7 @@ def probe_disk(disk: str, runner: CommandRunner) -> Disk:
         ptype = str(entry["type"])
         kind = "primary"
         if label == "dos":
-            if ptype.lower() in EXTENDED_TYPES:
+            if parttypes.is_extended(ptype):
                 kind = "extended"
             elif number > 4:
                 kind = "logical"

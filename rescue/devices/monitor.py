@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import pyudev
+
 from rescue.devices.inventory import udevd_running
 from rescue.errors import DeviceError
 from rescue.i18n import _
@@ -81,8 +83,6 @@ class DiskMonitor:
         self.error: BaseException | None = None
 
     def start(self) -> DiskMonitor:
-        import pyudev
-
         if self._thread is not None:
             return self
         try:

@@ -13,8 +13,20 @@ from rescue.devices.blockdev import (
 )
 from rescue.devices.inventory import boot_medium_devices, repo_devices
 from rescue.devices.mounts import devnum_of, disk_devnums, disk_use
-from rescue.plan.restore import TargetInfo, table_layout
+from rescue.plan.restore import TargetInfo
 from rescue.runner import CommandRunner
+
+
+def table_layout(sfdisk_table: dict) -> tuple[str, list[list[str | int]]]:
+    """(disk id, [[number, start, size, TYPE, UUID], ...]) from `sfdisk -J` output, in the
+    form plan_restore compares with."""
+    rows: list[list[str | int]] = []
+    for entry in sfdisk_table.get("partitions", []):
+        node = str(entry["node"])
+        number = int(node[len(node.rstrip("0123456789")):])
+        rows.append([number, int(entry["start"]), int(entry["size"]),
+                     str(entry["type"]).upper(), str(entry.get("uuid", "")).upper()])
+    return str(sfdisk_table.get("id", "")), sorted(rows)
 
 
 def probe_target(path: str, repo_path: str | None, runner: CommandRunner) -> TargetInfo:

@@ -6,6 +6,7 @@ every chunk is durable, so a failure leaves no half image listed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -41,8 +42,8 @@ from rescue.image.manifest import (
     Disk,
     Manifest,
 )
-from rescue.image.repository import Repository, new_image_id
-from rescue.plan import geometry
+from rescue.image.repository import RepositoryWriter, new_image_id
+from rescue.plan import geometry, parttypes
 from rescue.runner import CommandRunner
 
 
@@ -70,9 +71,16 @@ class SourceDisk:
 @dataclass
 class PreparedBackup:
     sources: list[SourceDisk]  # in the image's order; the first is the system disk
-    repo: Repository
+    repo: RepositoryWriter
     identity: SourceIdentity
     options: BackupOptions
+    #: what keeps the repository open (a share mounted) until the backup has run
+    held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False,
+                                       compare=False)
+
+    def close(self) -> None:
+        """Let go of the repository (unmount its share); the backup cannot run after."""
+        self.held.close()
 
     @property
     def disk_path(self) -> str:
@@ -114,7 +122,7 @@ class PreparedBackup:
                     line = _("partition {number}: {filesystem}, {size}, {method}").format(
                         **fields)
                 lines.append("  " + line)
-        lines.append(_("Repository {path}").format(path=self.repo.root))
+        lines.append(_("Repository {path}").format(path=self.repo.location))
         return lines
 
 
@@ -130,11 +138,14 @@ class BackupResult:
 
 
 def prepare_backup(
-    disks: str | list[str], repo_path: str, options: BackupOptions, runner: CommandRunner
+    disks: str | list[str], repo: RepositoryWriter, options: BackupOptions,
+    runner: CommandRunner,
 ) -> PreparedBackup:
     """Every check that can refuse a backup, and the read-only probe of the source
     disk(s). Several disks make one image; the first is the system disk (its bus and
-    drivers are recorded as the boot disk's)."""
+    drivers are recorded as the boot disk's). *repo* is open for writing
+    (``rescue.repo.open_repository(location, write=True)``; ``rescue.services``
+    opens it from a location)."""
     paths = [disks] if isinstance(disks, str) else list(disks)
     if not paths:
         raise SourceRefusedError(_("No disk to back up was given."))
@@ -144,9 +155,7 @@ def prepare_backup(
         raise SourceRefusedError(_(
             "{disks} is given more than once; name each disk to back up once."
         ).format(disks=", ".join(twice)))
-    os.makedirs(repo_path, exist_ok=True)
-    sources = [_probe_source(p, repo_path, runner) for p in paths]
-    repo = Repository.create(repo_path)
+    sources = [_probe_source(p, repo, runner) for p in paths]
     identity = SourceIdentity()
     for src in sources:
         nodes = {p.number: partition_node(src.path, p.number) for p in src.layout.partitions}
@@ -157,7 +166,7 @@ def prepare_backup(
     return PreparedBackup(sources, repo, identity, options)
 
 
-def _probe_source(disk: str, repo_path: str, runner: CommandRunner) -> SourceDisk:
+def _probe_source(disk: str, repo: RepositoryWriter, runner: CommandRunner) -> SourceDisk:
     require_block_device(disk)
     use = disk_use(disk)
     rw = [m for m in use.mounts if m.read_write]
@@ -172,12 +181,14 @@ def _probe_source(disk: str, repo_path: str, runner: CommandRunner) -> SourceDis
     runner.run(["partx", "-u", disk], check=False)
     runner.run(["udevadm", "settle", "--timeout=10"], check=False)
     layout = probe_disk(disk, runner)
-    repo_disk = parent_disk_devnum(os.stat(repo_path).st_dev)
-    if repo_disk in disk_devnums(disk) or repo_disk == devnum_of(disk):
+    # a repository elsewhere (no local folder) is on no disk of this machine
+    repo_disk = None if repo.local_folder is None else parent_disk_devnum(
+        os.stat(repo.local_folder).st_dev)
+    if repo_disk is not None and repo_disk in (*disk_devnums(disk), devnum_of(disk)):
         raise SourceRefusedError(_(
             "The repository {repo} is on {disk}, the disk being backed up; "
             "choose a repository on another disk."
-        ).format(repo=repo_path, disk=disk))
+        ).format(repo=repo.location, disk=disk))
     nodes = {p.number: partition_node(disk, p.number) for p in layout.partitions}
     used: dict[int, UsedMap] = {}
     fd = os.open(disk, os.O_RDONLY | os.O_CLOEXEC)
@@ -210,7 +221,7 @@ def _probe_source(disk: str, repo_path: str, runner: CommandRunner) -> SourceDis
 class _Capture:
     """Reads chunks of one byte range, blanks unused bytes, stores new chunks."""
 
-    def __init__(self, fd: int, repo: Repository, level: int) -> None:
+    def __init__(self, fd: int, repo: RepositoryWriter, level: int) -> None:
         self.fd, self.repo, self.level = fd, repo, level
         self.lock = threading.Lock()
         self.new_raw = self.new_stored = self.reused = self.zero = 0
@@ -386,13 +397,10 @@ def _profile_boot_disk(disk: str) -> str | None:
     return None if os.path.basename(os.path.realpath(disk)).startswith("loop") else disk
 
 
-ESP_GUID = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-
-
 def _source_firmware(layouts: list[Disk]) -> str:
     """How the source machine boots, judged from its disks' layouts: an ESP means UEFI."""
     for layout in layouts:
         for p in layout.partitions:
-            if p.type.upper() == ESP_GUID or (layout.table == "dos" and p.type == "ef"):
+            if parttypes.is_esp(p.type):
                 return "uefi"
     return "bios"

@@ -12,6 +12,7 @@ import time
 
 import parted
 
+from rescue.devices.blockdev import partition_node
 from rescue.errors import DeviceError
 from rescue.i18n import _
 from rescue.image.manifest import Disk
@@ -130,8 +131,6 @@ def tell_kernel(path: str, numbers: list[int], runner: CommandRunner,
     and it is right on real disks too), wait for their nodes, return number -> node."""
     runner.run(["partx", "-u", path], check=False)
     runner.run(["udevadm", "settle", "--timeout=10"], check=False)
-    from rescue.devices.blockdev import partition_node
-
     nodes = {n: partition_node(path, n) for n in numbers}
     deadline = time.monotonic() + timeout
     while True:

@@ -13,8 +13,10 @@ from typing import Any
 
 from rescue.devices.blockdev import device_facts
 from rescue.devices.mounts import disk_use
+from rescue.engine import grow
 from rescue.engine import partition as pt
 from rescue.engine.blockio import BlockTarget, ensure_exclusive
+from rescue.engine.bootfix import FixupContext, run_fixups
 from rescue.engine.pipeline import ordered_map
 from rescue.errors import Cancelled, ImageCorruptError, RescueError, TargetRefusedError
 from rescue.events import (
@@ -26,7 +28,7 @@ from rescue.events import (
     human_bytes,
     null_sink,
 )
-from rescue.fs import bootsector, grow, registry
+from rescue.fs import bootsector, registry
 from rescue.i18n import _
 from rescue.image import chunks as codec
 from rescue.image.manifest import METHOD_RECREATE, ChunkedData, Disk, Manifest
@@ -426,8 +428,6 @@ class Restorer:
     def _fixups(self, nodes: dict[int, str]) -> None:
         if not self.plan.fixups:
             return
-        from rescue.engine.bootfix import FixupContext, run_fixups
-
         previous = [str(row[4]) for row in self.plan.target.existing_layout if row[4]]
         drivers = list(self.plan.compatibility.get("initramfs_drivers", []))
         drivers += [d for d in self.plan.options.add_drivers if d not in drivers]

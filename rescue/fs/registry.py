@@ -55,7 +55,7 @@ The columns, as fields of :class:`FsTraits`:
 * ``rw_options`` the options of a read-write mount (saving the logs on a stick);
   ``None``: logs are not written there.
 * ``check`` a read-only check command, the device node appended; changes nothing.
-* ``grow`` the name of the function in rescue.fs.grow that grows it to fill its
+* ``grow`` the name of the function in rescue.engine.grow that grows it to fill its
   partition (``None``: not grown); ``shrink`` likewise (none today).
 * ``linux_root`` it can hold a Linux root (the fix-ups and the identity reader look
   there); ``root_container`` a Linux root may be in it (those, and an LVM PV).
@@ -91,7 +91,7 @@ class FsTraits:
     module: str | None = None  # the module modprobe loads, when it is not fs-<kernel_fs>
     rw_options: tuple[str, ...] | None = None  # read-write mount; None: not written to
     check: tuple[str, ...] | None = None  # read-only check argv, the node appended
-    grow: str | None = None  # function name in rescue.fs.grow
+    grow: str | None = None  # function name in rescue.engine.grow
     shrink: str | None = None  # function name (none can shrink today)
     linux_root: bool = False
     root_container: bool = False

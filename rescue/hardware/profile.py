@@ -29,6 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rescue.devices.blockdev import disk_bus
+from rescue.devices.mounts import current_mounts, parent_disk_devnum
+from rescue.plan.fixups import module_name
+from rescue.recorded import read_member
+
 PROFILE_SCHEMA = 1
 
 # Drivers in a disk's chain that say nothing about its controller.
@@ -223,8 +228,6 @@ class HardwareProfile:
     def load(cls, path: str | os.PathLike[str]) -> HardwareProfile:
         """Read a profile from a JSON file: a bare profile or a recorded machine file
         (``rescue devices --dump``), whose ``hardware`` member is used."""
-        from rescue.recorded import read_member
-
         return cls.from_dict(read_member(path, "hardware", "hardware profile",
                                          "hardware profile"))
 
@@ -249,11 +252,6 @@ class HardwareProfile:
 
 def _devices(items: Any) -> list[HwDevice]:
     return [HwDevice.from_dict(d) for d in items or [] if isinstance(d, dict)]
-
-
-def module_name(driver: str) -> str:
-    """Kernel module spelling of a driver name (modules use underscores)."""
-    return driver.replace("-", "_")
 
 
 # --------------------------------------------------------------------------- probing
@@ -461,30 +459,6 @@ def _dmi(root: str) -> SystemInfo:
     )
 
 
-def disk_bus(sys_path: str, name: str) -> str:
-    """Pure: the transport of a disk from its resolved sysfs path and kernel name."""
-    p = sys_path
-    if name.startswith("loop"):
-        return "loop"
-    if name.startswith(("zram", "ram")):
-        return "virtual"
-    if "/usb" in p:
-        return "usb"
-    if "/nvme" in p or name.startswith("nvme"):
-        return "nvme"
-    if re.search(r"/ata\d+/", p):
-        return "sata"
-    if "/mmc_host/" in p or name.startswith("mmcblk"):
-        return "mmc"
-    if name.startswith("vd") and "/virtio" in p:
-        return "virtio"
-    if "/host" in p or name.startswith("sd"):
-        return "scsi"
-    if name.startswith(("sr", "md", "dm-")):
-        return "scsi" if name.startswith("sr") else "virtual"
-    return ""
-
-
 # Driver names (as sysfs shows them) whose module has another name, and drivers that are
 # part of every kernel (None) and never need to go into an initramfs.
 _DRIVER_MODULE: dict[str, str | None] = {
@@ -530,8 +504,6 @@ def driver_chain(sys_block_dir: str) -> tuple[list[str], list[str]]:
 
 def _root_disk(root: str) -> str | None:
     """Kernel name of the disk holding ``/`` when that is a real block device."""
-    from rescue.devices.mounts import current_mounts, parent_disk_devnum
-
     try:
         mounts = current_mounts(str(Path(root) / "proc/self/mountinfo"))
     except OSError:

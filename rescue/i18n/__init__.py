@@ -1,10 +1,10 @@
 """Translations (gettext) and regional formats for the wizard, unattended runs and the
 sentences of the engine below them (refusals, errors, reasons, the hardware verdict).
 
-Catalogs: ``po/<lang>.po`` are the sources; ``python -m rescue.i18n compile`` (run by the
-ISO build and by ``scripts/demo.sh``) writes ``locale/<lang>/LC_MESSAGES/rescue.mo``.
-When a compiled catalog is missing or older than its source, the source is compiled in
-memory, so a fresh checkout is translated too.
+Catalogs: ``po/<lang>.po`` are the sources; ``python -m rescue.i18n compile`` (run by
+``make setup`` and by the ISO build before it makes the wheel) writes
+``locale/<lang>/LC_MESSAGES/rescue.mo``. When a compiled catalog is missing or older
+than its source, the source is compiled in memory, so a fresh checkout is translated too.
 
 Regional formats (dates, times, numbers, sizes) come from the small tables below rather
 than from the C library's locales: a live system rarely has every locale generated.

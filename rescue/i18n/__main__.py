@@ -1,4 +1,5 @@
-"""``python -m rescue.i18n compile``: build the .mo catalogs from the .po sources.
+"""``python -m rescue.i18n compile``: build the .mo catalogs from the .po sources (with
+rescue.i18n.msgfmt; its docstring says why ours rather than GNU msgfmt or Babel).
 ``python -m rescue.i18n update``: rewrite ``po/rescue.pot`` from the sources and bring
 every ``po/<lang>.po`` in line with it (new strings untranslated, unused ones dropped)."""
 
@@ -7,12 +8,11 @@ from __future__ import annotations
 import sys
 
 from rescue.i18n import PO_DIR, mo_path
+from rescue.i18n.extract import merge_po, messages, pot
 from rescue.i18n.msgfmt import compile_file
 
 
 def update() -> int:
-    from rescue.i18n.extract import merge_po, messages, pot
-
     found = messages()
     (PO_DIR / "rescue.pot").write_text(pot(found), encoding="utf-8")
     for po in sorted(PO_DIR.glob("*.po")):

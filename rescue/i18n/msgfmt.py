@@ -1,7 +1,25 @@
 """A small, dependency-free ``msgfmt``: compile gettext ``.po`` sources to ``.mo``.
 
 Supports what our catalogs use: ``msgctxt``-less entries, multi-line strings, the
-standard C escapes and fuzzy flags (fuzzy entries are skipped, as GNU msgfmt does).
+standard C escapes and fuzzy flags (fuzzy entries are skipped, as GNU msgfmt does; a
+fuzzy header is kept, as GNU msgfmt keeps it). Plural forms and contexts are refused
+with a ValueError rather than compiled wrongly.
+
+Why ours and not GNU msgfmt or Babel (issue 10): the compiler is needed at run time,
+not only at build time. ``rescue.i18n.load_translation`` compiles a ``.po`` in memory
+when its ``.mo`` is missing or older (a fresh checkout; the wheel in the live image,
+which ships the ``.po`` sources and whatever ``.mo`` files the tree had, with install
+times for mtimes). The live image has neither GNU gettext (its locales are even
+stripped) nor Babel, and adding Babel as a runtime dependency of the live image for
+these 90 lines buys nothing. ``extract.merge_po`` reads catalogs with ``parse_po`` too.
+Using GNU msgfmt for ``python -m rescue.i18n compile`` only would give two compilers
+whose outputs could differ between the build and the fallback; one compiler, checked
+against GNU msgfmt, is simpler. tests/unit/test_msgfmt.py compiles every catalog with
+this module and with GNU msgfmt (Debian's ``gettext``, in the Makefile's APT_PACKAGES)
+and requires the same translation for every msgid, plus a catalog of edge cases
+(escapes, multi-line strings, fuzzy entries and header, obsolete and untranslated
+entries, non-ASCII); that comparison found the fuzzy-flag bug fixed in ``parse_po``
+(a fuzzy entry made every later entry fuzzy too).
 """
 
 from __future__ import annotations
@@ -38,10 +56,8 @@ def parse_po(text: str) -> dict[str, str]:
         if not line or line.startswith("#"):
             continue
         if line.startswith("msgid "):
-            if section == "msgstr":
-                keep = fuzzy
+            if section == "msgstr":  # no flags line in between: the new entry is not fuzzy
                 flush()
-                fuzzy = keep
             section = "msgid"
             line = line[6:].strip()
         elif line.startswith("msgstr "):

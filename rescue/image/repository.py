@@ -21,13 +21,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from rescue.errors import (
     ImageCorruptError,
     ImageNotFoundError,
     RepositoryError,
     UnsupportedFormatError,
-    UsageError,
     from_oserror,
 )
 from rescue.i18n import _
@@ -84,20 +84,6 @@ def new_image_id(now: datetime | None = None, existing: Iterable[str] = ()) -> s
     return stamp + uuid.uuid4().hex[:6]
 
 
-def is_url(location: str | os.PathLike[str]) -> bool:
-    """True for a repository served over HTTP(S) (read-only); anything else is a path."""
-    return str(location).lower().startswith(("http://", "https://"))
-
-
-def open_repository(location: str | os.PathLike[str]) -> RepositoryReader:
-    """Open a repository for reading: a folder, or an ``http://``/``https://`` URL."""
-    if is_url(location):
-        from rescue.image.http_repository import HttpRepository
-
-        return HttpRepository.open(str(location))
-    return Repository.open(location)
-
-
 def check_marker(raw: bytes, where: str) -> None:
     """Refuse anything but a rescue repository marker this version can read."""
     try:
@@ -120,10 +106,15 @@ def check_marker(raw: bytes, where: str) -> None:
 class RepositoryReader:
     """What restoring, listing and verifying need from a repository: its images and
     chunks, read-only. :class:`Repository` (a folder) and
-    :class:`~rescue.image.http_repository.HttpRepository` (a URL) provide it."""
+    :class:`~rescue.image.http_repository.HttpRepository` (a URL) provide it;
+    ``rescue.repo.open_repository`` opens one from a location."""
 
-    #: where the repository is, as the technician gave it (shown in messages)
+    #: where the repository is, as the technician gave it (shown in messages; never a
+    #: password)
     location: str
+    #: the folder on this machine that holds it (a disk it lives on must not be written
+    #: over); None when it lives elsewhere (a web server)
+    local_folder: str | None = None
     #: how many chunk reads may run at once to keep the pipeline fed
     parallel_reads = 2
 
@@ -194,21 +185,41 @@ class RepositoryReader:
         return out
 
 
-class Repository(RepositoryReader):
-    """A repository in a folder: read and written."""
+class RepositoryWriter(Protocol):
+    """What a backup needs from a repository it writes: its image ids (a new id sorts
+    after them), chunks stored once, and the manifest published last, after every chunk
+    is durable. :class:`Repository` (a folder, also a share's once mounted) provides it;
+    ``rescue.repo.open_repository(location, write=True)`` opens one, creating it when
+    missing."""
 
-    def __init__(self, root: Path) -> None:
+    location: str
+    local_folder: str | None
+
+    def image_ids(self) -> list[str]: ...
+    def has_chunk(self, digest: str) -> bool: ...
+    def put_chunk(self, digest: str, blob: bytes) -> bool: ...
+    def sync(self) -> None: ...
+    def write_manifest(self, manifest: Manifest) -> object: ...
+    def clean_tmp(self) -> None: ...
+
+
+class Repository(RepositoryReader):
+    """A repository in a folder: read and written. *shown*: how messages name it (the
+    share it is in, say); the folder's path by default."""
+
+    def __init__(self, root: Path, shown: str = "") -> None:
         self.root = root
-        self.location = str(root)
+        self.location = shown or str(root)
+        self.local_folder = str(root)
 
     # -- opening ---------------------------------------------------------------------
 
     @staticmethod
     def is_repository(path: str | os.PathLike[str]) -> bool:
-        return not is_url(path) and (Path(path) / REPO_FILE).is_file()
+        return (Path(path) / REPO_FILE).is_file()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Repository:
+    def open(cls, path: str | os.PathLike[str], shown: str = "") -> Repository:
         root = Path(path)
         marker = root / REPO_FILE
         if not root.is_dir():
@@ -227,19 +238,18 @@ class Repository(RepositoryReader):
                 _("{where} is unreadable or damaged: {error}.").format(where=marker, error=exc)
             ) from exc
         check_marker(raw, str(root))
-        return cls(root)
+        return cls(root, shown)
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str]) -> Repository:
+    def create(cls, path: str | os.PathLike[str], shown: str = "") -> Repository:
         """Open the repository at *path*, creating it (and the directory) if needed."""
-        if is_url(path):
-            raise UsageError(
-                _("{where}: images are written to a folder; repositories on a web server are "
-                  "read-only. Mount the share (NFS, SMB) and give its folder.").format(
-                    where=path))
         root = Path(path)
         if cls.is_repository(root):
-            return cls.open(root)
+            return cls.open(root, shown)
+        if root.exists() and not root.is_dir():
+            raise RepositoryError(
+                _("The repository {where} does not exist or is not a directory.").format(
+                    where=root))
         if root.exists() and any(root.iterdir()):
             raise RepositoryError(
                 _("{where} is not empty and is not a rescue repository; choose an empty "
@@ -257,7 +267,7 @@ class Repository(RepositoryReader):
         except OSError as exc:
             raise from_oserror(exc, _("Creating the repository {path}").format(
                 path=root)) from exc
-        return cls(root)
+        return cls(root, shown)
 
     # -- chunks ----------------------------------------------------------------------
 

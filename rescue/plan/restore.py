@@ -380,18 +380,6 @@ def _src_uuid(disk: Disk, number: int) -> str:
     return (disk.partition(number).uuid or "").upper()
 
 
-def table_layout(sfdisk_table: dict) -> tuple[str, list[list[str | int]]]:
-    """(disk id, [[number, start, size, TYPE, UUID], ...]) from `sfdisk -J` output, in the
-    form plan_restore compares with."""
-    rows: list[list[str | int]] = []
-    for entry in sfdisk_table.get("partitions", []):
-        node = str(entry["node"])
-        number = int(node[len(node.rstrip("0123456789")):])
-        rows.append([number, int(entry["start"]), int(entry["size"]),
-                     str(entry["type"]).upper(), str(entry.get("uuid", "")).upper()])
-    return str(sfdisk_table.get("id", "")), sorted(rows)
-
-
 def _grow(plans: list[PartitionPlan], table: str, extra: int, align: int) -> None:
     """Give the extra sectors to the largest growable partition; partitions after it move
     up by as much, keeping their size. A logical partition grows inside its extended

@@ -7,18 +7,23 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.worker import WorkerFailed
 
 from rescue import i18n
 from rescue.i18n import _
+from rescue.wizard import flow
 from rescue.wizard.model import LogMedium, WizardState
+from rescue.wizard.protocol import Wizard
 from rescue.wizard.screens.base import WizardScreen
-from rescue.wizard.screens.dialogs import ConfirmDialog, InputDialog
+from rescue.wizard.screens.dialogs import ConfirmDialog, InputDialog, TextDialog
+from rescue.wizard.screens.language import LanguageScreen
+from rescue.wizard.screens.save_logs import FOLDER, SaveLogsDialog
 from rescue.wizard.services import Services, describe_error
 
 T = TypeVar("T")
@@ -57,9 +62,7 @@ class RescueApp(App[int]):
         i18n.set_format(self.state.region)
 
     def on_mount(self) -> None:
-        from rescue.wizard.screens.language import LanguageScreen
-
-        self.push_screen(LanguageScreen(initial=True))
+        self.push_screen(flow.FIRST.for_flow(self.state.action))
 
     # -- language --------------------------------------------------------------------
     async def change_language(self, lang: str, region: str) -> None:
@@ -72,31 +75,39 @@ class RescueApp(App[int]):
                 screen.refill()
 
     def action_language(self) -> None:
-        from rescue.wizard.screens.language import LanguageScreen
-
         if isinstance(self.screen, LanguageScreen):
             return
         self.push_screen(LanguageScreen(initial=False))
 
-    # -- flow ------------------------------------------------------------------------
-    def start_restore(self) -> None:
-        from rescue.wizard.screens.select_image import SelectImageScreen
+    # -- flow (the order of the screens is rescue/wizard/flow.py's) ----------------------
+    def advance(self, screen: Screen[Any]) -> None:
+        """*screen* is done: open the screen that repeats its step, else the next step of
+        the job's flow, on top of it (or instead of it, for a screen that does not stay)."""
+        if not isinstance(screen, WizardScreen):
+            raise TypeError(f"{type(screen).__name__} is not a step of the wizard")
+        following = screen.repeat()
+        if following is None:
+            step = flow.next_step(self.state.action, type(screen))
+            if step is None:
+                raise LookupError(f"no step follows {type(screen).__name__} "
+                                  f"in the {self.state.action or flow.DEFAULT} flow")
+            following = step.for_flow(self.state.action or flow.DEFAULT)
+        if screen.STAYS:
+            self.push_screen(following)
+        else:
+            self.switch_screen(following)
 
-        self.state.action = "restore"
-        self.push_screen(SelectImageScreen())
-
-    def start_backup(self) -> None:
-        from rescue.wizard.screens.backup import BackupSourceScreen
-
-        self.state.action = "backup"
-        self.push_screen(BackupSourceScreen())
+    def begin(self, action: str) -> None:
+        self.state.action = action
+        self.push_screen(flow.entry_step(action).for_flow(action))
 
     def start_over(self) -> None:
-        from rescue.wizard.screens.start import StartScreen
-
         self.state.prepared = self.state.outcome = None
-        while len(self.screen_stack) > 2 and not isinstance(self.screen, StartScreen):
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, flow.HOME):
             self.pop_screen()
+
+    def step_of(self, screen: Screen[Any]) -> tuple[int, int] | None:
+        return flow.step_number(self.state.action, type(screen))
 
     # -- actions on the machine (through services, in threads) -----------------------
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
@@ -141,9 +152,6 @@ class RescueApp(App[int]):
     async def save_logs(self) -> None:
         """Save logs: choose a USB stick (or type a folder), then the service mounts it,
         writes the file and unmounts it again, in a worker thread."""
-        from rescue.wizard.screens.dialogs import TextDialog
-        from rescue.wizard.screens.save_logs import FOLDER, SaveLogsDialog
-
         # Never offer a restore target: its partitions are being (or were) rewritten.
         exclude = [disk.path for disk in self.state.targets()]
         destination = await self.push_screen_wait(SaveLogsDialog(exclude))
@@ -162,3 +170,7 @@ class RescueApp(App[int]):
                 TextDialog(_("The logs were not saved"), [describe_error(exc)]))
             return
         await self.push_screen_wait(TextDialog(_("Logs saved"), [sentence]))
+
+
+if TYPE_CHECKING:  # mypy: RescueApp is the Wizard the screens are written against
+    _IMPLEMENTS: type[Wizard] = RescueApp

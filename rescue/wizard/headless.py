@@ -14,11 +14,10 @@ from collections.abc import Callable
 from typing import IO
 
 from rescue import i18n
-from rescue.devices.netshare import is_share
 from rescue.errors import ImageNotFoundError, TargetRefusedError, UsageError
 from rescue.events import Broadcast, Sink, TerminalProgress
 from rescue.i18n import _, format_datetime, format_size
-from rescue.image.repository import is_url
+from rescue.repo import FOLDER, Location
 from rescue.unattended import Answers, validate
 from rescue.wizard.model import DiskEntry, ImageEntry, Outcome, RestoreOptions
 from rescue.wizard.services import Services
@@ -29,12 +28,13 @@ NETWORK_RETRY = 5.0
 
 def find_images(services: Services, repos: list[str], say: Callable[[str], None],
                 wait: float = NETWORK_WAIT) -> list[ImageEntry]:
-    """Search; while a web address given does not answer yet (the network comes up
-    after the live system starts), try again for up to *wait* seconds."""
+    """Search; while a web address or share given does not answer yet (the network
+    comes up after the live system starts), try again for up to *wait* seconds."""
     deadline = time.monotonic() + wait
     images = services.find_images(repos)
     said = ""
-    while any(is_url(r) or is_share(r) for r in repos) and time.monotonic() < deadline:
+    remote = any(Location.parse(r).kind != FOLDER for r in repos)
+    while remote and time.monotonic() < deadline:
         problems = services.search_problems()
         if not problems:
             break

@@ -32,11 +32,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rescue import sysmount
+from rescue import __version__, sysmount
 from rescue.devices import mounts as _mounts
-from rescue.devices.inventory import KIND_DISK, KIND_LOOP, Inventory, devstr
+from rescue.devices.disks import KIND_DISK, KIND_LOOP, Inventory, devstr
 from rescue.errors import DeviceError, RescueError, from_oserror
 from rescue.fs import registry
+from rescue.hardware.profile import collect_profile
 from rescue.i18n import _
 from rescue.runner import CommandRunner
 from rescue.wizard.model import LogMedium
@@ -173,8 +174,6 @@ def gather(
 ) -> str:
     """The text of the log file: wizard log, restore report, journal of this boot, the
     kernel's last messages, the disks (the inventory) and the hardware profile."""
-    from rescue import __version__
-
     try:
         wizard_log = log_file.read_text(errors="replace")
     except OSError:
@@ -188,8 +187,6 @@ def gather(
     else:
         disks = json.dumps(inventory.to_dict(), indent=2)
     try:
-        from rescue.hardware.profile import collect_profile
-
         hardware = json.dumps(collect_profile().to_dict(), indent=2)
     except Exception as exc:  # noqa: BLE001 - the logs are saved without it
         hardware = f"(the hardware profile could not be read: {exc})"

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rescue.i18n import format_size
+
 
 @dataclass(frozen=True)
 class Volume:
@@ -84,8 +86,6 @@ class LogMedium:
 
     def title(self) -> str:
         """``sdb1 'LABEL' (vfat, usb, 14.9 GB)``, the size in the regional format."""
-        from rescue.i18n import format_size
-
         return (f"{self.short} ({self.fstype}, {self.transport or 'disk'}, "
                 f"{format_size(self.size_bytes)})")
 

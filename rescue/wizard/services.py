@@ -20,10 +20,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from rescue.errors import RescueError, UsageError
-from rescue.events import Sink
+from rescue import services as facade
+from rescue.devices.catalog import FoundImage, open_catalog
+from rescue.devices.disks import KIND_DISK, KIND_LOOP, Disk, Inventory
+from rescue.devices.inventory import probe_inventory
+from rescue.devices.monitor import DiskMonitor
+from rescue.devices.mounts import current_mounts
+from rescue.errors import DeviceError, RescueError, UsageError
+from rescue.events import LogMessage, Sink, StageStarted, human_bytes
+from rescue.hardware.compat import BOOT_CRITICAL, Difference, compare
+from rescue.hardware.profile import HardwareProfile, collect_profile
 from rescue.i18n import _
+from rescue.repo import FOLDER, Location
 from rescue.runner import CommandRunner
+from rescue.wizard import logsave
 from rescue.wizard.model import (
     DiskEntry,
     ImageEntry,
@@ -112,7 +122,9 @@ class EngineServices:
         self._machines: dict[str, Any] = {}  # hardware profiles by target disk name
         self._problems: list[str] = []
         self._catalog_mounts: set[str] = set()  # the image search's read-only mounts
-        self._destination: contextlib.ExitStack | None = None  # a mounted backup share
+        # the last prepared restore or backup: it holds its repository open (a share
+        # mounted) until it has run
+        self._held: facade.PreparedRestore | facade.PreparedBackup | None = None
 
     def close(self) -> None:
         """Unmount what the image search mounted (read-only)."""
@@ -121,7 +133,7 @@ class EngineServices:
                 self._catalog.close()
                 self._catalog = None
             self._catalog_mounts = set()
-        self._close_destination()
+        self._let_go()
 
     def _log(self, text: str) -> None:
         try:
@@ -130,9 +142,8 @@ class EngineServices:
         except OSError:
             pass
 
-    def _inventory(self, include_loop: bool, repo_paths: list[str] | tuple[str, ...] = ()) -> Any:
-        from rescue.devices.inventory import KIND_DISK, KIND_LOOP, probe_inventory
-
+    def _inventory(self, include_loop: bool,
+                   repo_paths: list[str] | tuple[str, ...] = ()) -> Inventory:
         inv = probe_inventory(include_loop=include_loop, runner=self.runner,
                               repo_paths=repo_paths)
         inv.disks = [
@@ -144,18 +155,7 @@ class EngineServices:
 
     # -- images ----------------------------------------------------------------------
     def find_images(self, locations: list[str]) -> list[ImageEntry]:
-        from rescue.devices.catalog import open_catalog
-        from rescue.devices.inventory import Inventory
-        from rescue.devices.netshare import is_share, location_display
-        from rescue.image.repository import is_url
-
-        for loc in locations:
-            if "://" in loc and not is_url(loc) and not is_share(loc):
-                raise UsageError(
-                    _("{location}: rescue reads images from a folder, an SMB or NFS share "
-                      "(smb://server/share, nfs://server/export) or an http:// or https:// "
-                      "address.").format(location=location_display(loc))
-                )
+        wheres = [Location.parse(loc) for loc in locations]  # a UsageError names a typo
         inv = self._inventory(self.include_loop) if self.scan_media else Inventory()
         with self._lock:
             if self._catalog is not None:
@@ -169,15 +169,15 @@ class EngineServices:
             self._catalog = stack
             self._catalog_mounts = set(catalog.mounts)
         self._problems = []
-        asked = {location_display(loc) for loc in locations}
+        asked = {where.display for where in wheres}
         for skipped in catalog.skipped:
             self._log(f"not searched: {skipped.what}: {skipped.reason}")
             if skipped.what in asked:  # the technician asked for this one: say why
                 self._problems.append(_("{location}: {reason}").format(
                     location=skipped.what, reason=skipped.reason))
-        missing = [loc for loc in locations
-                   if not any(s.what == location_display(loc) for s in catalog.skipped)
-                   and not is_url(loc) and not is_share(loc) and not os.path.isdir(loc)]
+        missing = [where.display for where in wheres
+                   if where.display not in {s.what for s in catalog.skipped}
+                   and where.kind == FOLDER and not os.path.isdir(where.address)]
         if missing:
             self._log(f"locations not found: {missing}")
         entries = [self._entry(found) for found in catalog.images]
@@ -188,10 +188,9 @@ class EngineServices:
         """Why a location the technician added gave no images (last search)."""
         return list(self._problems)
 
-    def _entry(self, found: Any) -> ImageEntry:
-        from rescue.image.repository import open_repository
-
-        manifest = open_repository(found.repo).load_manifest(found.id)
+    def _entry(self, found: FoundImage) -> ImageEntry:
+        with facade.open_repository(found.repo, runner=self.runner) as repo:
+            manifest = repo.load_manifest(found.id)
         volumes = tuple(
             Volume(
                 disk=di,
@@ -224,20 +223,15 @@ class EngineServices:
 
     # -- disks -----------------------------------------------------------------------
     def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]:
-        from rescue.image.repository import is_url
-
-        include_loop = self.include_loop
-        local = image is not None and not is_url(image.location)
-        inv = self._inventory(include_loop, [image.location] if image and local else [])
+        # a repository in a folder here: the disk holding it is no target
+        local = image is not None and Location.parse(image.location).kind == FOLDER
+        inv = self._inventory(self.include_loop, [image.location] if image and local else [])
         return [_disk_entry(d) for d in inv.disks]
 
     def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict:
         """The verdict for restoring *image* here (onto *disk*: its bus and driver count)."""
-        from rescue.hardware.compat import BOOT_CRITICAL, compare
-        from rescue.hardware.profile import HardwareProfile, collect_profile
-        from rescue.image.repository import open_repository
-
-        manifest = open_repository(image.location).load_manifest(image.id)
+        with facade.open_repository(image.location, runner=self.runner) as repo:
+            manifest = repo.load_manifest(image.id)
         if not manifest.hardware:
             return Verdict("unknown", summary=_("The image records no hardware profile."))
         key = disk.name if disk is not None else ""
@@ -246,7 +240,7 @@ class EngineServices:
         verdict = compare(HardwareProfile.from_dict(manifest.hardware), self._machines[key])
         self._log("hardware verdict: " + json.dumps(verdict.to_dict()))
 
-        def line(d: Any) -> str:
+        def line(d: Difference) -> str:
             return f"{d.component}: {d.source or '-'} -> {d.target or '-'}. {d.action}"
 
         critical = tuple(line(d) for d in verdict.differences if d.klass == BOOT_CRITICAL)
@@ -263,14 +257,14 @@ class EngineServices:
         self, image: ImageEntry, disk: DiskEntry, options: RestoreOptions,
         others: Sequence[DiskEntry] = (),
     ) -> Prepared:
-        from rescue import services
-        from rescue.plan.restore import RestoreOptions as PlanOptions
-
-        prepared = services.prepare_restore(
+        self._let_go()
+        prepared = facade.prepare_restore(
             image.location, image.id, [disk.path, *(d.path for d in others)],
-            PlanOptions(grow=options.grow, verify=options.verify, force=options.force),
+            facade.RestoreOptions(grow=options.grow, verify=options.verify,
+                                  force=options.force),
             self.runner,
         )
+        self._held = prepared  # the repository stays open until the restore has run
         self._log("restore plan: " + json.dumps(prepared.to_dict()))
         total = prepared.data_bytes * (2 if options.verify else 1)
         volumes: list[tuple[str, int]] = []
@@ -289,17 +283,16 @@ class EngineServices:
                         prepared.erases_data, total, volumes)
 
     def run_restore(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome:
-        from rescue import services
-        from rescue.events import human_bytes
-
         self._log(f"restore started: {prepared.lines[0] if prepared.lines else ''}")
         try:
-            report = services.run_restore(prepared.handle, _logging_sink(sink, self._log),
-                                          cancel, self.runner,
-                                          report_path=str(self.report_file))
+            report = facade.run_restore(prepared.handle, _logging_sink(sink, self._log),
+                                        cancel, self.runner,
+                                        report_path=str(self.report_file))
         except Exception as exc:
             self._log(f"restore ended: {describe_error(exc)}")
             raise
+        finally:
+            self._let_go()
         self._log("restore report: " + report.to_json())
         details = [f"{human_bytes(report.bytes_written)} written in {report.elapsed:.0f} s"]
         return Outcome(ok=report.result == "ok", verified=report.verified, details=details,
@@ -321,40 +314,28 @@ class EngineServices:
         return found
 
     def prepare_backup(self, disks: list[DiskEntry], destination: str, name: str) -> Prepared:
-        from rescue import services
-        from rescue.devices.netshare import reachable
-        from rescue.engine.backup import BackupOptions
-
         if not disks:
             raise UsageError(_("Choose a disk to back up."))
-        self._close_destination()
+        self._let_go()
         # an SMB/NFS destination stays mounted (read-write) until the backup has run
-        stack = contextlib.ExitStack()
-        try:
-            folder = stack.enter_context(reachable(destination, self.runner, write=True))
-            prepared = services.prepare_backup([d.path for d in disks], folder,
-                                               BackupOptions(name=name), self.runner)
-        except BaseException:
-            stack.close()
-            raise
-        self._destination = stack
+        prepared = facade.prepare_backup([d.path for d in disks], destination,
+                                         facade.BackupOptions(name=name), self.runner)
+        self._held = prepared
         return Prepared("backup", list(prepared.summary_lines()), prepared,
                         total_bytes=prepared.total_bytes)
 
-    def _close_destination(self) -> None:
-        if self._destination is not None:
-            self._destination.close()
-            self._destination = None
+    def _let_go(self) -> None:
+        """Close the repository the last prepared restore or backup holds open."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def run_backup(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome:
-        from rescue import services
-        from rescue.events import human_bytes
-
         try:
-            result = services.run_backup(prepared.handle, _logging_sink(sink, self._log),
-                                         cancel)
+            result = facade.run_backup(prepared.handle, _logging_sink(sink, self._log),
+                                       cancel)
         finally:
-            self._close_destination()
+            self._let_go()
         m = result.manifest
         self._log(f"backup written: image {m.id}")
         return Outcome(ok=True, image_id=m.id, details=[
@@ -364,8 +345,6 @@ class EngineServices:
     # -- hot-plug --------------------------------------------------------------------
     def watch_media(self, on_change: Callable[[], None]) -> Callable[[], None]:
         """Call *on_change* (from the monitor's thread) when disks come or go."""
-        from rescue.devices.monitor import DiskMonitor
-
         monitor = DiskMonitor(lambda events: on_change(), include_loop=self.include_loop)
         try:
             monitor.start()
@@ -406,12 +385,9 @@ class EngineServices:
         """Probe: the writable filesystems the logs can be saved on, USB sticks first
         (never the boot medium, the image search's read-only mounts, or *exclude*: the
         restore target's disks)."""
-        from rescue.devices.mounts import current_mounts
-        from rescue.wizard.logsave import rw_mountpoints, writable_media
-
         inv = self._inventory(self.include_loop)
-        return writable_media(inv, exclude, rw_mountpoints(current_mounts()),
-                              releasable=self._catalog_mounts)
+        return logsave.writable_media(inv, exclude, logsave.rw_mountpoints(current_mounts()),
+                                      releasable=self._catalog_mounts)
 
     def save_logs(self, destination: LogMedium | str) -> str:
         """Write ``rescue-logs-<UTC stamp>.txt`` (wizard log, restore report, journal,
@@ -419,11 +395,6 @@ class EngineServices:
         :meth:`log_media` (mounted read-write in a private directory under /run and
         unmounted again, unless it was mounted read-write already) or a folder. Returns
         the sentence to show."""
-        from rescue.devices.inventory import probe_inventory
-        from rescue.devices.mounts import current_mounts
-        from rescue.errors import DeviceError
-        from rescue.wizard import logsave
-
         now = datetime.now(UTC)
         if not isinstance(destination, str) and any(
                 os.path.basename(m) == destination.name for m in self._catalog_mounts):
@@ -461,8 +432,6 @@ class EngineServices:
 
 
 def _logging_sink(sink: Sink, log: Callable[[str], None]) -> Sink:
-    from rescue.events import LogMessage, StageStarted
-
     def forward(event: Any) -> None:
         if isinstance(event, LogMessage | StageStarted):
             log(str(getattr(event, "text", "") or getattr(event, "title", "")))
@@ -471,9 +440,7 @@ def _logging_sink(sink: Sink, log: Callable[[str], None]) -> Sink:
     return forward
 
 
-def _disk_entry(d: Any) -> DiskEntry:
-    from rescue.events import human_bytes
-
+def _disk_entry(d: Disk) -> DiskEntry:
     parts = tuple(
         " ".join(x for x in (p.name, p.fstype, f"'{p.label}'" if p.label else "",
                              human_bytes(p.size)) if x)

@@ -26,10 +26,10 @@ from loopdev import MiB, loop_device, mounted, partition, sh
 from lvmdisk import lvm_pv
 from realdisk import blkid, rescue_cli
 
-from rescue.engine.bootfix import FixupContext, _LogicalVolume, run_fixups, spec_matches
+from rescue.engine.bootfix import FixupContext, LogicalVolume, run_fixups, spec_matches
 from rescue.fs import lvm
 from rescue.image.manifest import Disk, Manifest, Partition
-from rescue.image.repository import open_repository
+from rescue.image.repository import Repository
 from rescue.plan.fixups import COMPANIONS, plan_fixups
 from rescue.runner import CommandRunner, RecordingRunner
 
@@ -204,7 +204,7 @@ def test_fstab_check_runs_on_the_real_root(name: str, blank_disk, tmp_path: Path
         assert not (root / "etc/fstab.rescue-backup").exists()
         with open(root / "etc/fstab", "a") as f:
             f.write(f"UUID={GONE} /data ext4 defaults 0 2\n")
-    manifest = open_repository(str(repo)).load_manifest("latest")
+    manifest = Repository.open(repo).load_manifest("latest")
     steps_ = [s for s in plan_fixups(manifest, "uefi", [], set()) if s.name == "fstab-check"]
     nodes = {p.number: f"{target}p{p.number}" for p in manifest.disks[0].partitions}
     ctx = FixupContext(disk=target, partitions=nodes, manifest=manifest, firmware="uefi",
@@ -236,7 +236,7 @@ def test_an_lvm_pv_is_a_root_candidate() -> None:
 
 
 def test_lv_names_match_as_the_system_spells_them() -> None:
-    lv = _LogicalVolume("ubuntu-vg", "ubuntu-lv", "/dev/loop9")
+    lv = LogicalVolume("ubuntu-vg", "ubuntu-lv", "/dev/loop9")
     facts = {"DEVNAME": lv.dev, "ALIASES": " ".join(lv.aliases), "UUID": "abcd"}
     assert spec_matches("/dev/mapper/ubuntu--vg-ubuntu--lv", facts)
     assert spec_matches("/dev/ubuntu-vg/ubuntu-lv", facts)

@@ -27,7 +27,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent), str(ROOT)]
 
 from isoqemu import Disk, Machine  # noqa: E402
 
-from rescue.commands.make_usb import UsbJob, UsbWriter  # noqa: E402
+from rescue.engine.usbstick import UsbJob, UsbWriter  # noqa: E402
 from rescue.runner import CommandRunner  # noqa: E402
 
 MiB = 1024 * 1024

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from isoqemu import Machine
 
-from rescue.commands.make_usb import UsbJob, UsbWriter
+from rescue.engine.usbstick import UsbJob, UsbWriter
 from rescue.runner import CommandRunner
 
 pytestmark = pytest.mark.qemu

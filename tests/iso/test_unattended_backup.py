@@ -20,7 +20,7 @@ from isoqemu import Disk, Machine
 from loopdev import loop_device, mounted
 from sambaserve import samba
 
-from rescue.commands.make_usb import UsbJob, UsbWriter
+from rescue.engine.usbstick import UsbJob, UsbWriter
 from rescue.runner import CommandRunner
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root]

@@ -31,7 +31,7 @@ from loopdev import loop_device, mounted
 from nfsserve import nfs_export
 from sambaserve import samba
 
-from rescue.commands.make_usb import UsbJob, UsbWriter
+from rescue.engine.usbstick import UsbJob, UsbWriter
 from rescue.runner import CommandRunner
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root]

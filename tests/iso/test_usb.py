@@ -14,7 +14,7 @@ import pytest
 from isoqemu import Machine
 from loopdev import loop_device
 
-from rescue.commands.make_usb import DATA_LABEL
+from rescue.engine.usbstick import DATA_LABEL
 
 pytestmark = pytest.mark.qemu
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rescue.cli import main
-from rescue.devices.machine import Machine
+from rescue.hardware.machine import Machine
 
 MACHINES = Path(__file__).parent.parent / "data" / "machines"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from rescue.devices.inventory import Inventory, probe_inventory, repo_devices
-from rescue.devices.machine import Machine
 from rescue.errors import UsageError
+from rescue.hardware.machine import Machine
 
 MACHINES = Path(__file__).parent.parent / "data" / "machines"
 ALL = sorted(p.stem for p in MACHINES.glob("*.json"))

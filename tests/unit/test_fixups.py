@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import rescue
 from rescue.engine.bootfix import (
     choose_loader,
     module_status,
@@ -21,6 +23,7 @@ from rescue.errors import UsageError
 from rescue.image.manifest import Disk, Manifest, Partition
 from rescue.plan.fixups import (
     FIXUP_NAMES,
+    FIXUPS,
     FixupStep,
     expand_drivers,
     module_name,
@@ -142,6 +145,54 @@ def test_plan_module_imports_no_engine_or_ui():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def test_every_registered_fixup_has_an_implementation_and_no_other():
+    from rescue.engine.bootfix import HANDLERS
+
+    registered, implemented = set(FIXUP_NAMES), set(HANDLERS)
+    assert not registered - implemented, "registered in rescue.plan.fixups.FIXUPS, but " \
+        f"not in rescue.engine.bootfix.HANDLERS: {sorted(registered - implemented)}"
+    assert not implemented - registered, "in rescue.engine.bootfix.HANDLERS, but not " \
+        f"registered in rescue.plan.fixups.FIXUPS: {sorted(implemented - registered)}"
+    assert all(callable(h) for h in HANDLERS.values())
+
+
+def test_the_registry_names_each_fixup_once_with_a_translatable_title():
+    from rescue.i18n.extract import messages
+
+    assert len(set(FIXUP_NAMES)) == len(FIXUP_NAMES) == len(FIXUPS)
+    marked = messages()
+    for fixup in FIXUPS:
+        assert fixup.title in marked, f"{fixup.name}: its title is not marked N_()"
+        assert any(w.startswith("plan/fixups.py:") for w in marked[fixup.title])
+
+
+def test_fixup_names_are_spelled_only_in_the_registry():
+    """Everything else (the engine's table, the options) uses the registry's names."""
+    root = Path(rescue.__file__).resolve().parent
+    spelled = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel == "plan/fixups.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in FIXUP_NAMES:
+                spelled.append(f"{rel}:{node.lineno}: {node.value}")
+    assert spelled == []
+
+
+def test_unregistered_step_fails_with_a_sentence(tmp_path: Path):
+    from rescue.engine.bootfix import FixupContext, run_fixups
+
+    ctx = FixupContext(disk="/dev/null", partitions={}, manifest=manifest("bios-gpt"),
+                       firmware="bios", workdir=str(tmp_path))
+    [result] = run_fixups(ctx, [FixupStep("no-such-fixup", "No such fix-up")])
+    assert (result.name, result.status) == ("no-such-fixup", "failed")
+    assert "no-such-fixup" in result.detail
 
 
 # --------------------------------------------------------------------------- efibootmgr

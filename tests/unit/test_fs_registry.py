@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rescue.fs import grow, regions, registry
+from rescue.engine import grow
+from rescue.fs import regions, registry
 from rescue.fs.registry import RECORDS, FsTraits, traits
 
 RESCUE = Path(__file__).resolve().parents[2] / "rescue"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from rescue.devices.blockdev import disk_bus
 from rescue.hardware.profile import (
     HardwareProfile,
     collect_profile,
-    disk_bus,
     firmware_type,
     normalize_arch,
     parse_cpuinfo,

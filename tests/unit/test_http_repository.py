@@ -16,7 +16,8 @@ from rescue.image import chunks as codec
 from rescue.image import http_repository
 from rescue.image.http_repository import HttpRepository
 from rescue.image.manifest import ChunkedData, Disk, Manifest, Partition
-from rescue.image.repository import INDEX_FILE, Repository, open_repository
+from rescue.image.repository import INDEX_FILE, Repository
+from rescue.repo import open_repository
 
 CHUNK = 1024 * 1024
 
@@ -60,8 +61,8 @@ def test_lists_reads_and_verifies_like_the_folder(local) -> None:
     repo, made = local
     assert json.loads((repo.root / INDEX_FILE).read_text())["images"] == sorted(
         m.id for m in made)
-    with serve(repo.root) as (url, requests):
-        remote = open_repository(url + "?")  # a query is not part of the folder
+    # a query is not part of the folder
+    with serve(repo.root) as (url, requests), open_repository(url + "?") as remote:
         assert isinstance(remote, HttpRepository)
         assert remote.list_images() == repo.list_images()
         assert remote.resolve("latest") == made[-1].id
@@ -115,50 +116,53 @@ def test_a_damaged_chunk_fails_its_hash(local) -> None:
 
 def test_not_a_repository(tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text("<html>a NAS start page</html>")
-    with serve(tmp_path) as (url, _), pytest.raises(RepositoryError,
-                                                    match="not a rescue repository"):
-        open_repository(url)
+    with serve(tmp_path) as (url, _), pytest.raises(
+            RepositoryError, match="not a rescue repository"), open_repository(url):
+        pass
 
 
 def test_login_in_the_url_and_never_in_messages(local) -> None:
     repo, made = local
     with serve(repo.root, user="tech", password="s3cret:!") as (url, _):
-        with pytest.raises(RepositoryError, match="refused access .*HTTP 401"):
-            open_repository(url)
+        with pytest.raises(RepositoryError, match="refused access .*HTTP 401"), \
+                open_repository(url):
+            pass
         authed = url.replace("http://", "http://tech:s3cret%3A%21@")
-        remote = open_repository(authed)
-        assert remote.resolve("latest") == made[-1].id
-        assert "s3cret" not in remote.location and "tech" not in remote.location
-        with pytest.raises(RepositoryError) as refused:
-            remote.resolve("nothing-like-this")
+        with open_repository(authed) as remote:
+            assert remote.resolve("latest") == made[-1].id
+            assert "s3cret" not in remote.location and "tech" not in remote.location
+            with pytest.raises(RepositoryError) as refused:
+                remote.resolve("nothing-like-this")
         assert "s3cret" not in str(refused.value)
 
 
 def test_busy_server_is_retried(local, monkeypatch) -> None:
     repo, made = local
     monkeypatch.setattr(http_repository, "BACKOFF", 0.01)
-    with serve(repo.root, unavailable=http_repository.ATTEMPTS - 1) as (url, requests):
-        assert open_repository(url).resolve("latest") == made[-1].id
+    with serve(repo.root, unavailable=http_repository.ATTEMPTS - 1) as (url, requests), \
+            open_repository(url) as remote:
+        assert remote.resolve("latest") == made[-1].id
     assert len([r for r in requests if "rescue-repository.json" in r]) == \
         http_repository.ATTEMPTS
     with serve(repo.root, unavailable=http_repository.ATTEMPTS) as (url, _), pytest.raises(
-            RepositoryError, match="did not answer .*HTTP 503"):
-        open_repository(url)
+            RepositoryError, match="did not answer .*HTTP 503"), open_repository(url):
+        pass
 
 
 def test_server_gone_gives_a_sentence(local, monkeypatch) -> None:
     repo, _ = local
     monkeypatch.setattr(http_repository, "BACKOFF", 0.01)
-    with serve(repo.root) as (url, _):
-        open_repository(url)
+    with serve(repo.root) as (url, _), open_repository(url):
+        pass
     # the server has stopped: nothing listens on its port any more
     with pytest.raises(RepositoryError, match="did not answer.*check the network cable"):
         HttpRepository(url).image_ids()
 
 
 def test_url_is_never_a_backup_destination(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="read-only"):
-        Repository.create("http://server/backups/")
+    with pytest.raises(UsageError, match="read-only"), \
+            open_repository("http://server/backups/", write=True):
+        pass
     assert not Repository.is_repository("http://server/backups/")
 
 

@@ -20,8 +20,8 @@ from rescue.i18n import extract
 
 ROOT = Path(rescue.__file__).resolve().parent
 # The packages and modules below the wizard whose sentences are translated.
-TRANSLATED = ("engine", "plan", "devices", "hardware", "fs", "image", "errors.py", "runner.py",
-              "services.py", "unattended.py", "sysmount.py")
+TRANSLATED = ("engine", "plan", "devices", "hardware", "fs", "image", "repo", "errors.py",
+              "runner.py", "services.py", "unattended.py", "sysmount.py")
 # Not yet translated: being reworked on another branch; remove from here once it lands.
 NOT_YET: set[str] = set()
 

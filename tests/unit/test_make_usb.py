@@ -1,26 +1,32 @@
-"""rescue make-usb: boot-menu customisation (pure) and a real image file on a tiny ISO."""
+"""rescue make-usb: boot-menu customisation (pure), the refusals of the plan step (before
+anything is written or asked) and a real image file on a tiny ISO."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from rescue.commands.make_usb import (
+from rescue.commands import make_usb
+from rescue.commands.make_usb import parse_size
+from rescue.engine import usbstick
+from rescue.engine.usbstick import (
     DATA_LABEL,
     UsbJob,
     UsbWriter,
     base_append,
     custom_menus,
     data_size_for,
-    parse_size,
+    plan_usb,
     without_menu_default,
 )
-from rescue.errors import UsageError
-from rescue.runner import CommandRunner
+from rescue.errors import TargetRefusedError, UsageError
+from rescue.runner import CommandRunner, Result
 
 GRUB = """set timeout=5
 menuentry "Rescue" --id rescue {
@@ -118,3 +124,71 @@ def test_image_file_has_live_iso_and_data_partition_with_repo(tmp_path: Path) ->
     custom = (tmp_path / "custom.cfg").read_text()
     assert "boot=live components quiet rescue.image=latest console=ttyS0" in custom
     assert "set default=custom" in custom
+
+
+class ScriptedRunner(CommandRunner):
+    """Answers lsblk/findmnt from a table; any other command fails the test."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+        self.log: list[list[str]] = []
+
+    def run(self, argv: Sequence[str], **kwargs: object) -> Result:
+        args = [str(a) for a in argv]
+        self.log.append(args)
+        key = " ".join(args)
+        assert args[0] in ("lsblk", "findmnt"), f"plan_usb ran {key}"
+        return Result(args, 0, self.answers.get(key, ""), "")
+
+
+def test_plan_refuses_a_mounted_stick_before_writing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(usbstick, "is_block_device", lambda p: str(p).startswith("/dev/"))
+    runner = ScriptedRunner({"lsblk -nrpo NAME,MOUNTPOINT /dev/sdz":
+                             "/dev/sdz \n/dev/sdz1 /media/stick\n"})
+    with pytest.raises(TargetRefusedError, match="/dev/sdz1 is mounted on /media/stick"):
+        plan_usb(UsbJob(iso="/srv/rescue.iso", target=Path("/dev/sdz")), runner)
+
+
+def test_plan_refuses_the_boot_medium_and_the_repository_disk(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(usbstick, "is_block_device", lambda p: str(p).startswith("/dev/"))
+    lsblk = "lsblk -nrpo NAME,MOUNTPOINT /dev/sdz"
+    boot = ScriptedRunner({lsblk: "/dev/sdz \n", "lsblk -ndpo PKNAME /dev/sdz1": "/dev/sdz\n"})
+    with pytest.raises(TargetRefusedError, match="boot medium"):
+        plan_usb(UsbJob(iso="/dev/sdz1", target=Path("/dev/sdz")), boot)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    holder = ScriptedRunner({lsblk: "/dev/sdz \n",
+                             f"findmnt -nvo SOURCE -T {repo}": "/dev/sdz2\n",
+                             "lsblk -ndpo PKNAME /dev/sdz2": "/dev/sdz\n"})
+    with pytest.raises(TargetRefusedError, match="holding the repository"):
+        plan_usb(UsbJob(iso=str(tmp_path / "x.iso"), target=Path("/dev/sdz"), repo=repo),
+                 holder)
+
+
+def test_plan_for_an_image_file_writes_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "usb.img"
+    target.write_bytes(b"old")
+    runner = ScriptedRunner({})
+    with pytest.raises(UsageError, match="not a directory"):
+        plan_usb(UsbJob(iso="x.iso", target=target, repo=tmp_path / "missing"), runner)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "blob").write_bytes(b"x" * 4096)
+    plan = plan_usb(UsbJob(iso="x.iso", target=target, repo=repo), runner)
+    assert not plan.device and plan.data_size == data_size_for(4096)
+    assert plan.menus == {} and plan.append == ""
+    assert plan_usb(UsbJob(iso="x.iso", target=target, iso_only=True), runner).data_size is None
+    assert target.read_bytes() == b"old" and runner.log == []
+
+
+def test_command_refuses_before_asking(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(usbstick, "is_block_device", lambda p: str(p).startswith("/dev/"))
+    runner = ScriptedRunner({"lsblk -nrpo NAME,MOUNTPOINT /dev/sdz": "/dev/sdz1 /mnt\n"})
+    monkeypatch.setattr(make_usb, "CommandRunner", lambda: runner)
+    monkeypatch.setattr(make_usb.shutil, "which", lambda _name: "/usr/bin/xorriso")
+    monkeypatch.setattr("builtins.input", lambda _prompt: pytest.fail("asked before refusing"))
+    args = argparse.Namespace(iso=__file__, target="/dev/sdz", repo=None, size=None,
+                              append="", title="t", iso_only=False, label=DATA_LABEL, yes=False)
+    with pytest.raises(TargetRefusedError):
+        make_usb.cmd_make_usb(args)

@@ -8,17 +8,10 @@ import shutil
 
 import pytest
 
-from rescue.devices.netshare import (
-    NFS,
-    SMB,
-    Share,
-    is_share,
-    location_display,
-    mount_argv,
-    parse_share,
-    reachable,
-)
 from rescue.errors import RepositoryError, UsageError
+from rescue.repo import NFS, SMB, Location, Share, display, open_repository
+from rescue.repo.location import parse_share
+from rescue.repo.share import mount_argv
 
 
 @pytest.mark.parametrize(("text", "want"), [
@@ -26,6 +19,7 @@ from rescue.errors import RepositoryError, UsageError
     ("smb://tech:p%40ss@nas.local/backups", Share(SMB, "nas.local", "backups", "", "tech",
                                                   "p@ss")),
     ("cifs://10.0.0.5/data/a/b", Share(SMB, "10.0.0.5", "data", "a/b")),
+    ("SMB://nas/backups", Share(SMB, "nas", "backups", "")),
     ("//nas/backups/rescue", Share(SMB, "nas", "backups", "rescue")),
     ("\\\\nas\\backups\\rescue", Share(SMB, "nas", "backups", "rescue")),
     ("nfs://server/export/rescue", Share(NFS, "server", "/export/rescue", "")),
@@ -37,24 +31,31 @@ from rescue.errors import RepositoryError, UsageError
 ])
 def test_locations_are_recognised(text: str, want: Share | None) -> None:
     assert parse_share(text) == want
-    assert is_share(text) == (want is not None)
+    where = Location.parse(text)
+    assert where.share == want
+    assert (where.kind in (SMB, NFS)) == (want is not None)
 
 
 def test_half_written_shares_say_what_is_missing() -> None:
     with pytest.raises(UsageError, match="needs a server and a share name"):
-        parse_share("smb://nas")
-    with pytest.raises(UsageError, match="exported path"):
-        parse_share("nfs://server/")
-    assert is_share("smb://nas")  # still a share: reachable() reports it
+        Location.parse("smb://nas")
+    with pytest.raises(UsageError, match="exported path") as err:
+        Location.parse("nfs://server/")
+    assert str(err.value).startswith("nfs://server/:")
+    with pytest.raises(UsageError, match="share name") as err:
+        Location.parse("smb://tech:s3cret@nas")
+    assert "s3cret" not in str(err.value)
 
 
 def test_password_never_shown() -> None:
-    shown = location_display("smb://tech:s3cret@nas/backups/rescue")
+    shown = display("smb://tech:s3cret@nas/backups/rescue")
     assert shown == "smb://tech@nas/backups/rescue" and "s3cret" not in shown
-    assert location_display("/media/usb") == "/media/usb"
-    web = location_display("https://tech:s3cret@server:8443/backups/")
+    assert display("/media/usb") == "/media/usb"
+    web = display("https://tech:s3cret@server:8443/backups/")
     assert web == "https://tech@server:8443/backups/"
-    assert location_display("http://server/backups/") == "http://server/backups/"
+    assert display("http://server/backups/") == "http://server/backups/"
+    assert "s3cret" not in display("smb://tech:s3cret@nas")  # unusable, still hidden
+    assert "s3cret" not in repr(Location.parse("smb://tech:s3cret@nas/backups"))
 
 
 def test_mount_options() -> None:
@@ -68,18 +69,14 @@ def test_mount_options() -> None:
     assert nfs[2:5] == ["nfs", "srv:/export", "/m"] and nfs[6].startswith("ro,")
 
 
-def test_a_folder_is_passed_through(tmp_path) -> None:
-    with reachable(str(tmp_path)) as folder:
-        assert folder == str(tmp_path)
-
-
 @pytest.mark.root
 @pytest.mark.skipif(shutil.which("mount.cifs") is None,
                     reason="cifs-utils is not installed (make setup installs it)")
-def test_a_share_that_cannot_be_mounted_leaves_nothing(tmp_path) -> None:
+@pytest.mark.parametrize("write", [False, True])
+def test_a_share_that_cannot_be_mounted_leaves_nothing(write: bool) -> None:
     before = set(glob.glob("/run/rescue-share-*"))
     with pytest.raises(RepositoryError, match="could not be mounted") as failed, \
-            reachable("smb://tech:s3cret@127.0.0.1/none/rescue"):
+            open_repository("smb://tech:s3cret@127.0.0.1/none/rescue", write=write):
         pass
     assert "s3cret" not in str(failed.value) and "smb://tech@127.0.0.1/none" in str(
         failed.value)

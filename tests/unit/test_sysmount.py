@@ -251,7 +251,7 @@ ALLOWED = {
     "fs/registry.py",
     # the cifs/nfs command line of a share (its protocol options), run only through
     # sysmount.mounted(argv=...)
-    "devices/netshare.py",
+    "repo/share.py",
 }
 
 

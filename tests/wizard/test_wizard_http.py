@@ -87,7 +87,7 @@ def test_a_web_address_that_does_not_answer_is_said(tmp_path, monkeypatch):
 
 
 def test_a_login_in_the_address_is_never_shown_or_logged(real_backup, tmp_path):
-    from rescue.wizard.screens.select_image import describe_location
+    from rescue.wizard.texts import describe_location
 
     services = services_for([], tmp_path)
     try:

@@ -19,7 +19,6 @@ from rescue.wizard.services import describe_error
 
 
 class BackupSourceScreen(WizardScreen):
-    STEP = 4
     BINDINGS = [Binding("space", "mark", "Mark", show=False)]
 
     def __init__(self) -> None:
@@ -101,7 +100,7 @@ class BackupSourceScreen(WizardScreen):
         else:
             row = self.query_one("#sources", DataTable).cursor_row
             self.state.sources = [self.disks[min(row, len(self.disks) - 1)]]
-        self.app.push_screen(BackupDestinationScreen())
+        self.wizard.advance(self)
 
     @on(Button.Pressed, "#back")
     def back(self) -> None:
@@ -109,8 +108,6 @@ class BackupSourceScreen(WizardScreen):
 
 
 class BackupDestinationScreen(WizardScreen):
-    STEP = 5
-
     def __init__(self) -> None:
         super().__init__()
         self.media: list[tuple[str, str]] = []
@@ -132,7 +129,7 @@ class BackupDestinationScreen(WizardScreen):
                            Button(_("Next"), id="next", variant="primary"))
 
     def default_name(self) -> str:
-        return self.rapp.default_backup_name
+        return self.wizard.default_backup_name
 
     def on_mount(self) -> None:
         if not self.state.destination and self.state.locations:
@@ -177,9 +174,7 @@ class BackupDestinationScreen(WizardScreen):
             self.query_one("#destination", Input).focus()
             return
         self.state.destination, self.state.backup_name = destination, name
-        from rescue.wizard.screens.summary import SummaryScreen
-
-        self.app.push_screen(SummaryScreen("backup"))
+        self.wizard.advance(self)
 
     @on(Button.Pressed, "#back")
     def back(self) -> None:

@@ -1,8 +1,13 @@
-"""What every wizard screen shares: title line, key hints, Back on Escape."""
+"""What every wizard screen shares: title line, key hints, Back on Escape.
+
+Screens know the application only through the ``Wizard`` protocol (``self.wizard``): they
+never import ``rescue.wizard.app``, ``rescue.wizard.flow`` or another screen. Which screen
+follows which is ``rescue/wizard/flow.py``'s table; a screen that is done puts its answers
+in ``self.state`` and calls ``self.wizard.advance(self)``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,41 +16,50 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Static
 
 from rescue.i18n import _
-
-if TYPE_CHECKING:
-    from rescue.wizard.app import RescueApp
-    from rescue.wizard.model import WizardState
-    from rescue.wizard.services import Services
-
-RESTORE_STEPS = 8
+from rescue.wizard.model import WizardState
+from rescue.wizard.protocol import Wizard
+from rescue.wizard.services import Services
 
 
 class WizardScreen(Screen[None]):
-    """A step of the wizard. Subclasses set STEP and implement ``body()``."""
+    """A step of the wizard. Subclasses implement ``body()``; the step number in the
+    title line is the screen's place in the flow table (rescue/wizard/flow.py)."""
 
-    STEP = 0
     BACK = True  # Escape / Back returns to the previous step
+    STAYS = True  # stays under the next step; False: the next step replaces it
     BINDINGS = [Binding("escape", "back", "Back", show=False)]
 
+    @classmethod
+    def for_flow(cls, kind: str) -> WizardScreen:
+        """The screen as a step of the *kind* flow ("restore" / "backup"); screens that
+        differ between the two take *kind*."""
+        return cls()
+
+    def repeat(self) -> WizardScreen | None:
+        """Another screen of this same step to show before the next step (the target
+        screen: one per disk of the image), or None."""
+        return None
+
     @property
-    def rapp(self) -> RescueApp:
-        return cast("RescueApp", self.app)
+    def wizard(self) -> Wizard:
+        return cast(Wizard, self.app)
 
     @property
     def state(self) -> WizardState:
-        return self.rapp.state
+        return self.wizard.state
 
     @property
     def services(self) -> Services:
-        return self.rapp.services
+        return self.wizard.services
 
     def heading(self) -> str:
         return ""
 
     def compose(self) -> ComposeResult:
         title = self.heading()
-        if self.STEP:
-            step = _("Step {n} of {total}").format(n=self.STEP, total=RESTORE_STEPS)
+        number = self.wizard.step_of(self)
+        if number is not None:
+            step = _("Step {n} of {total}").format(n=number[0], total=number[1])
             title = f"{title}  ·  {step}"
         yield Static(f"rescue  ·  {title}", id="title")
         yield from self.body()

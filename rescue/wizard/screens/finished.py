@@ -1,4 +1,4 @@
-"""Step 8: the result, then restart (with a visible countdown), shut down or a shell."""
+"""Finished: the result, then restart (with a visible countdown), shut down or a shell."""
 
 from __future__ import annotations
 
@@ -16,9 +16,12 @@ from rescue.wizard.screens.base import WizardScreen
 
 
 class FinishedScreen(WizardScreen):
-    STEP = 8
     BACK = False
     BINDINGS = [Binding("escape", "stop_countdown", "Stop", show=False)]
+
+    @classmethod
+    def for_flow(cls, kind: str) -> FinishedScreen:
+        return cls(kind)
 
     def __init__(self, kind: str) -> None:
         super().__init__()
@@ -40,7 +43,7 @@ class FinishedScreen(WizardScreen):
         return "  ".join(hints)
 
     def counting(self) -> bool:
-        return self.kind == "restore" and self.outcome.ok and self.rapp.restart_countdown > 0
+        return self.kind == "restore" and self.outcome.ok and self.wizard.restart_countdown > 0
 
     def result_text(self) -> str:
         o = self.outcome
@@ -100,8 +103,8 @@ class FinishedScreen(WizardScreen):
 
     def on_mount(self) -> None:
         if self.counting():
-            self.remaining = self.rapp.restart_countdown
-            self.timer = self.set_interval(self.rapp.countdown_interval, self.tick)
+            self.remaining = self.wizard.restart_countdown
+            self.timer = self.set_interval(self.wizard.countdown_interval, self.tick)
         self.refill()
         first = "#logs" if not self.outcome.ok else "#reboot"
         for button in self.query(first):  # (none when the app is closing meanwhile)
@@ -115,7 +118,7 @@ class FinishedScreen(WizardScreen):
         self.remaining -= 1
         if self.remaining <= 0:
             self.action_stop_countdown()
-            self.rapp.power("reboot", confirm=False)  # the countdown was the warning
+            self.wizard.power("reboot", confirm=False)  # the countdown was the warning
             return
         self.refill()
 
@@ -130,10 +133,10 @@ class FinishedScreen(WizardScreen):
         self.action_stop_countdown()
         choice = event.button.id
         if choice in ("reboot", "poweroff"):
-            self.rapp.power(choice)
+            self.wizard.power(choice)
         elif choice == "shell":
-            self.rapp.open_shell()
+            self.wizard.open_shell()
         elif choice == "logs":
-            self.rapp.save_logs()
+            self.wizard.save_logs()
         elif choice == "again":
-            self.rapp.start_over()
+            self.wizard.start_over()

@@ -1,6 +1,8 @@
-"""Step 1: language, time and currency format, keyboard layout."""
+"""The first step: language, time and currency format, keyboard layout."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from textual import on
 from textual.app import ComposeResult
@@ -10,10 +12,11 @@ from textual.widgets import Button, Label, Select, Static
 from rescue import i18n
 from rescue.i18n import _
 from rescue.wizard.screens.base import WizardScreen
+from rescue.wizard.services import describe_error
 
 
 class LanguageScreen(WizardScreen):
-    STEP = 1
+    """The first step (initial), or over any screen with F2 (OK closes it again)."""
 
     def __init__(self, initial: bool = True) -> None:
         super().__init__()
@@ -59,8 +62,6 @@ class LanguageScreen(WizardScreen):
         )
 
     def example(self) -> str:
-        from datetime import datetime
-
         sample = datetime(2026, 10, 31, 14, 5)
         return _("Example: {date}, {size}").format(
             date=i18n.format_datetime(sample), size=i18n.format_size(1234567890)
@@ -76,13 +77,13 @@ class LanguageScreen(WizardScreen):
             return
         self.state.region = i18n.DEFAULT_FORMAT.get(lang, self.state.region)
         self.state.keymap = i18n.DEFAULT_KEYMAP.get(lang, self.state.keymap)
-        await self.rapp.change_language(lang, self.state.region)
+        await self.wizard.change_language(lang, self.state.region)
         self.call_after_refresh(self.refocus, "#language")
 
     @on(Select.Changed, "#region")
     async def region_changed(self, event: Select.Changed) -> None:
         if str(event.value) != self.state.region:
-            await self.rapp.change_language(self.state.language, str(event.value))
+            await self.wizard.change_language(self.state.language, str(event.value))
             self.call_after_refresh(self.refocus, "#region")
 
     def refocus(self, selector: str) -> None:
@@ -99,23 +100,19 @@ class LanguageScreen(WizardScreen):
     def next(self) -> None:
         self.apply_keymap(self.state.keymap)
         if self.initial:
-            from rescue.wizard.screens.start import StartScreen
-
-            self.app.push_screen(StartScreen())
+            self.wizard.advance(self)
         else:
             self.app.pop_screen()
 
     def apply_keymap(self, keymap: str) -> None:
         # The app's worker, not this screen's: the screen closes right away, and a
         # closing screen's workers are cancelled (the keymap would not be loaded).
-        rapp, services = self.rapp, self.services
+        app, wizard, services = self.app, self.wizard, self.services
 
         def load() -> None:
             try:
-                rapp.keymap_status = services.apply_keymap(keymap)
+                wizard.keymap_status = services.apply_keymap(keymap)
             except Exception as exc:  # noqa: BLE001 - shown, never fatal
-                from rescue.wizard.services import describe_error
+                app.call_from_thread(app.notify, describe_error(exc), severity="warning")
 
-                rapp.call_from_thread(rapp.notify, describe_error(exc), severity="warning")
-
-        rapp.run_worker(load, thread=True, group="keymap", exit_on_error=False)
+        app.run_worker(load, thread=True, group="keymap", exit_on_error=False)

@@ -1,4 +1,4 @@
-"""Step 7: progress — overall bar, current volume, throughput, elapsed and remaining."""
+"""Progress — overall bar, current volume, throughput, elapsed and remaining."""
 
 from __future__ import annotations
 
@@ -17,8 +17,12 @@ from rescue.wizard.services import describe_error
 
 
 class ProgressScreen(WizardScreen):
-    STEP = 7
     BACK = False
+    STAYS = False  # the finished screen replaces it: a finished job is not gone back to
+
+    @classmethod
+    def for_flow(cls, kind: str) -> ProgressScreen:
+        return cls(kind)
 
     def __init__(self, kind: str, start: bool = True) -> None:
         super().__init__()
@@ -58,7 +62,7 @@ class ProgressScreen(WizardScreen):
         yield self.buttons(Button(_("Cancel"), id="cancel", variant="error"))
 
     def on_mount(self) -> None:
-        self.started = self.rapp.clock()
+        self.started = self.wizard.clock()
         self.state.cancel.clear()
         self.refill()
         self.query_one("#cancel", Button).focus()
@@ -150,7 +154,7 @@ class ProgressScreen(WizardScreen):
         if volume:
             now += "\n" + _("Volume: {volume}").format(volume=volume)
         self.query_one("#stage", Static).update(now)
-        elapsed = self.rapp.clock() - self.started
+        elapsed = self.wizard.clock() - self.started
         remaining = (total - done) / self.rate if self.rate > 0 else None
         self.query_one("#numbers", Static).update(
             "\n".join((
@@ -190,6 +194,4 @@ class ProgressScreen(WizardScreen):
 
     def done(self, outcome: Outcome) -> None:
         self.state.outcome = outcome
-        from rescue.wizard.screens.finished import FinishedScreen
-
-        self.app.switch_screen(FinishedScreen(self.kind))
+        self.wizard.advance(self)

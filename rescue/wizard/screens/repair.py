@@ -1,4 +1,4 @@
-"""Step 3: repair options — restore a system image, tools, restart / shut down."""
+"""Repair options — restore a system image, tools, restart / shut down."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from rescue.wizard.services import describe_error
 
 
 class RepairScreen(WizardScreen):
-    STEP = 3
-
     def heading(self) -> str:
         return _("Repair options")
 
@@ -45,22 +43,20 @@ class RepairScreen(WizardScreen):
     @on(OptionList.OptionSelected, "#options")
     def chosen(self, event: OptionList.OptionSelected) -> None:
         choice = event.option.id
-        if choice == "restore":
-            self.rapp.start_restore()
-        elif choice == "backup":
-            self.rapp.start_backup()
+        if choice in ("restore", "backup"):
+            self.wizard.begin(choice)
         elif choice == "shell":
-            self.rapp.open_shell()
+            self.wizard.open_shell()
         elif choice in ("reboot", "poweroff"):
-            self.rapp.power(choice)
+            self.wizard.power(choice)
         elif choice == "check":
             self.pick_disk()
         elif choice == "logs":
-            self.rapp.save_logs()
+            self.wizard.save_logs()
 
     @work(group="check")
     async def pick_disk(self) -> None:
-        disks = await self.rapp.in_thread(self.services.list_disks, None, "check")
+        disks = await self.wizard.in_thread(self.services.list_disks, None, "check")
         choices = [(d.path, f"{d.path}  {d.model}") for d in disks]
         path = await self.app.push_screen_wait(
             ChoiceDialog(_("Which disk should be checked?"), choices)
@@ -69,7 +65,7 @@ class RepairScreen(WizardScreen):
         if disk is None:
             return
         try:
-            lines = await self.rapp.in_thread(self.services.check_disk, disk)
+            lines = await self.wizard.in_thread(self.services.check_disk, disk)
         except Exception as exc:  # noqa: BLE001
             lines = [describe_error(exc)]
         await self.app.push_screen_wait(TextDialog(_("Filesystem check"), lines))

@@ -8,7 +8,7 @@ Dismisses with the chosen :class:`LogMedium`, :data:`FOLDER` or ``None`` (cancel
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -19,12 +19,9 @@ from textual.widgets.option_list import Option
 
 from rescue.i18n import _
 from rescue.wizard.model import LogMedium
+from rescue.wizard.protocol import Wizard
 from rescue.wizard.screens.base import Dialog
-from rescue.wizard.services import describe_error
-
-if TYPE_CHECKING:
-    from rescue.wizard.app import RescueApp
-    from rescue.wizard.services import Services
+from rescue.wizard.services import Services, describe_error
 
 FOLDER = "folder"
 
@@ -42,7 +39,7 @@ class SaveLogsDialog(Dialog):
 
     @property
     def services(self) -> Services:
-        return cast("RescueApp", self.app).services
+        return cast(Wizard, self.app).services
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):

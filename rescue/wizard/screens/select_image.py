@@ -1,4 +1,4 @@
-"""Step 4: the latest image (recommended) or any image on any attached medium."""
+"""Select a system image: the latest image (recommended) or any image on any attached medium."""
 
 from __future__ import annotations
 
@@ -15,18 +15,11 @@ from rescue.wizard.model import ImageEntry
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import InputDialog
 from rescue.wizard.services import describe_error
+from rescue.wizard.texts import describe_location
 from rescue.wizard.widgets import Radio
 
 
-def describe_location(image: ImageEntry) -> str:
-    if image.shown:
-        return image.shown  # a share or web address, without its password
-    return f"{image.location} ({image.medium})" if image.medium else image.location
-
-
 class SelectImageScreen(WizardScreen):
-    STEP = 4
-
     def __init__(self) -> None:
         super().__init__()
         self.images: list[ImageEntry] = []
@@ -184,9 +177,7 @@ class SelectImageScreen(WizardScreen):
         if image is None:
             return
         self.state.image = image
-        from rescue.wizard.screens.target import TargetScreen
-
-        self.app.push_screen(TargetScreen())
+        self.wizard.advance(self)
 
     @on(Button.Pressed, "#back")
     def back(self) -> None:

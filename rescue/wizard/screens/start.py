@@ -1,4 +1,4 @@
-"""Step 2: the start screen, with a clearly visible "Repair your computer"."""
+"""The start screen, with a clearly visible "Repair your computer"."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from rescue.wizard.screens.base import WizardScreen
 
 
 class StartScreen(WizardScreen):
-    STEP = 2
-
     def heading(self) -> str:
         return _("Start")
 
@@ -37,10 +35,8 @@ class StartScreen(WizardScreen):
 
     @on(Button.Pressed, "#repair")
     def repair(self) -> None:
-        from rescue.wizard.screens.repair import RepairScreen
-
-        self.app.push_screen(RepairScreen())
+        self.wizard.advance(self)
 
     @on(Button.Pressed, "#backup")
     def backup(self) -> None:
-        self.rapp.start_backup()
+        self.wizard.begin("backup")

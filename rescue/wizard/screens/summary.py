@@ -1,4 +1,4 @@
-"""Step 6: what will be restored (or backed up), and Finish."""
+"""The summary: what will be restored (or backed up), and Finish."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from rescue.i18n import _, format_datetime, format_size
 from rescue.wizard.model import Prepared
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import TypedConfirmDialog
-from rescue.wizard.screens.select_image import describe_location
-from rescue.wizard.screens.target import verdict_text
 from rescue.wizard.services import describe_error
+from rescue.wizard.texts import describe_location, verdict_text
 
 
 class SummaryScreen(WizardScreen):
-    STEP = 6
+    @classmethod
+    def for_flow(cls, kind: str) -> SummaryScreen:
+        return cls(kind)
 
     def __init__(self, kind: str) -> None:
         super().__init__()
@@ -174,6 +175,4 @@ class SummaryScreen(WizardScreen):
     def confirmed(self, ok: object) -> None:
         if ok is True and self.prepared is not None:
             self.state.prepared = self.prepared
-            from rescue.wizard.screens.progress import ProgressScreen
-
-            self.app.push_screen(ProgressScreen(self.kind))
+            self.wizard.advance(self)

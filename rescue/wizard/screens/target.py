@@ -1,4 +1,4 @@
-"""Step 5: the target disk, restore options and the hardware compatibility verdict.
+"""The target disk, restore options and the hardware compatibility verdict.
 
 An image of several disks gets one such screen per disk of the image, in its order: the
 first carries the options and the verdict, the next ones only the choice of disk (a disk
@@ -15,29 +15,8 @@ from rescue.i18n import _, format_size
 from rescue.wizard.model import DiskEntry, Verdict
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.services import describe_error
+from rescue.wizard.texts import verdict_text
 from rescue.wizard.widgets import Check
-
-
-def verdict_text(verdict: Verdict | None) -> str:
-    if verdict is None:
-        return _("Comparing this computer's hardware with the image's…")
-    if verdict.level == "same" and not verdict.other:
-        return _("Hardware: this computer matches the one the image was made on.")
-    lines = []
-    if verdict.level == "blocked":
-        lines.append(_("Warning: the restored system is not expected to start on this "
-                       "computer."))
-    if verdict.boot_critical:
-        lines.append(_("Boot-critical differences: {items}").format(
-            items="; ".join(verdict.boot_critical)))
-    else:
-        lines.append(_("Hardware: no boot-critical differences."))
-    if verdict.other:
-        lines.append(_("Other differences (install drivers after restore): {items}").format(
-            items="; ".join(verdict.other)))
-    if verdict.summary:
-        lines.append(verdict.summary)
-    return "\n".join(lines)
 
 
 def reason_text(disk: DiskEntry) -> str:
@@ -46,8 +25,6 @@ def reason_text(disk: DiskEntry) -> str:
 
 
 class TargetScreen(WizardScreen):
-    STEP = 5
-
     def __init__(self, disk_index: int = 0) -> None:
         super().__init__()
         self.disk_index = disk_index  # which of the image's disks this screen places
@@ -264,11 +241,11 @@ class TargetScreen(WizardScreen):
 
     @on(Button.Pressed, "#next")
     def next(self) -> None:
-        if not self.ready():
-            return
-        if self.disk_index + 1 < self.disk_count:
-            self.app.push_screen(TargetScreen(self.disk_index + 1))
-            return
-        from rescue.wizard.screens.summary import SummaryScreen
+        if self.ready():
+            self.wizard.advance(self)
 
-        self.app.push_screen(SummaryScreen("restore"))
+    def repeat(self) -> TargetScreen | None:
+        """The screen for the image's next disk, until every disk has a target."""
+        if self.disk_index + 1 < self.disk_count:
+            return TargetScreen(self.disk_index + 1)
+        return None

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rescue.devices.inventory import Inventory
+from rescue.devices.disks import Inventory
+from rescue.devices.inventory import probe_inventory
 from rescue.errors import UsageError
-from rescue.hardware.profile import HardwareProfile
+from rescue.hardware.profile import HardwareProfile, collect_profile
 from rescue.i18n import _
 from rescue.runner import CommandRunner
 
@@ -93,9 +94,6 @@ class Machine:
         description: str = "",
     ) -> Machine:
         """Read-only: the running machine (inventory + hardware profile)."""
-        from rescue.devices.inventory import probe_inventory
-        from rescue.hardware.profile import collect_profile
-
         return cls(
             inventory=probe_inventory(include_loop=include_loop, runner=runner),
             hardware=collect_profile(boot_disk=boot_disk),

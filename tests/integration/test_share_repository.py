@@ -1,0 +1,107 @@
+"""A repository on a real SMB share (smbd on 127.0.0.1): `rescue backup` writes into it
+through the one door (mounted read-write for the backup, the folder made in the share),
+`list`, `verify` and a dry-run `restore` read it (mounted read-only), and nothing stays
+mounted after any of them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from realdisk import BackedUp, rescue_cli
+
+from rescue import services
+from rescue.repo import Share
+from rescue.repo import share as share_backend
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "iso"))
+from sambaserve import samba  # noqa: E402
+
+pytestmark = pytest.mark.root
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _kernel_mounts_cifs() -> bool:
+    subprocess.run(["modprobe", "-q", "cifs"], check=False)
+    with open("/proc/filesystems") as f:
+        return any(line.split()[-1] == "cifs" for line in f if line.strip())
+
+
+def _nothing_mounted() -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return "rescue-share-" not in f.read()
+
+
+@pytest.mark.skipif(shutil.which("smbd") is None or shutil.which("mount.cifs") is None,
+                    reason="needs samba and cifs-utils")
+def test_backup_to_and_restore_from_an_smb_share(gpt_backup: BackedUp, blank_disk,
+                                                 tmp_path: Path) -> None:
+    if not _kernel_mounts_cifs():
+        pytest.skip("this kernel cannot mount SMB shares (no cifs module)")
+    if not _port_free(445):
+        pytest.skip("something else listens on port 445")
+    share = tmp_path / "share"
+    share.mkdir()
+    location = "smb://127.0.0.1/backups/pc1/rescue"
+    with samba(share, tmp_path / "samba", writable=True):
+        proc = rescue_cli("backup", "--disk", gpt_backup.system.dev, "--repo", location,
+                          "--name", "on the share", check=True)
+        assert f"written to {location}" in proc.stdout
+        assert f"Repository {location}" in proc.stdout  # the share, not the private mount
+        assert (share / "pc1" / "rescue" / "rescue-repository.json").is_file()
+        assert _nothing_mounted()
+
+        listed = json.loads(rescue_cli("list", "--repo", location, "--json",
+                                       check=True).stdout)
+        assert [i["name"] for i in listed] == ["on the share"]
+        verify = rescue_cli("verify", "--repo", location, "--image", listed[0]["id"],
+                            check=True)
+        assert "is intact" in verify.stdout
+        target = blank_disk(gpt_backup.source_file.stat().st_size)
+        plan = rescue_cli("restore", "--repo", location, "--disk", target, "--dry-run",
+                          check=True)
+        assert "nothing was written" in plan.stdout
+        missing = rescue_cli("list", "--repo", "smb://127.0.0.1/backups/nothing-here")
+        assert missing.returncode != 0 and "no folder nothing-here" in missing.stderr
+        assert _nothing_mounted()
+
+
+def test_backup_through_the_share_backend_with_its_mount_faked(
+        gpt_backup: BackedUp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the kernel has no cifs: the same path through the facade and the engine,
+    the mount replaced by a folder."""
+    events: list[str] = []
+    folder = tmp_path / "mounted"
+
+    @contextlib.contextmanager
+    def mounted_share(share: Share, runner: object, write: bool) -> Iterator[str]:
+        events.append(f"mount {'rw' if write else 'ro'} {share.source}")
+        path = folder / share.subpath
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            yield str(path)
+        finally:
+            events.append("unmount")
+
+    monkeypatch.setattr(share_backend, "mounted_share", mounted_share)
+    location = "smb://tech:s3cret@nas/backups/pc1"
+    prepared = services.prepare_backup(gpt_backup.system.dev, location,
+                                       services.BackupOptions(name="faked share"))
+    assert events == ["mount rw //nas/backups"]
+    assert "Repository smb://tech@nas/backups/pc1" in prepared.summary_lines()
+    result = services.run_backup(prepared)
+    assert events == ["mount rw //nas/backups", "unmount"]
+    with services.open_repository(location) as repo:
+        assert repo.load_manifest("latest").id == result.manifest.id
+    assert (folder / "pc1" / "images" / result.manifest.id / "manifest.json").is_file()
