@@ -11,10 +11,11 @@ from rescue import services
 from rescue.devices.catalog import discover_images, format_images
 from rescue.devices.inventory import probe_inventory
 from rescue.errors import Cancelled, UsageError
-from rescue.events import Broadcast, JsonLog, Sink, TerminalProgress, human_bytes
+from rescue.events import Broadcast, JsonLog, Sink, human_bytes
 from rescue.image.repository import summarize
 from rescue.runner import CommandRunner
 from rescue.services import FIXUP_NAMES, BackupOptions, RestoreOptions, open_repository
+from rescue.terminal import TerminalProgress
 
 REPO_HELP = ("repository: a folder; an SMB or NFS share (smb://[user:password@]server/share"
              "/folder, //server/share/folder, nfs://server/export/folder, server:/export/"

@@ -23,8 +23,8 @@ from rescue.errors import UsageError
 from rescue.runner import CommandRunner, DryRunRunner, Result
 from rescue.unattended import Answers
 from rescue.wizard import headless
+from rescue.wizard.backend import LOG_FILE, EngineServices
 from rescue.wizard.model import WizardState
-from rescue.wizard.services import LOG_FILE, EngineServices
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -1,1 +1,2 @@
-"""The only writer: partitioning, streaming restore, capture, verify, boot fix-ups."""
+"""The only writer: partitioning, streaming restore, capture, verify, growing, boot
+fix-ups, USB sticks."""

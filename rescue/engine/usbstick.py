@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rescue import sysmount
+from rescue.devices.blockdev import partition_node
 from rescue.errors import TargetRefusedError, UsageError
 from rescue.i18n import _
 from rescue.runner import CommandRunner
@@ -147,10 +148,6 @@ def xorriso_drive(path: str) -> str:
     return f"stdio:{path}"
 
 
-def partition_path(dev: str, number: int) -> str:
-    return f"{dev}p{number}" if dev[-1].isdigit() else f"{dev}{number}"
-
-
 # -- probe and plan (read-only) -------------------------------------------------------------
 
 
@@ -249,7 +246,7 @@ def plan_usb(job: UsbJob, runner: CommandRunner) -> UsbPlan:
     if not job.iso_only:
         if device:
             data_size = DEVICE_SEED_SIZE
-            data_partition = partition_path(str(job.target), DATA_PARTITION)
+            data_partition = partition_node(str(job.target), DATA_PARTITION)
         else:
             data_size = job.size or data_size_for(tree_bytes(job.repo) if job.repo else 0)
     return UsbPlan(job=job, device=device, append=append, menus=menus,

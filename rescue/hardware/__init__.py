@@ -1,1 +1,2 @@
-"""The hardware profile of a machine and the compatibility verdict between two profiles."""
+"""The hardware profile of a machine, the compatibility verdict between two profiles,
+and a recorded machine (inventory + profile in one file)."""

@@ -1,1 +1,3 @@
-"""The image format: manifest, chunk codec, repository. Pure: no pyudev, parted or textual."""
+"""The image format: manifest, chunk codec, and the repository that holds images (a
+folder, read and written; a web server, read-only). No udev, libparted, Textual or mounts:
+where a repository lives and how it is reached is rescue.repo."""

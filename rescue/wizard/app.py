@@ -18,13 +18,13 @@ from textual.worker import WorkerFailed
 from rescue import i18n
 from rescue.i18n import _
 from rescue.wizard import flow
+from rescue.wizard.backend import Services, describe_error
 from rescue.wizard.model import LogMedium, WizardState
 from rescue.wizard.protocol import Wizard
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import ConfirmDialog, InputDialog, TextDialog
 from rescue.wizard.screens.language import LanguageScreen
 from rescue.wizard.screens.save_logs import FOLDER, SaveLogsDialog
-from rescue.wizard.services import Services, describe_error
 
 T = TypeVar("T")
 

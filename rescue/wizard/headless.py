@@ -15,12 +15,13 @@ from typing import IO
 
 from rescue import i18n
 from rescue.errors import ImageNotFoundError, TargetRefusedError, UsageError
-from rescue.events import Broadcast, Sink, TerminalProgress
+from rescue.events import Broadcast, Sink
 from rescue.i18n import _, format_datetime, format_size
 from rescue.repo import FOLDER, Location
+from rescue.terminal import TerminalProgress
 from rescue.unattended import Answers, validate
-from rescue.wizard.model import DiskEntry, ImageEntry, Outcome, RestoreOptions
-from rescue.wizard.services import Services
+from rescue.wizard.backend import Services
+from rescue.wizard.model import DiskEntry, ImageEntry, Outcome, RestoreChoices
 
 NETWORK_WAIT = 120.0  # seconds a web address may take to answer after boot (DHCP, links)
 NETWORK_RETRY = 5.0
@@ -134,7 +135,7 @@ def run(answers: Answers, services: Services, out: IO[str] | None = None,
         for disk in targets:
             say(_("Target: {path} {model} {size}").format(
                 path=disk.path, model=disk.model, size=format_size(disk.size_bytes)))
-        options = RestoreOptions(repartition=True, grow=answers.grow, verify=answers.verify,
+        options = RestoreChoices(repartition=True, grow=answers.grow, verify=answers.verify,
                                  force=answers.force)
         prepared = services.prepare_restore(image, targets[0], options, targets[1:])
         for line in prepared.lines:

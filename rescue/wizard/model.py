@@ -1,6 +1,6 @@
 """What the wizard shows and asks, as plain data (no textual, no I/O).
 
-Screens render these; :mod:`rescue.wizard.services` builds them from the engine, the
+Screens render these; :mod:`rescue.wizard.backend` builds them from the engine, the
 device inventory and the image catalog.
 """
 
@@ -91,8 +91,9 @@ class LogMedium:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """The hardware compatibility verdict (boot-critical vs other differences)."""
+class VerdictView:
+    """The hardware compatibility verdict as the wizard shows it (boot-critical vs other
+    differences); :class:`rescue.hardware.compat.Verdict` is the engine's."""
 
     level: str  # "same" | "compatible" | "boot-critical"
     boot_critical: tuple[str, ...] = ()
@@ -101,7 +102,10 @@ class Verdict:
 
 
 @dataclass
-class RestoreOptions:
+class RestoreChoices:
+    """What the technician chose for a restore; the wizard's services turn it into
+    :class:`rescue.plan.restore.RestoreOptions`."""
+
     repartition: bool = True  # the target gets the image's partition table (required)
     grow: bool = True  # the largest ext partition grows to fill a larger disk
     verify: bool = True
@@ -146,8 +150,8 @@ class WizardState:
     use_latest: bool = True
     target: DiskEntry | None = None  # for the image's first (or only) disk
     other_targets: list[DiskEntry] = field(default_factory=list)  # its disks 2, 3, ...
-    options: RestoreOptions = field(default_factory=RestoreOptions)
-    verdict: Verdict | None = None
+    options: RestoreChoices = field(default_factory=RestoreChoices)
+    verdict: VerdictView | None = None
     sources: list[DiskEntry] = field(default_factory=list)
     destination: str = ""
     backup_name: str = ""

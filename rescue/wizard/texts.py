@@ -4,7 +4,7 @@ hardware verdict."""
 from __future__ import annotations
 
 from rescue.i18n import _
-from rescue.wizard.model import ImageEntry, Verdict
+from rescue.wizard.model import ImageEntry, VerdictView
 
 
 def describe_location(image: ImageEntry) -> str:
@@ -13,7 +13,7 @@ def describe_location(image: ImageEntry) -> str:
     return f"{image.location} ({image.medium})" if image.medium else image.location
 
 
-def verdict_text(verdict: Verdict | None) -> str:
+def verdict_text(verdict: VerdictView | None) -> str:
     if verdict is None:
         return _("Comparing this computer's hardware with the image's…")
     if verdict.level == "same" and not verdict.other:

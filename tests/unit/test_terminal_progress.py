@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from rescue.events import LogMessage, Progress, StageFinished, StageStarted, TerminalProgress
+from rescue.events import LogMessage, Progress, StageFinished, StageStarted
+from rescue.terminal import TerminalProgress
 
 GiB = 1 << 30
 MiB = 1 << 20

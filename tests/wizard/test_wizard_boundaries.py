@@ -35,7 +35,7 @@ def test_only_the_wizard_imports_textual():
 def test_cli_and_unattended_mode_do_not_load_textual():
     code = (
         "import sys\n"
-        "import rescue.cli, rescue.unattended, rescue.wizard.headless, rescue.wizard.services\n"
+        "import rescue.cli, rescue.unattended, rescue.wizard.headless, rescue.wizard.backend\n"
         "rescue.cli.build_parser()\n"
         "assert 'textual' not in sys.modules, sorted(m for m in sys.modules if 'textual' in m)\n"
         "import rescue.wizard.app\n"

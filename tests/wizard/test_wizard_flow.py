@@ -513,9 +513,9 @@ def test_media_changes_do_not_reload_images_under_a_later_step():
 
 
 def test_blocked_verdict_offers_restore_anyway():
-    from rescue.wizard.model import Verdict
+    from rescue.wizard.model import VerdictView
 
-    svc = FixtureServices(verdict=Verdict(
+    svc = FixtureServices(verdict=VerdictView(
         "blocked", ("firmware: uefi -> bios. The image boots only with UEFI.",), ()))
 
     async def run() -> None:

@@ -18,8 +18,8 @@ from wizard_helpers import press_button, run_async, to_select_image, to_target, 
 from rescue.events import Progress
 from rescue.runner import DryRunRunner
 from rescue.wizard.app import RescueApp
+from rescue.wizard.backend import EngineServices
 from rescue.wizard.model import WizardState
-from rescue.wizard.services import EngineServices
 
 pytestmark = pytest.mark.root
 

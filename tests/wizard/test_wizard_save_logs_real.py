@@ -18,8 +18,8 @@ from wizard_fixtures import english, loops  # noqa: F401 (fixtures)
 from rescue.devices.mounts import current_mounts, devnum_of
 from rescue.errors import DeviceError, NoSpaceError
 from rescue.runner import CommandRunner, Result
+from rescue.wizard.backend import EngineServices
 from rescue.wizard.model import LogMedium
-from rescue.wizard.services import EngineServices
 
 pytestmark = pytest.mark.root
 

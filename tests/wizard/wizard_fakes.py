@@ -19,8 +19,8 @@ from rescue.wizard.model import (
     LogMedium,
     Outcome,
     Prepared,
-    RestoreOptions,
-    Verdict,
+    RestoreChoices,
+    VerdictView,
     Volume,
 )
 
@@ -72,7 +72,7 @@ LOG_FILE_NAME = "rescue-logs-20261130T101500Z.txt"
 class FixtureServices:
     images: list[ImageEntry] = field(default_factory=lambda: list(IMAGES))
     disks: list[DiskEntry] = field(default_factory=lambda: list(DISKS))
-    verdict: Verdict = field(default_factory=lambda: Verdict(
+    verdict: VerdictView = field(default_factory=lambda: VerdictView(
         "compatible", (), ("Network: Intel I219-V (e1000e) was Realtek RTL8111 (r8169)",)))
     prepare_error: RescueError | None = None
     run_error: RescueError | None = None
@@ -94,11 +94,11 @@ class FixtureServices:
     def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]:
         return list(self.disks)
 
-    def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict:
+    def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> VerdictView:
         return self.verdict
 
     def prepare_restore(self, image: ImageEntry, disk: DiskEntry,
-                        options: RestoreOptions, others=()) -> Prepared:
+                        options: RestoreChoices, others=()) -> Prepared:
         self.calls.append(("prepare_restore", image.id, disk.path,
                            *(d.path for d in others)))
         if self.prepare_error:

@@ -13,9 +13,9 @@ from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from rescue.i18n import _, format_size
+from rescue.wizard.backend import describe_error
 from rescue.wizard.model import DiskEntry
 from rescue.wizard.screens.base import WizardScreen
-from rescue.wizard.services import describe_error
 
 
 class BackupSourceScreen(WizardScreen):

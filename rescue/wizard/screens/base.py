@@ -16,9 +16,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Static
 
 from rescue.i18n import _
+from rescue.wizard.backend import Services
 from rescue.wizard.model import WizardState
 from rescue.wizard.protocol import Wizard
-from rescue.wizard.services import Services
 
 
 class WizardScreen(Screen[None]):

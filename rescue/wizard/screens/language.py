@@ -11,8 +11,8 @@ from textual.widgets import Button, Label, Select, Static
 
 from rescue import i18n
 from rescue.i18n import _
+from rescue.wizard.backend import describe_error
 from rescue.wizard.screens.base import WizardScreen
-from rescue.wizard.services import describe_error
 
 
 class LanguageScreen(WizardScreen):

@@ -11,10 +11,10 @@ from textual.timer import Timer
 from textual.widgets import Button, DataTable, RadioSet, Static
 
 from rescue.i18n import _, format_datetime, format_size
+from rescue.wizard.backend import describe_error
 from rescue.wizard.model import ImageEntry
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import InputDialog
-from rescue.wizard.services import describe_error
 from rescue.wizard.texts import describe_location
 from rescue.wizard.widgets import Radio
 

@@ -8,10 +8,10 @@ from textual.containers import VerticalScroll
 from textual.widgets import Button, Static
 
 from rescue.i18n import _, format_datetime, format_size
+from rescue.wizard.backend import describe_error
 from rescue.wizard.model import Prepared
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import TypedConfirmDialog
-from rescue.wizard.services import describe_error
 from rescue.wizard.texts import describe_location, verdict_text
 
 

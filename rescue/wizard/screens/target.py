@@ -12,9 +12,9 @@ from textual.containers import Vertical
 from textual.widgets import Button, Checkbox, DataTable, Static
 
 from rescue.i18n import _, format_size
-from rescue.wizard.model import DiskEntry, Verdict
+from rescue.wizard.backend import describe_error
+from rescue.wizard.model import DiskEntry, VerdictView
 from rescue.wizard.screens.base import WizardScreen
-from rescue.wizard.services import describe_error
 from rescue.wizard.texts import verdict_text
 from rescue.wizard.widgets import Check
 
@@ -147,13 +147,13 @@ class TargetScreen(WizardScreen):
         try:
             verdict = self.services.compatibility(image, target)
         except Exception as exc:  # noqa: BLE001
-            verdict = Verdict(level="unknown", summary=describe_error(exc))
+            verdict = VerdictView(level="unknown", summary=describe_error(exc))
         self.app.call_from_thread(self.loaded_verdict, verdict, target)
 
     def blocked(self) -> bool:
         return self.state.verdict is not None and self.state.verdict.level == "blocked"
 
-    def loaded_verdict(self, verdict: Verdict, target: DiskEntry | None) -> None:
+    def loaded_verdict(self, verdict: VerdictView, target: DiskEntry | None) -> None:
         if target != self.state.target or self.disk_index != 0:
             return  # an answer for an earlier choice of disk
         self.state.verdict = verdict

@@ -40,8 +40,8 @@ from rescue.wizard.model import (
     LogMedium,
     Outcome,
     Prepared,
-    RestoreOptions,
-    Verdict,
+    RestoreChoices,
+    VerdictView,
     Volume,
 )
 
@@ -50,9 +50,9 @@ class Services(Protocol):
     def find_images(self, locations: list[str]) -> list[ImageEntry]: ...
     def search_problems(self) -> list[str]: ...
     def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]: ...
-    def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict: ...
+    def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> VerdictView: ...
     def prepare_restore(
-        self, image: ImageEntry, disk: DiskEntry, options: RestoreOptions,
+        self, image: ImageEntry, disk: DiskEntry, options: RestoreChoices,
         others: Sequence[DiskEntry] = (),
     ) -> Prepared: ...
     def run_restore(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome: ...
@@ -228,12 +228,12 @@ class EngineServices:
         inv = self._inventory(self.include_loop, [image.location] if image and local else [])
         return [_disk_entry(d) for d in inv.disks]
 
-    def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> Verdict:
+    def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> VerdictView:
         """The verdict for restoring *image* here (onto *disk*: its bus and driver count)."""
         with facade.open_repository(image.location, runner=self.runner) as repo:
             manifest = repo.load_manifest(image.id)
         if not manifest.hardware:
-            return Verdict("unknown", summary=_("The image records no hardware profile."))
+            return VerdictView("unknown", summary=_("The image records no hardware profile."))
         key = disk.name if disk is not None else ""
         if key not in self._machines:
             self._machines[key] = collect_profile(boot_disk=key or None)
@@ -246,15 +246,12 @@ class EngineServices:
         critical = tuple(line(d) for d in verdict.differences if d.klass == BOOT_CRITICAL)
         other = tuple(f"{d.component}: {d.target or d.source}" for d in verdict.differences
                       if d.klass != BOOT_CRITICAL)
-        level = {"compatible": "compatible", "fixups": "fixups", "blocked": "blocked"}.get(
-            verdict.level, verdict.level)
-        if not verdict.differences:
-            level = "same"
-        return Verdict(level, critical, other)
+        level = verdict.level if verdict.differences else "same"
+        return VerdictView(level, critical, other)
 
     # -- restore / backup ------------------------------------------------------------
     def prepare_restore(
-        self, image: ImageEntry, disk: DiskEntry, options: RestoreOptions,
+        self, image: ImageEntry, disk: DiskEntry, options: RestoreChoices,
         others: Sequence[DiskEntry] = (),
     ) -> Prepared:
         self._let_go()
