@@ -169,13 +169,13 @@ def run_restore(
     with contextlib.closing(prepared):
         if len(prepared.plans) == 1:
             return Restorer(prepared.repo, prepared.manifest, prepared.plan, runner, sink,
-                            cancel, report_path=report_path).run()
+                            cancel, report_path=report_path, chunks_checked=True).run()
         order = prepared.plans[1:] + prepared.plans[:1]
         reports: list[RestoreReport] = []
         try:
             for plan in order:
                 restorer = Restorer(prepared.repo, prepared.manifest, plan, runner, sink,
-                                    cancel)
+                                    cancel, chunks_checked=True)
                 reports.append(restorer.report)
                 restorer.run()
         finally:

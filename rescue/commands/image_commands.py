@@ -192,14 +192,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
               f"{', model ' + d.model if d.model else ''}")
         for a in d.boot_areas:
             print(f"  boot area {a.name}: {a.data.length} bytes at {a.offset}, "
-                  f"{len(a.data.chunks)} chunk(s)")
+                  f"{a.data.stored_chunks} chunk(s)")
         for p in d.partitions:
             print(f"  {p.number:>2} {p.kind:<8} start {p.start:>10} size "
                   f"{human_bytes(p.size * ss):>10} type {p.type}")
             print(f"     fs {p.filesystem or '-'} uuid {p.fs_uuid or '-'} "
                   f"label {p.fs_label or '-'} partuuid {p.uuid or '-'}"
                   f"{' name ' + repr(p.name) if p.name else ''}")
-            chunks = len(p.data.chunks) if p.data else 0
+            chunks = p.data.stored_chunks if p.data else 0
             print(f"     {p.method}, used {human_bytes(p.used_bytes)}, {chunks} chunks")
     return 0
 
@@ -208,7 +208,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     with open_repository(args.repo, runner=CommandRunner()) as repo:
         m = repo.load_manifest(args.image)
         checked = services.verify_image(repo, m, TerminalProgress())
-    print(f"Image {m.id} is intact: {len(m.all_chunk_hashes())} chunks, "
+    print(f"Image {m.id} is intact: {m.stored_chunks} chunks, "
           f"{human_bytes(checked)} verified.")
     return 0
 

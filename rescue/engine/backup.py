@@ -34,6 +34,7 @@ from rescue.fs.usedmap import UsedMap
 from rescue.hardware.profile import collect_profile
 from rescue.i18n import _
 from rescue.image import chunks as codec
+from rescue.image.index import IndexWriter
 from rescue.image.manifest import (
     METHOD_USED_BLOCKS,
     METHOD_WHOLE,
@@ -262,6 +263,15 @@ class _Capture:
                 self.reused += length
         return digest
 
+    def store_part(self, raw: bytes) -> str:
+        """Keep a finished index part in the repository like a chunk; its BLAKE3."""
+        digest = codec.chunk_hash(raw)
+        blob = codec.compress(raw, self.level)
+        if self.repo.put_chunk(digest, blob):
+            with self.lock:
+                self.new_stored += len(blob)
+        return digest
+
 
 def _capture_range(
     cap: _Capture,
@@ -273,6 +283,7 @@ def _capture_range(
     cancel: threading.Event | None,
 ) -> ChunkedData:
     data = ChunkedData(length=used.length, chunk_size=chunk_size)
+    index = IndexWriter(used.length, chunk_size, cap.store_part)
     full = used.ranges == [(0, used.length)]
 
     def job(index: int) -> str | None:
@@ -284,19 +295,14 @@ def _capture_range(
                 keep = [(s - start, e - start) for s, e in overlaps]
         return cap.chunk(base + start, length, keep)
 
-    for index, digest in ordered_map(
+    for number, digest in ordered_map(
         job, used.chunks_touched(chunk_size), workers, workers * 3, cancel
     ):
-        span = data.chunk_span(index)[1]
-        if digest is None:
-            if data.zero and data.zero[-1][0] + data.zero[-1][1] == index:
-                data.zero[-1] = (data.zero[-1][0], data.zero[-1][1] + 1)
-            else:
-                data.zero.append((index, 1))
-        else:
-            data.chunks.append((index, digest))
-        meter.add(min(span, sum(e - s for s, e in used.overlaps(index * chunk_size,
-                                                               index * chunk_size + span))))
+        span = data.chunk_span(number)[1]
+        index.add(number, digest)
+        meter.add(min(span, sum(e - s for s, e in used.overlaps(number * chunk_size,
+                                                               number * chunk_size + span))))
+    data.parts = index.finish()
     return data
 
 

@@ -4,9 +4,11 @@ then the old signatures are wiped, the table written, and the chunks streamed
 
 from __future__ import annotations
 
+import heapq
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,13 +33,28 @@ from rescue.events import (
 from rescue.fs import bootsector, registry
 from rescue.i18n import _
 from rescue.image import chunks as codec
-from rescue.image.manifest import METHOD_RECREATE, ChunkedData, Disk, Manifest
+from rescue.image.index import IndexPart
+from rescue.image.manifest import METHOD_RECREATE, ChunkedData, Disk, Manifest, PartFetcher
 from rescue.image.repository import RepositoryReader
 from rescue.plan.restore import RestorePlan
 from rescue.runner import CommandRunner
 
 DECODE_WORKERS = 2
 DEPTH = 8  # chunks in flight: bounds memory to a few tens of MiB
+ZERO_JOB = 256 * 1024 * 1024  # the most one zeroing call covers (a run is cut into these)
+ZERO_READ = 4 * 1024 * 1024  # reading a zero run back: this much at a time
+ASK_EACH_LIMIT = 20_000  # chunks asked about one by one when a server lists nothing
+
+
+def _reads_zero(target: BlockTarget, offset: int, length: int) -> bool:
+    """Whether the target reads zero over [offset, offset+length), read a slice at a
+    time (a zero run may be hundreds of MiB)."""
+    for start in range(offset, offset + length, ZERO_READ):
+        size = min(ZERO_READ, offset + length - start)
+        data = target.pread(size, start)
+        if len(data) != size or not codec.is_zero(data):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -81,28 +98,52 @@ class RestoreReport:
         return json.dumps(asdict(self), indent=1)
 
 
-def write_jobs(manifest: Manifest, plan: RestorePlan) -> list[WriteJob]:
-    """Every chunk of the plan's disk of the image, in target order."""
+def write_jobs(manifest: Manifest, plan: RestorePlan,
+               fetch: PartFetcher | None = None) -> Iterator[WriteJob]:
+    """Every chunk of the plan's disk of the image, in target order, streamed: one index
+    part in memory at a time (*fetch* reads a part from the repository). A zero run is
+    one job (up to :data:`ZERO_JOB` bytes), not one per chunk."""
     disk = manifest.disks[plan.disk_index]
     which = plan.disk_index + 1 if plan.disk_count > 1 else 0  # named only when several
-    jobs: list[WriteJob] = []
 
-    def add(base: int, data: ChunkedData, place: dict[str, Any]) -> None:
-        zero = {i for a, n in data.zero for i in range(a, a + n)}
-        stored = dict(data.chunks)
-        for index in sorted(zero | set(stored)):
-            start, length = data.chunk_span(index)
-            jobs.append(WriteJob(base + start, length, stored.get(index),
-                                 chunk_place(manifest.id, start, disk=which, **place)))
+    def no_fetch(part: IndexPart) -> bytes:
+        raise ValueError("an index part is needed but no repository was given")
 
-    for area in disk.boot_areas:
-        add(area.offset, area.data, {"area": area.name})
+    def jobs(base: int, data: ChunkedData, place: dict[str, Any]) -> Iterator[WriteJob]:
+        per_zero_job = max(1, ZERO_JOB // data.chunk_size)
+        for entry in data.entries(fetch or no_fetch):
+            if entry.digest is not None:
+                start, length = data.chunk_span(entry.index)
+                yield WriteJob(base + start, length, entry.digest,
+                               chunk_place(manifest.id, start, disk=which, **place))
+                continue
+            for first in range(entry.index, entry.index + entry.count, per_zero_job):
+                count = min(per_zero_job, entry.index + entry.count - first)
+                start = first * data.chunk_size
+                yield WriteJob(base + start, data.run_bytes(first, count), None,
+                               chunk_place(manifest.id, start, disk=which, **place))
+
+    sources = [jobs(area.offset, area.data, {"area": area.name}) for area in disk.boot_areas]
     for pp in plan.partitions:
         src = disk.partition(pp.number)
         if src.data is not None:
-            add(pp.start * plan.sector_size, src.data, {"partition": pp.number})
-    jobs.sort(key=lambda j: j.offset)
-    return jobs
+            sources.append(jobs(pp.start * plan.sector_size, src.data,
+                                {"partition": pp.number}))
+    return heapq.merge(*sources, key=lambda j: j.offset)
+
+
+def plan_bytes(manifest: Manifest, plan: RestorePlan) -> int:
+    """Bytes :func:`write_jobs` brings to the target, from the image header alone."""
+    disk = manifest.disks[plan.disk_index]
+    ranges = [a.data for a in disk.boot_areas] + [
+        d for d in (disk.partition(pp.number).data for pp in plan.partitions) if d]
+    return sum(d.stored_chunk_bytes + d.zero_bytes for d in ranges)
+
+
+def part_fetcher(repo: RepositoryReader, manifest: Manifest) -> PartFetcher:
+    def fetch(part: IndexPart) -> bytes:
+        return repo.read_part(part, _("Image {image}, chunk index").format(image=manifest.id))
+    return fetch
 
 
 def chunk_place(image: str, offset: int, area: str = "", partition: int = 0,
@@ -123,36 +164,65 @@ def chunk_place(image: str, offset: int, area: str = "", partition: int = 0,
 
 
 def check_chunks_present(repo: RepositoryReader, manifest: Manifest,
-                         disk_index: int | None = None) -> None:
-    """Refuse when a chunk of the image (of its disk *disk_index* only) is missing."""
-    missing = repo.missing_chunks(sorted(manifest.all_chunk_hashes(disk_index)))
+                         disk_index: int | None = None, sink: Sink = null_sink) -> int:
+    """Refuse when a chunk of the image (of its disk *disk_index* only) is missing, before
+    anything is written. Presence is looked up once per repository, not once per chunk:
+    the index parts (one look each), then every listed chunk against one listing per
+    chunk folder (:meth:`RepositoryReader.chunk_inventory`). A web server that lists no
+    folders is asked chunk by chunk only for images of up to :data:`ASK_EACH_LIMIT`
+    chunks; for a larger one a missing chunk is found as the restore reaches it, which
+    stops before writing it. Returns the number of chunks listed."""
+    parts = manifest.index_parts(disk_index)
+    missing = repo.missing_chunks(sorted({p.blake3 for p in parts}))
     if missing:
+        raise ImageCorruptError(_(
+            "Image {image}: {count} part(s) of its chunk index are missing or empty in {repo} "
+            "(first: {first}); the image cannot be restored."
+        ).format(image=manifest.id, count=len(missing), repo=repo.location,
+                 first=missing[0][:16]))
+    inventory = repo.chunk_inventory()
+    fetch = part_fetcher(repo, manifest)
+    count, first = 0, ""  # chunks missing, the first name (every name could be millions)
+    if inventory is not None:
+        for _place, data in manifest.ranges(disk_index):
+            for keys in data.stored_key_batches(fetch):
+                lost = [f"{key:016x}" for key in keys if not inventory.has_key(key)]
+                if lost:
+                    count += len(lost)
+                    first = min([first, *lost] if first else lost)
+    elif manifest.stored_chunks <= ASK_EACH_LIMIT:
+        absent = repo.missing_chunks(sorted({
+            e.digest for _place, data in manifest.ranges(disk_index)
+            for e in data.entries(fetch) if e.digest is not None}))
+        count, first = len(absent), min(absent, default="")
+    else:
+        sink(LogMessage("warning", _(
+            "{repo} does not list its folders, so the presence of the {count} chunks of "
+            "image {image} is checked as they are read; a missing one stops the restore "
+            "before it is written."
+        ).format(repo=repo.location, count=manifest.stored_chunks, image=manifest.id)))
+    if count:
         raise ImageCorruptError(_(
             "Image {image}: {count} chunk(s) are missing or empty in {repo} (first: {first}); "
             "the image cannot be restored."
-        ).format(image=manifest.id, count=len(missing), repo=repo.location,
-                 first=sorted(missing)[0][:16]))
+        ).format(image=manifest.id, count=count, repo=repo.location, first=first[:16]))
+    return manifest.stored_chunks
 
 
 def verify_image(repo: RepositoryReader, manifest: Manifest, sink: Sink = null_sink,
                  cancel: threading.Event | None = None) -> int:
-    """Re-hash every chunk of an image (every disk) without a target. Returns bytes
-    checked."""
-    items: list[tuple[str, int, str]] = []
-    seen: set[str] = set()
-    places: list[tuple[dict[str, Any], ChunkedData]] = []
-    for n, disk in enumerate(manifest.disks, start=1):
-        which = n if len(manifest.disks) > 1 else 0
-        places += [({"area": a.name, "disk": which}, a.data) for a in disk.boot_areas]
-        places += [({"partition": p.number, "disk": which}, p.data)
-                   for p in disk.partitions if p.data]
-    for place, data in places:
-        for index, digest in data.chunks:
-            if digest not in seen:
-                seen.add(digest)
-                start, length = data.chunk_span(index)
-                items.append((digest, length, chunk_place(manifest.id, start, **place)))
-    total = sum(item[1] for item in items)
+    """Re-hash every chunk of an image (every disk) without a target, streamed one index
+    part at a time. Returns bytes checked."""
+    fetch = part_fetcher(repo, manifest)
+
+    def items() -> Iterator[tuple[str, int, str]]:
+        for place, data in manifest.ranges():
+            for entry in data.entries(fetch):
+                if entry.digest is not None:
+                    start, length = data.chunk_span(entry.index)
+                    yield entry.digest, length, chunk_place(manifest.id, start, **place)
+
+    total = sum(data.stored_chunk_bytes for _place, data in manifest.ranges())
     meter = ProgressMeter(sink, "verify-image", total)
     sink(StageStarted("verify-image", _("Verifying image {image} ({size})").format(
         image=manifest.id, size=human_bytes(total)), total))
@@ -162,8 +232,8 @@ def verify_image(repo: RepositoryReader, manifest: Manifest, sink: Sink = null_s
         codec.decode_chunk(digest, repo.read_chunk(digest, where), length, where)
         return length
 
-    for _item, n in ordered_map(check, items, max(DECODE_WORKERS, repo.parallel_reads), DEPTH,
-                                cancel):
+    for _item, n in ordered_map(check, items(), max(DECODE_WORKERS, repo.parallel_reads),
+                                DEPTH, cancel):
         meter.add(n)
     sink(StageFinished("verify-image", meter.elapsed, meter.done))
     return total
@@ -174,8 +244,11 @@ class Restorer:
                  runner: CommandRunner, sink: Sink = null_sink,
                  cancel: threading.Event | None = None,
                  target_factory: type[BlockTarget] = BlockTarget,
-                 report_path: str | None = None) -> None:
+                 report_path: str | None = None, chunks_checked: bool = False) -> None:
+        """*chunks_checked*: the image's chunks were found present when it was prepared
+        (rescue.services.prepare_restore); the preflight does not look again."""
         self.repo, self.manifest, self.plan = repo, manifest, plan
+        self.chunks_checked = chunks_checked
         self.runner, self.sink, self.cancel = runner, sink, cancel
         self.target_factory = target_factory
         self.report_path = report_path
@@ -205,9 +278,10 @@ class Restorer:
                 "{path} is in use: {why}. Unmount it first; nothing was written."
             ).format(path=t.path, why=use.describe()))
         ensure_exclusive(t.path)
-        # the chunks of the disk about to be written (the plan checked the whole image;
-        # each disk of a multi-disk restore need not check all of it again)
-        check_chunks_present(self.repo, self.manifest, self.plan.disk_index)
+        # the chunks of the disk about to be written, unless the preparation checked the
+        # whole image already
+        if not self.chunks_checked:
+            check_chunks_present(self.repo, self.manifest, self.plan.disk_index, self.sink)
         if self.plan.options.verify_first:
             verify_image(self.repo, self.manifest, self.sink, self.cancel)
         self._step("check-target", "done", f"{t.path}: {human_bytes(t.size_bytes)}, not in use")
@@ -275,16 +349,16 @@ class Restorer:
 
     def _already_there(self, target: BlockTarget, job: WriteJob) -> bool:
         """Delta restore: does the target hold this chunk's bytes already?"""
-        current = target.pread(job.length, job.offset)
-        if len(current) != job.length:
-            return False
         if job.digest is None:
-            return codec.is_zero(current)
-        return codec.chunk_hash(current) == job.digest
+            return _reads_zero(target, job.offset, job.length)
+        current = target.pread(job.length, job.offset)
+        return len(current) == job.length and codec.chunk_hash(current) == job.digest
+
+    def _jobs(self) -> Iterator[WriteJob]:
+        return write_jobs(self.manifest, self.plan, part_fetcher(self.repo, self.manifest))
 
     def _write_data(self) -> None:
-        jobs = write_jobs(self.manifest, self.plan)
-        total = sum(j.length for j in jobs)
+        total = plan_bytes(self.manifest, self.plan)
         meter = ProgressMeter(self.sink, "write-data", total)
         self.sink(StageStarted("write-data", _("Writing {size} to {path}").format(
             size=human_bytes(total), path=self.plan.target.path), total))
@@ -299,7 +373,7 @@ class Restorer:
 
         try:
             workers = max(DECODE_WORKERS, self.repo.parallel_reads)
-            for job, raw in ordered_map(fetch, iter(jobs), workers, DEPTH, self.cancel):
+            for job, raw in ordered_map(fetch, self._jobs(), workers, DEPTH, self.cancel):
                 if raw is True:
                     skipped += job.length
                 elif raw is None:
@@ -318,21 +392,21 @@ class Restorer:
                        + (f", {human_bytes(skipped)} already in place" if delta else ""))
             self.sink(StageFinished("write-data", meter.elapsed, meter.done))
             if self.plan.options.verify:
-                self._verify_written(target, jobs)
+                self._verify_written(target, total)
         finally:
             target.close()
 
-    def _verify_written(self, target: BlockTarget, jobs: list[WriteJob]) -> None:
+    def _verify_written(self, target: BlockTarget, total: int) -> None:
         target.drop_cache()
-        total = sum(j.length for j in jobs)
         meter = ProgressMeter(self.sink, "verify-written-data", total)
         self.sink(StageStarted("verify-written-data", _("Reading back {size} to verify").format(
             size=human_bytes(total)), total))
 
         def check(job: WriteJob) -> None:
-            data = target.pread(job.length, job.offset)
-            ok = codec.is_zero(data) if job.digest is None else (
-                codec.chunk_hash(data) == job.digest)
+            if job.digest is None:
+                ok = _reads_zero(target, job.offset, job.length)
+            else:
+                ok = codec.chunk_hash(target.pread(job.length, job.offset)) == job.digest
             if not ok:
                 self.report.verified = False
                 raise ImageCorruptError(_(
@@ -340,11 +414,13 @@ class Restorer:
                     "disk may be failing."
                 ).format(where=job.where, path=self.plan.target.path))
 
-        for job, _none in ordered_map(check, iter(jobs), DECODE_WORKERS, DEPTH, self.cancel):
+        count = 0
+        for job, _none in ordered_map(check, self._jobs(), DECODE_WORKERS, DEPTH, self.cancel):
             meter.add(job.length)
+            count += 1
         self.report.verified = True
         self.sink(StageFinished("verify-written-data", meter.elapsed, meter.done))
-        self._step("verify-written-data", "done", f"{len(jobs)} chunks match")
+        self._step("verify-written-data", "done", f"{count} chunks and zero runs match")
 
     def _fix_start_fields(self) -> None:
         """Boot sectors that record their partition's start (NTFS, FAT, exFAT) are told

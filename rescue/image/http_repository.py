@@ -31,6 +31,7 @@ from rescue.image.repository import (
     IMAGE_ID_PATTERN,
     INDEX_FILE,
     REPO_FILE,
+    ChunkInventory,
     RepositoryReader,
     check_marker,
 )
@@ -40,6 +41,8 @@ ATTEMPTS = 4
 BACKOFF = 0.5  # seconds, doubled after each failed attempt
 HEAD_WORKERS = 8
 _LISTED_ID = re.compile(rf'href="(?:[^"]*/)?({IMAGE_ID_PATTERN})/?"')
+_LISTED_FOLDER = re.compile(r'href="(?:[^"]*/)?([0-9a-f]{2})/"')
+_LISTED_CHUNK = re.compile(r'href="(?:[^"]*/)?([0-9a-f]{64}\.zst)"')
 
 
 class HttpRepository(RepositoryReader):
@@ -203,6 +206,26 @@ class HttpRepository(RepositoryReader):
             raise self._refused(self._chunk_rel(digest), status, resp.reason)
         length = resp.getheader("Content-Length")
         return int(length) if length and length.isdigit() else 1
+
+    def chunk_inventory(self) -> ChunkInventory | None:
+        """From the server's listings of chunks/xx/ (one request per folder, all at
+        once); None when the server lists no folders (a static host)."""
+        top = self._fetch("chunks/")
+        if top is None:
+            return None
+        folders = sorted(set(_LISTED_FOLDER.findall(top.decode("utf-8", "replace"))))
+        if not folders:
+            return None
+
+        def listing(folder: str) -> list[str]:
+            if folder not in folders:
+                return []
+            raw = self._fetch(f"chunks/{folder}/")
+            return _LISTED_CHUNK.findall(raw.decode("utf-8", "replace")) if raw else []
+
+        inventory = ChunkInventory(listing)
+        inventory.preload(folders, HEAD_WORKERS)
+        return inventory
 
     def missing_chunks(self, digests: list[str]) -> list[str]:
         with ThreadPoolExecutor(HEAD_WORKERS) as pool:

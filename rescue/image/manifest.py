@@ -8,6 +8,7 @@ refused before anything is planned. See docs/FORMAT.md.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,56 +16,93 @@ import blake3
 
 from rescue.errors import ImageCorruptError, UnsupportedFormatError
 from rescue.i18n import _
+from rescue.image.index import Entry, IndexPart, decode_part, stored_keys
 
 MAGIC = "rescue-image"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: chunk indexes in parts (rescue.image.index); 1 still read
 HASH_FIELD = "manifest_blake3"
+
+
+#: fetches the raw bytes of an index part (verified against its BLAKE3)
+PartFetcher = Callable[[IndexPart], bytes]
 
 
 @dataclass
 class ChunkedData:
     """A byte range cut into fixed-size chunks aligned to its start.
 
-    Chunk *i* covers ``[i * chunk_size, min((i + 1) * chunk_size, length))``.
-    ``chunks`` lists ``(i, blake3-hex)`` for stored chunks; ``zero`` lists
-    ``(first, count)`` runs of chunks that are all zero and must read back as zero.
-    Any other chunk index is unused space: never stored and never written.
+    Chunk *i* covers ``[i * chunk_size, min((i + 1) * chunk_size, length))``. Which chunks
+    are stored (under a BLAKE3) and which are all zero is the range's *index*: in format 2
+    a list of :class:`~rescue.image.index.IndexPart` kept in the repository and read one
+    at a time (``parts``); in format 1 (still read) inline lists, ``chunks`` of
+    ``(i, blake3-hex)`` and ``zero`` of ``(first, count)`` runs. Any other chunk index is
+    unused space: never stored and never written.
     """
 
     length: int
     chunk_size: int
-    chunks: list[tuple[int, str]] = field(default_factory=list)
-    zero: list[tuple[int, int]] = field(default_factory=list)
+    parts: list[IndexPart] = field(default_factory=list)
+    chunks: list[tuple[int, str]] = field(default_factory=list)  # format 1
+    zero: list[tuple[int, int]] = field(default_factory=list)  # format 1
 
     def chunk_span(self, index: int) -> tuple[int, int]:
         start = index * self.chunk_size
         return start, min(self.chunk_size, self.length - start)
 
+    def run_bytes(self, index: int, count: int) -> int:
+        """Bytes of *count* chunks from chunk *index* (the last chunk may be short)."""
+        start = index * self.chunk_size
+        return max(0, min(self.length, (index + count) * self.chunk_size) - start)
+
+    @property
+    def stored_chunks(self) -> int:
+        return sum(p.stored for p in self.parts) + len(self.chunks)
+
     @property
     def stored_chunk_bytes(self) -> int:
-        return sum(self.chunk_span(i)[1] for i, _digest in self.chunks)
+        return (sum(p.stored_bytes for p in self.parts)
+                + sum(self.chunk_span(i)[1] for i, _digest in self.chunks))
 
     @property
     def zero_bytes(self) -> int:
-        total = 0
-        for first, count in self.zero:
-            for i in range(first, first + count):
-                total += self.chunk_span(i)[1]
-        return total
+        return (sum(p.zero_bytes for p in self.parts)
+                + sum(self.run_bytes(a, n) for a, n in self.zero))
+
+    def entries(self, fetch: PartFetcher) -> Iterator[Entry]:
+        """Stored chunks and zero runs in chunk order, one index part in memory at a time
+        (*fetch* reads a part from the repository)."""
+        if self.chunks or self.zero:
+            inline = [Entry(i, h) for i, h in self.chunks] + [
+                Entry(a, None, n) for a, n in self.zero]
+            yield from sorted(inline, key=lambda e: e.index)
+        for part in self.parts:
+            yield from decode_part(fetch(part), part, _("index part {digest}").format(
+                digest=part.blake3[:16]))
+
+    def stored_key_batches(self, fetch: PartFetcher) -> Iterator[list[int]]:
+        """The first 64 bits of each stored chunk's BLAKE3, a part at a time (what a
+        presence check looks up)."""
+        if self.chunks:
+            yield [int(h[:16], 16) for _i, h in self.chunks]
+        for part in self.parts:
+            yield stored_keys(fetch(part), part, _("index part {digest}").format(
+                digest=part.blake3[:16]))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "length": self.length,
-            "chunk_size": self.chunk_size,
-            "chunks": [[i, h] for i, h in self.chunks],
-            "zero": [[a, n] for a, n in self.zero],
-        }
+        d: dict[str, Any] = {"length": self.length, "chunk_size": self.chunk_size}
+        if self.parts:
+            d["index"] = [p.to_dict() for p in self.parts]
+        if self.chunks or self.zero or not self.parts:
+            d["chunks"] = [[i, h] for i, h in self.chunks]
+            d["zero"] = [[a, n] for a, n in self.zero]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ChunkedData:
         return cls(
             length=int(d["length"]),
             chunk_size=int(d["chunk_size"]),
+            parts=[IndexPart.from_dict(x) for x in d.get("index", [])],
             chunks=[(int(i), str(h)) for i, h in d.get("chunks", [])],
             zero=[(int(a), int(n)) for a, n in d.get("zero", [])],
         )
@@ -199,17 +237,27 @@ class Manifest:
                     total += p.data.stored_chunk_bytes + p.data.zero_bytes
         return total
 
-    def all_chunk_hashes(self, disk_index: int | None = None) -> set[str]:
-        """The chunks of every disk, or of the disk *disk_index* only."""
-        hashes: set[str] = set()
-        disks = self.disks if disk_index is None else [self.disks[disk_index]]
-        for disk in disks:
+    def ranges(self, disk_index: int | None = None) -> Iterator[tuple[dict[str, Any],
+                                                                  ChunkedData]]:
+        """Every indexed byte range, of every disk or of the disk *disk_index* only, with
+        where it is (``{"disk": n, "area": name}`` or ``{"disk": n, "partition": n}``;
+        disk 0 when the image has one disk)."""
+        for n, disk in enumerate(self.disks):
+            if disk_index is not None and n != disk_index:
+                continue
+            which = n + 1 if len(self.disks) > 1 else 0
             for area in disk.boot_areas:
-                hashes.update(h for _index, h in area.data.chunks)
+                yield {"disk": which, "area": area.name}, area.data
             for p in disk.partitions:
                 if p.data:
-                    hashes.update(h for _index, h in p.data.chunks)
-        return hashes
+                    yield {"disk": which, "partition": p.number}, p.data
+
+    def index_parts(self, disk_index: int | None = None) -> list[IndexPart]:
+        return [part for _place, data in self.ranges(disk_index) for part in data.parts]
+
+    @property
+    def stored_chunks(self) -> int:
+        return sum(data.stored_chunks for _place, data in self.ranges())
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -171,7 +171,8 @@ class Target:
             key=lambda p: (-p.size, p.number),
         )
         bios_grub = next((p.number for p in parts if parttypes.is_bios_boot(p.type)), None)
-        boot_code = any(a.name == "mbr-boot-code" and a.data.chunks for a in disk.boot_areas)
+        boot_code = any(a.name == "mbr-boot-code" and a.data.stored_chunks
+                        for a in disk.boot_areas)
         return cls(
             manifest=manifest, disk=disk, firmware=firmware,
             drivers=expand_drivers(storage_drivers), esp=esp, bios_grub=bios_grub,

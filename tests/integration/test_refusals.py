@@ -36,12 +36,15 @@ def _manifest_path(repo: Path, image_id: str) -> Path:
 
 def _first_chunk(repo: Path, image_id: str, partition: int) -> tuple[str, int, int]:
     """(digest, offset in the partition, length) of a partition's first stored chunk."""
-    m = Repository.open(repo).load_manifest(image_id)
+    opened = Repository.open(repo)
+    m = opened.load_manifest(image_id)
     data = m.disks[0].partition(partition).data
     assert data is not None
-    index, digest = data.chunks[0]
-    offset, length = data.chunk_span(index)
-    return digest, offset, length
+    first = next(e for e in data.entries(lambda part: opened.read_part(part, "test"))
+                 if e.digest is not None)
+    assert first.digest is not None
+    offset, length = data.chunk_span(first.index)
+    return first.digest, offset, length
 
 
 def _target_file(target: str) -> Path:

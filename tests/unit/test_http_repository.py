@@ -174,3 +174,35 @@ def test_listing_parser_takes_only_image_ids(tmp_path: Path) -> None:
                     repo.root / "images" / "20260101T000000Z-zzzzzz")  # not an id
     with serve(repo.root) as (url, _):
         assert HttpRepository.open(url).image_ids() == [made[0].id]
+
+
+def test_presence_is_one_listing_per_chunk_folder_not_a_head_per_chunk(local) -> None:
+    repo, made = local
+    with serve(repo.root) as (url, requests):
+        check_chunks_present(HttpRepository.open(url), made[1])
+    assert not any(r.startswith("HEAD /chunks/") for r in requests)
+    assert any(r.startswith("GET /chunks/") and r.rstrip().endswith("/") for r in requests)
+
+
+def test_a_server_without_listings_is_asked_per_chunk_only_for_small_images(
+        local, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rescue.engine import restore
+    from rescue.events import LogMessage
+
+    repo, made = local
+    digest = next(h for _i, h in made[1].disks[0].partitions[0].data.chunks)
+    repo.chunk_path(digest).unlink()
+    with serve(repo.root, listing=False) as (url, requests):
+        remote = HttpRepository.open(url)
+        assert remote.chunk_inventory() is None
+        with pytest.raises(ImageCorruptError, match="1 chunk\\(s\\) are missing"):
+            check_chunks_present(remote, made[1])
+        assert any(r.startswith("HEAD /chunks/") for r in requests)
+        # above the limit: no HEAD per chunk; said so, and the read itself stops later
+        monkeypatch.setattr(restore, "ASK_EACH_LIMIT", 1)
+        said: list[object] = []
+        check_chunks_present(remote, made[1], sink=said.append)
+        assert any(isinstance(e, LogMessage) and "does not list its folders" in e.text
+                   for e in said)
+        with pytest.raises(ImageCorruptError, match="missing from the repository"):
+            remote.read_chunk(digest, "partition 1")
