@@ -132,6 +132,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     ap.add_argument("--out", default=str(ROOT / "bench/out/results.json"))
     ap.add_argument("--doc", default=str(ROOT / "docs/PERFORMANCE.md"))
+    ap.add_argument("--scale-sizes", default="100k,1M,3.5M,14M",
+                    help="chunk entries of the scale benchmark's images (bench/scale.py); "
+                    "'' skips it")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("make bench needs root (loop devices).", file=sys.stderr)
@@ -255,6 +258,13 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     write_doc(Path(args.doc), results)
     print(json.dumps(results, indent=1))
+    if args.scale_sizes:
+        # the scale benchmark (issue 11) writes its own section of the same document
+        scale = subprocess.run([PY, str(ROOT / "bench/scale.py"), "--sizes", args.scale_sizes,
+                                "--doc", args.doc])
+        if scale.returncode != 0:
+            print(f"bench/scale.py failed ({scale.returncode})", file=sys.stderr)
+            return scale.returncode
     return 0
 
 
