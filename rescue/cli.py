@@ -12,6 +12,7 @@ import traceback
 
 from rescue import __version__, i18n
 from rescue.errors import RescueError, from_oserror
+from rescue.repo.location import redact
 
 # Each module registers one or more subcommands (see rescue/commands/__init__.py).
 COMMAND_MODULES = [
@@ -69,10 +70,26 @@ def main(argv: list[str] | None = None) -> int:
         return 70
 
 
+#: where crash logs go; a private folder in the temporary directory when it cannot be made
+CRASH_LOG_DIR = "/var/log/rescue"
+
+
 def _save_crash_log() -> str:
-    directory = "/var/log/rescue" if os.access("/var/log", os.W_OK) else tempfile.gettempdir()
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"crash-{time.strftime('%Y%m%d-%H%M%S')}.log")
-    with open(path, "w") as f:
-        f.write(" ".join(sys.argv) + "\n\n" + traceback.format_exc())
-    return path
+    """Write the command line and the traceback, without passwords (they may be in a
+    repository's address), to a new file only root can read: in :data:`CRASH_LOG_DIR`,
+    or in a private folder (0700) made for it in the temporary directory. Never follows
+    a link or reuses a file another user could have put there."""
+    text = redact(" ".join(sys.argv) + "\n\n" + traceback.format_exc())
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    try:
+        os.makedirs(CRASH_LOG_DIR, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(CRASH_LOG_DIR, name),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        directory = CRASH_LOG_DIR
+    except OSError:
+        directory = tempfile.mkdtemp(prefix="rescue-crash-")
+        fd = os.open(os.path.join(directory, name),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return os.path.join(directory, name)

@@ -44,7 +44,8 @@ KEYS = {
     "format": "time and currency format (en_US, de_DE, ...)",
     "keymap": "console keyboard layout (us, de, fr, ...)",
     "action": "restore or backup",
-    "repo": "repository folder(s) to read images from or write the backup to",
+    "repo": "repository folder(s) to read images from (only there: images on attached disks "
+            "are then not used) or write the backup to",
     "image": "image to restore: latest (default), an id or a unique id prefix",
     "target": "disk to restore onto (a /dev path, preferably /dev/disk/by-id/...); an image "
               "of several disks: one per disk, in the image's order, separated by commas",

@@ -135,8 +135,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     if len(args.repo) != 1:
         return _list_everywhere(args)
+    problems: list[str] = []
     with open_repository(args.repo[0], runner=CommandRunner()) as repo:
-        images = repo.list_images()
+        images = repo.list_images(problems)
+    for problem in problems:  # one bad image never hides the others
+        print(f"rescue: warning: {problem}", file=sys.stderr)
     if args.json:
         print(json.dumps([s.to_dict() for s in images], indent=1))
         return 0

@@ -31,10 +31,12 @@ except (OSError, AttributeError):  # pragma: no cover - not glibc
 
 
 class BlockTarget:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, fd: int | None = None) -> None:
+        """*fd*: write through (a duplicate of) this descriptor of the disk, the one the
+        restore holds open from its preflight on, instead of opening *path* again."""
         self.path = path
         try:
-            self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            self.fd = os.dup(fd) if fd is not None else os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
             raise from_oserror(exc, _("Opening {path} for writing").format(path=path)) from exc
         self._zeroout = True
@@ -108,15 +110,23 @@ class BlockTarget:
             self.fd = -1
 
 
-def ensure_exclusive(path: str) -> None:
-    """Refuse a target that something else holds open exclusively (a mounted filesystem,
-    md, device-mapper). Opening with O_EXCL fails with EBUSY in that case."""
+def claim_exclusive(path: str, write: bool = True) -> int:
+    """Open *path* with O_EXCL and return the descriptor: while it is open, nothing else
+    can claim the disk exclusively (mount it or one of its partitions, assemble md or
+    device-mapper on it, run mkfs or another partitioning tool that opens with O_EXCL),
+    and a loop device cannot be re-attached to another file. Refuses a target that
+    something else holds (EBUSY)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC)
+        return os.open(path, (os.O_RDWR if write else os.O_RDONLY) | os.O_EXCL | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.EBUSY:
             raise TargetRefusedError(_(
                 "{path} is in use (mounted or held by another driver); nothing was written."
             ).format(path=path)) from exc
         raise from_oserror(exc, _("Opening {path}").format(path=path)) from exc
-    os.close(fd)
+
+
+def ensure_exclusive(path: str) -> None:
+    """Refuse a target that something else holds open exclusively (a mounted filesystem,
+    md, device-mapper). Opening with O_EXCL fails with EBUSY in that case."""
+    os.close(claim_exclusive(path, write=False))

@@ -31,6 +31,12 @@ def write_table(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) -> N
     path = plan.target.path
     try:
         device = parted.getDevice(path)
+        if device.length * device.sectorSize != plan.target.size_bytes:
+            # libparted keeps each device it saw, with its size then: a disk attached
+            # at the same node since (a swapped stick, a loop device set up again) would
+            # be laid out with the old size. Drop it (not freed: see below), probe anew.
+            device.removeFromCache()
+            device = parted.getDevice(path)
         disk = parted.freshDisk(device, _PARTED_LABEL[plan.table])
         order = sorted(plan.partitions, key=lambda p: (p.kind == "logical", p.number))
         # libparted numbers partitions in the order they are added (GPT 1, 2, 3, ...; MBR

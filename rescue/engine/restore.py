@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import heapq
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from rescue.devices.blockdev import device_facts
 from rescue.devices.mounts import disk_use
+from rescue.devices.target import fd_identity, identity_changes, target_roles
 from rescue.engine import grow
 from rescue.engine import partition as pt
-from rescue.engine.blockio import BlockTarget, ensure_exclusive
+from rescue.engine.blockio import BlockTarget, claim_exclusive
 from rescue.engine.bootfix import FixupContext, run_fixups
 from rescue.engine.pipeline import ordered_map
 from rescue.errors import Cancelled, ImageCorruptError, RescueError, TargetRefusedError
@@ -36,7 +38,7 @@ from rescue.image import chunks as codec
 from rescue.image.index import IndexPart
 from rescue.image.manifest import METHOD_RECREATE, ChunkedData, Disk, Manifest, PartFetcher
 from rescue.image.repository import RepositoryReader
-from rescue.plan.restore import RestorePlan
+from rescue.plan.restore import RestorePlan, check_target
 from rescue.runner import CommandRunner
 
 DECODE_WORKERS = 2
@@ -253,6 +255,11 @@ class Restorer:
         self.target_factory = target_factory
         self.report_path = report_path
         self.disk: Disk = manifest.disks[plan.disk_index]
+        # the target disk, open from the preflight to the end of the restore: with O_EXCL
+        # while the restore writes the disk itself (signatures, table, data), then without
+        # it while the swap, growth and boot fix-ups claim its partitions (see _share_disk)
+        self._disk_fd = -1
+        self._exclusive = False
         self.report = RestoreReport(
             image_id=manifest.id, target=plan.target.path,
             started_utc=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -263,6 +270,7 @@ class Restorer:
 
     def preflight(self) -> None:
         t = self.plan.target
+        check_target(t)  # a partition, the boot medium, ... (a plan made by hand)
         facts = device_facts(t.path)
         if int(facts["size_bytes"]) != t.size_bytes:
             raise TargetRefusedError(_(
@@ -277,7 +285,7 @@ class Restorer:
             raise TargetRefusedError(_(
                 "{path} is in use: {why}. Unmount it first; nothing was written."
             ).format(path=t.path, why=use.describe()))
-        ensure_exclusive(t.path)
+        self._claim_disk()
         # the chunks of the disk about to be written, unless the preparation checked the
         # whole image already
         if not self.chunks_checked:
@@ -285,6 +293,44 @@ class Restorer:
         if self.plan.options.verify_first:
             verify_image(self.repo, self.manifest, self.sink, self.cancel)
         self._step("check-target", "done", f"{t.path}: {human_bytes(t.size_bytes)}, not in use")
+
+    def _claim_disk(self) -> None:
+        """Open the target with O_EXCL (kept open until the end of the restore), then
+        check that the device open is the disk the plan was made for (device number,
+        size, disk sequence number, WWN, serial: read through the descriptor) and that it
+        is still neither the boot medium nor the disk holding the repository."""
+        t = self.plan.target
+        self._release_disk()
+        fd = claim_exclusive(t.path)
+        try:
+            changes = identity_changes(t, fd_identity(fd))
+            if changes:
+                raise TargetRefusedError(_(
+                    "{path} is not the disk the restore was planned for ({changes}); was a "
+                    "disk swapped or attached again? Nothing was written; start again."
+                ).format(path=t.path, changes="; ".join(changes)))
+            is_boot, holds_repo = target_roles(t.path, self.repo.local_folder)
+            check_target(replace(t, is_boot_medium=is_boot, holds_repository=holds_repo))
+        except BaseException:
+            os.close(fd)
+            raise
+        self._disk_fd, self._exclusive = fd, True
+
+    def _share_disk(self) -> None:
+        """Let the partitions be claimed (mkswap, growing, the boot fix-ups' mounts open
+        them with O_EXCL, which the disk's own O_EXCL would refuse): the disk stays open,
+        without O_EXCL, so it cannot be swapped under the restore (a loop device cannot
+        be attached to another file while it is open)."""
+        if not self._exclusive:
+            return
+        shared = os.open(f"/proc/self/fd/{self._disk_fd}", os.O_RDONLY | os.O_CLOEXEC)
+        os.close(self._disk_fd)
+        self._disk_fd, self._exclusive = shared, False
+
+    def _release_disk(self) -> None:
+        if self._disk_fd >= 0:
+            os.close(self._disk_fd)
+        self._disk_fd, self._exclusive = -1, False
 
     # -- the restore ------------------------------------------------------------------
 
@@ -305,9 +351,12 @@ class Restorer:
             if not self.plan.reuse_table:
                 for pp in self.plan.partitions:
                     if pp.kind != "extended":
-                        self.runner.run(["wipefs", "-a", "-q", nodes[pp.number]], check=False)
+                        # --force: our own O_EXCL on the disk would refuse wipefs's
+                        self.runner.run(["wipefs", "-a", "-f", "-q", nodes[pp.number]],
+                                        check=False)
             self._write_data()
             self._fix_start_fields()
+            self._share_disk()
             self._recreate_swap(nodes)
             self._grow(nodes)
             self._fixups(nodes)
@@ -324,6 +373,7 @@ class Restorer:
             self.report.error = str(exc)
             raise
         finally:
+            self._release_disk()
             self.report.elapsed = time.monotonic() - start
             if self.report_path:
                 with open(self.report_path, "w") as f:
@@ -333,13 +383,18 @@ class Restorer:
     def _prepare_disk(self) -> None:
         path = self.plan.target.path
         pt.forget_partitions(path, self.runner)
-        self.runner.run(["wipefs", "-a", "-q", path],
+        # --force: wipefs opens with O_EXCL, which the restore's own claim would refuse
+        self.runner.run(["wipefs", "-a", "-f", "-q", path],
                         what=_("Wiping old signatures on {path}").format(path=path))
         self._step("wipe-signatures", "done")
         pt.write_table(self.plan, self.disk, self.runner)
         self._step("write-partition-table", "done",
                    f"{self.plan.table.upper()} {self.plan.disk_id}, "
                    f"{len(self.plan.partitions)} partitions")
+
+    def _held_fd(self) -> int | None:
+        """The disk as the preflight opened it (O_EXCL, read-write), None before."""
+        return self._disk_fd if self._exclusive else None
 
     def _decode(self, job: WriteJob) -> bytes | None:
         if job.digest is None:
@@ -362,7 +417,7 @@ class Restorer:
         meter = ProgressMeter(self.sink, "write-data", total)
         self.sink(StageStarted("write-data", _("Writing {size} to {path}").format(
             size=human_bytes(total), path=self.plan.target.path), total))
-        target = self.target_factory(self.plan.target.path)
+        target = self.target_factory(self.plan.target.path, fd=self._held_fd())
         delta = self.plan.options.delta
         skipped = 0
 
@@ -430,7 +485,7 @@ class Restorer:
                  if pp.moved and pp.filesystem in bootsector.START_FIELD_TYPES]
         if not moved:
             return
-        target = self.target_factory(self.plan.target.path)
+        target = self.target_factory(self.plan.target.path, fd=self._held_fd())
         try:
             for pp in moved:
                 base = pp.start * ss

@@ -30,10 +30,23 @@ def compress(data: bytes | bytearray | memoryview, level: int = DEFAULT_LEVEL) -
 
 
 def decompress(blob: bytes, expected_len: int) -> bytes:
+    """The frame's bytes, never more than *expected_len* + 1 of them in memory: a frame
+    that declares another size is refused before anything is allocated (zstandard would
+    allocate what the header says, ignoring ``max_output_size``), and one without a
+    declared size is read through a bounded stream."""
     dctx = getattr(_local, "dctx", None)
     if dctx is None:
         dctx = _local.dctx = zstandard.ZstdDecompressor()
-    return dctx.decompress(blob, max_output_size=expected_len)
+    declared = zstandard.frame_content_size(blob)
+    if declared == expected_len:
+        return dctx.decompress(blob)
+    if declared >= 0:
+        raise zstandard.ZstdError(f"the frame declares {declared} bytes")
+    with dctx.stream_reader(blob, read_across_frames=False) as reader:
+        data = reader.read(expected_len + 1)
+    if len(data) > expected_len:
+        raise zstandard.ZstdError(f"the frame holds more than {expected_len} bytes")
+    return data
 
 
 def decode_chunk(digest: str, blob: bytes, expected_len: int, where: str) -> bytes:

@@ -37,6 +37,10 @@ from rescue.image.repository import (
 )
 
 TIMEOUT = 30.0  # seconds without a byte before a request counts as failed
+DEADLINE = 300.0  # seconds for a whole answer, however its bytes trickle in
+MAX_BODY = 64 << 20  # bytes of any answer: a chunk, an index part, a listing, a header
+MAX_MANIFEST = 1 << 30  # a format-1 manifest lists every chunk: ~110 MB per TB of data
+READ_PIECE = 1 << 16
 ATTEMPTS = 4
 BACKOFF = 0.5  # seconds, doubled after each failed attempt
 HEAD_WORKERS = 8
@@ -102,7 +106,8 @@ class HttpRepository(RepositoryReader):
             conn.close()
             self._local.conn = None
 
-    def _request(self, method: str, rel: str) -> tuple[int, http.client.HTTPResponse, bytes]:
+    def _request(self, method: str, rel: str, limit: int = MAX_BODY
+                 ) -> tuple[int, http.client.HTTPResponse, bytes]:
         """(status, response, body) for *rel* under the repository URL; retried on
         network errors and 5xx answers."""
         path = self.base + quote(rel)
@@ -111,10 +116,15 @@ class HttpRepository(RepositoryReader):
             if attempt:
                 time.sleep(BACKOFF * 2 ** (attempt - 1))
             conn = self._connection()
+            deadline = time.monotonic() + DEADLINE
             try:
                 conn.request(method, path, headers=self.headers)
                 resp = conn.getresponse()
-                body = resp.read()
+                body = resp.read() if method == "HEAD" else self._body(resp, rel, deadline,
+                                                                        limit)
+            except RepositoryError:
+                self._drop_connection()
+                raise
             except ssl.SSLCertVerificationError as exc:
                 self._drop_connection()
                 raise RepositoryError(
@@ -138,9 +148,40 @@ class HttpRepository(RepositoryReader):
               "running.").format(host=self.host, what=rel or "/", error=error,
                                  attempts=ATTEMPTS))
 
-    def _fetch(self, rel: str) -> bytes | None:
+    def _body(self, resp: http.client.HTTPResponse, rel: str, deadline: float,
+              limit: int) -> bytes:
+        """The body, refused when it is larger than *limit* (more than any file of a
+        repository of that kind holds) or when the whole answer takes longer than
+        :data:`DEADLINE` (a server trickling a byte at a time resets every per-read
+        timeout, never this one)."""
+        declared = resp.getheader("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise self._too_much(rel, limit)
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise RepositoryError(_(
+                    "The web server {host} took longer than {seconds} s to send {what}; "
+                    "check the network or the server."
+                ).format(host=self.host, seconds=int(DEADLINE), what=rel or "/"))
+            piece = resp.read1(READ_PIECE)
+            if not piece:
+                return b"".join(parts)
+            size += len(piece)
+            if size > limit:
+                raise self._too_much(rel, limit)
+            parts.append(piece)
+
+    def _too_much(self, rel: str, limit: int) -> RepositoryError:
+        return RepositoryError(_(
+            "The web server {host} sent more than {limit} MiB for {what}, more than any "
+            "file of a repository holds; it is not a rescue repository or it is broken."
+        ).format(host=self.host, limit=limit >> 20, what=rel or "/"))
+
+    def _fetch(self, rel: str, limit: int = MAX_BODY) -> bytes | None:
         """The body of *rel*, None when the server has no such file."""
-        status, resp, body = self._request("GET", rel)
+        status, resp, body = self._request("GET", rel, limit)
         if status == 200:
             return body
         if status == 404:
@@ -178,7 +219,7 @@ class HttpRepository(RepositoryReader):
         return sorted(ids, reverse=True)
 
     def manifest_bytes(self, image_id: str) -> bytes:
-        raw = self._fetch(f"images/{image_id}/manifest.json")
+        raw = self._fetch(f"images/{image_id}/manifest.json", MAX_MANIFEST)
         if raw is None:
             raise ImageNotFoundError(
                 _("Image {id} is gone from {where}.").format(id=image_id, where=self.location))

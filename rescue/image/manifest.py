@@ -302,7 +302,7 @@ class Manifest:
             ).format(where=where))
         try:
             return cls.from_dict(body)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ImageCorruptError(_("The {where} is missing a field ({error}).").format(
                 where=where, error=exc)) from exc
 

@@ -13,9 +13,11 @@ carries works (FAT32, exFAT, ext4, NTFS), as do NFS/SMB shares.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import uuid
 from array import array
 from bisect import bisect_left
@@ -37,6 +39,7 @@ from rescue.i18n import _
 from rescue.image import chunks as codec
 from rescue.image.index import IndexPart
 from rescue.image.manifest import Manifest
+from rescue.image.validate import check_manifest
 
 REPO_MAGIC = "rescue-repository"
 REPO_FORMAT_VERSION = 1
@@ -45,6 +48,9 @@ INDEX_FILE = "images/index.json"
 IMAGE_ID_PATTERN = r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}"
 _ID_RE = re.compile(f"^{IMAGE_ID_PATTERN}$")
 _CHUNK_FILE = re.compile(r"[0-9a-f]{64}\.zst")
+_TMP_FILE = re.compile(r"[\w.-]+\.[0-9]+\.[0-9a-f]{8}")  # what _atomic_write/put_chunk make
+MAX_CHUNK_FILE = 80 << 20  # a zstd frame of a 64 MiB chunk, with room
+MAX_MANIFEST_FILE = 1 << 30  # a format-1 manifest lists every chunk: ~110 MB per TB
 
 
 @dataclass(frozen=True)
@@ -189,8 +195,9 @@ class RepositoryReader:
 
     def load_manifest(self, ref: str) -> Manifest:
         image_id = self.resolve(ref)
-        manifest = Manifest.from_json(self.manifest_bytes(image_id),
-                                      where=_("manifest of image {id}").format(id=image_id))
+        where = _("manifest of image {id}").format(id=image_id)
+        manifest = Manifest.from_json(self.manifest_bytes(image_id), where=where)
+        check_manifest(manifest, where)
         if manifest.id != image_id:
             raise ImageCorruptError(
                 _("The manifest in images/{dir} names image {id}; the repository was edited "
@@ -222,14 +229,19 @@ class RepositoryReader:
                 ref=ref, count=len(matches), where=self.location)
         )
 
-    def list_images(self) -> list[ImageSummary]:
-        """Every complete image, newest first. Damaged or vanished manifests are skipped
-        here; `rescue verify` reports them."""
+    def list_images(self, problems: list[str] | None = None) -> list[ImageSummary]:
+        """Every complete image, newest first. A damaged, forged, newer or vanished
+        manifest is skipped, and the sentence saying why is added to *problems*; the
+        other images are listed."""
         out = []
         for image_id in self.image_ids():
             try:
                 m = self.load_manifest(image_id)
-            except (ImageCorruptError, UnsupportedFormatError, RepositoryError):
+            except (ImageCorruptError, UnsupportedFormatError, RepositoryError,
+                    ImageNotFoundError) as exc:
+                if problems is not None:
+                    problems.append(_("Image {id} in {where} is skipped: {why}").format(
+                        id=image_id, where=self.location, why=exc))
                 continue
             out.append(summarize(m))
         out.sort(key=lambda s: s.created_utc, reverse=True)
@@ -278,7 +290,11 @@ class Repository(RepositoryReader):
                 _("The repository {where} does not exist or is not a directory.").format(
                     where=root))
         try:
-            raw = marker.read_bytes()
+            raw = _read_inside(root, (REPO_FILE,), 1 << 20)
+        except _NotAFile:
+            raise RepositoryError(_(
+                "{where} is a link, a special file or far too large; rescue does not follow "
+                "links in a repository.").format(where=marker)) from None
         except FileNotFoundError:
             raise RepositoryError(
                 _("{where} is not a rescue repository (no {marker}).").format(
@@ -296,7 +312,14 @@ class Repository(RepositoryReader):
         """Open the repository at *path*, creating it (and the directory) if needed."""
         root = Path(path)
         if cls.is_repository(root):
-            return cls.open(root, shown)
+            repo = cls.open(root, shown)
+            for sub in ("chunks", "images", "tmp"):
+                if os.path.lexists(root / sub) and not _is_dir(root / sub):
+                    raise RepositoryError(_(
+                        "{path} in the repository is a link or not a folder; rescue writes "
+                        "nothing through links in a repository. Remove it, or use another "
+                        "repository.").format(path=root / sub))
+            return repo
         if root.exists() and not root.is_dir():
             raise RepositoryError(
                 _("The repository {where} does not exist or is not a directory.").format(
@@ -326,17 +349,22 @@ class Repository(RepositoryReader):
         return self.root / "chunks" / digest[:2] / f"{digest}.zst"
 
     def has_chunk(self, digest: str) -> bool:
-        return self.chunk_path(digest).exists()
+        return self.chunk_size_on_disk(digest) > 0
 
     def put_chunk(self, digest: str, blob: bytes) -> bool:
         """Store a compressed chunk; False if it was already there. Never leaves a
         partial file under a chunk's name (write to tmp/, then rename)."""
         final = self.chunk_path(digest)
-        if final.exists():
+        if self.has_chunk(digest):
             return False
         tmp = self.root / "tmp" / f"{digest}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         try:
             final.parent.mkdir(exist_ok=True)
+            if not _is_dir(final.parent):
+                raise RepositoryError(_(
+                    "{path} in the repository is a link or not a folder; rescue writes "
+                    "nothing through links in a repository. Remove it, or use another "
+                    "repository.").format(path=final.parent))
             with open(tmp, "wb") as f:
                 f.write(blob)
             os.replace(tmp, final)
@@ -348,8 +376,13 @@ class Repository(RepositoryReader):
 
     def read_chunk(self, digest: str, where: str) -> bytes:
         try:
-            with open(self.chunk_path(digest), "rb") as f:
-                return f.read()
+            return _read_inside(self.root, ("chunks", digest[:2], f"{digest}.zst"),
+                                MAX_CHUNK_FILE)
+        except _NotAFile:
+            raise ImageCorruptError(_(
+                "{where}: chunk {chunk} in {repo} is a link, a special file or far too "
+                "large, not a chunk; rescue does not follow links in a repository."
+            ).format(where=where, chunk=digest[:16], repo=self.location)) from None
         except FileNotFoundError:
             raise ImageCorruptError(
                 _("{where}: chunk {chunk} is missing from the repository {repo}.").format(
@@ -360,15 +393,25 @@ class Repository(RepositoryReader):
                 where=where, chunk=digest[:16])) from exc
 
     def chunk_size_on_disk(self, digest: str) -> int:
+        """-1 when the chunk is missing, or is a link, a special file or inside a
+        linked folder (never followed: it counts as missing)."""
         try:
-            return self.chunk_path(digest).stat().st_size
-        except FileNotFoundError:
+            fd = _open_inside(self.root, ("chunks", digest[:2], f"{digest}.zst"))
+        except OSError:
             return -1
+        try:
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return info.st_size if stat.S_ISREG(info.st_mode) else -1
 
     def chunk_inventory(self) -> ChunkInventory:
         def listing(folder: str) -> list[str]:
+            path = self.root / "chunks" / folder
+            if not _is_dir(path):  # absent, or a link: holds nothing of this repository
+                return []
             try:
-                return os.listdir(self.root / "chunks" / folder)
+                return os.listdir(path)
             except FileNotFoundError:
                 return []
             except OSError as exc:
@@ -381,17 +424,27 @@ class Repository(RepositoryReader):
 
     def image_ids(self) -> list[str]:
         images = self.root / "images"
-        if not images.is_dir():
+        if not _is_dir(images):
             return []
-        return sorted(
-            (p.name for p in images.iterdir() if (p / "manifest.json").is_file()),
-            reverse=True,
-        )
+
+        def published(folder: Path) -> bool:  # a real folder holding a real manifest
+            try:
+                return _is_dir(folder) and stat.S_ISREG(
+                    os.lstat(folder / "manifest.json").st_mode)
+            except OSError:
+                return False
+
+        return sorted((p.name for p in images.iterdir() if published(p)), reverse=True)
 
     def manifest_bytes(self, image_id: str) -> bytes:
         path = self.root / "images" / image_id / "manifest.json"
         try:
-            return path.read_bytes()
+            return _read_inside(self.root, ("images", image_id, "manifest.json"),
+                                MAX_MANIFEST_FILE)
+        except _NotAFile:
+            raise ImageCorruptError(_(
+                "{path} is a link, a special file or far too large, not a manifest; rescue "
+                "does not follow links in a repository.").format(path=path)) from None
         except FileNotFoundError:
             raise ImageNotFoundError(
                 _("Image {id} is gone from {where}.").format(id=image_id, where=self.location)
@@ -430,10 +483,68 @@ class Repository(RepositoryReader):
         os.sync()
 
     def clean_tmp(self) -> None:
+        """Remove what an interrupted writer left in tmp/: its own temporary files only
+        (``<name>.<pid>.<8 hex>``, regular files), never through a link."""
         tmp = self.root / "tmp"
-        if tmp.is_dir():
-            for p in tmp.iterdir():
-                p.unlink(missing_ok=True)
+        if not _is_dir(tmp):
+            return
+        for p in tmp.iterdir():
+            try:
+                if _TMP_FILE.fullmatch(p.name) and stat.S_ISREG(os.lstat(p).st_mode):
+                    p.unlink()
+            except OSError:
+                continue
+
+
+class _NotAFile(Exception):
+    pass
+
+
+def _open_inside(root: Path, rel: tuple[str, ...]) -> int:
+    """A read-only descriptor of root/rel, opened without following any link inside the
+    repository (each folder with O_NOFOLLOW, then the file; a FIFO does not block)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in rel[:-1]:
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        return os.open(rel[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _read_inside(root: Path, rel: tuple[str, ...], limit: int) -> bytes:
+    """The bytes of the regular file root/rel, at most *limit* of them. Raises
+    FileNotFoundError when it is absent and :class:`_NotAFile` when it (or a folder on
+    the way) is a link, a FIFO, a device or larger than *limit*."""
+    try:
+        fd = _open_inside(root, rel)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
+            raise _NotAFile("/".join(rel)) from exc
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            raise _NotAFile("/".join(rel))
+        data = bytearray()
+        while len(data) <= limit:
+            piece = os.read(fd, min(1 << 20, limit + 1 - len(data)))
+            if not piece:
+                return bytes(data)
+            data += piece
+        raise _NotAFile("/".join(rel))
+    finally:
+        os.close(fd)
+
+
+def _is_dir(path: Path) -> bool:
+    """A real folder, not a link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def summarize(m: Manifest) -> ImageSummary:

@@ -41,6 +41,15 @@ class TargetInfo:
     # partition, so a delta restore can tell whether the layout is already in place
     existing_id: str = ""
     existing_layout: list[list[str | int]] = field(default_factory=list)
+    # the target's identity, checked again through the open disk right before the first
+    # write (a disk swapped or re-attached at the same node is refused): "major:minor",
+    # the kernel's disk sequence number (new at each attach or media change), the WWN and
+    # a /dev/disk/by-id name where the disk has them
+    devnum: str = ""
+    diskseq: int = 0
+    wwn: str = ""
+    by_id: str = ""
+    partition_of: str = ""  # the whole disk when *path* is a partition (refused)
 
     @property
     def holds_data(self) -> bool:
@@ -195,6 +204,12 @@ class RestorePlan:
 
 def check_target(target: TargetInfo) -> None:
     """Refusals that depend on the target alone."""
+    if target.partition_of:
+        raise TargetRefusedError(_(
+            "{path} is a partition of {disk}; only a whole disk can be a restore target "
+            "(the restore replaces its partition table). Name the disk itself; nothing was "
+            "written."
+        ).format(path=target.path, disk=target.partition_of))
     if target.is_boot_medium:
         raise TargetRefusedError(_(
             "{path} is the medium the rescue system started from; choose another disk."

@@ -5,7 +5,9 @@ directory under /run through :mod:`rescue.sysmount`, opens the repository folder
 it with the folder backend and unmounts on leaving, also after an error. SMB logins go
 through a credentials file (mode 0600, deleted right after the mount), never the command
 line; a share without a login is mounted as guest. Messages show the share without its
-password.
+password. A share is checked again before mounting (:func:`~rescue.repo.location.check_share`:
+no option smuggled in, no line added to the credentials file), and the repository's folder
+must stay inside the mounted share (a link on the server leads nowhere else).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from rescue.errors import RepositoryError
 from rescue.i18n import _
 from rescue.image.repository import REPO_FILE, Repository
 from rescue.repo import folder
-from rescue.repo.location import FOLDER, SMB, Location, Share
+from rescue.repo.location import FOLDER, SMB, Location, Share, check_share
 from rescue.runner import CommandRunner
 
 
@@ -54,6 +56,7 @@ def mounted_share(share: Share, runner: CommandRunner | None = None,
                   write: bool = False) -> Iterator[str]:
     """The local folder of the repository in *share*, mounted for the duration of the
     block (its folder made when *write* and missing)."""
+    check_share(share, share.display)  # also a Share not made by Location.parse
     runner = runner or CommandRunner()
     helper = "mount.cifs" if share.kind == SMB else "mount.nfs"
     if shutil.which(helper) is None:
@@ -87,6 +90,7 @@ def mounted_share(share: Share, runner: CommandRunner | None = None,
             if credentials:
                 _unlink_quiet(credentials)  # read by the mount; never left in /run
         path = str(mountpoint / share.subpath) if share.subpath else str(mountpoint)
+        _refuse_outside(path, mountpoint, share)
         if write and not os.path.isdir(path):
             try:  # a new repository in the share: its folder is made by the backup
                 os.makedirs(path)
@@ -99,6 +103,18 @@ def mounted_share(share: Share, runner: CommandRunner | None = None,
             raise RepositoryError(_("{share}: there is no folder {folder} in the share.").format(
                 share=share.display, folder=share.subpath))
         yield path
+
+
+def _refuse_outside(path: str, mountpoint: os.PathLike[str], share: Share) -> None:
+    """A RepositoryError when the repository's folder in the share (or the part of it
+    that exists) leads out of the mounted share, through a link the server shows."""
+    top = os.path.realpath(mountpoint)
+    real = os.path.realpath(path)
+    if real != top and not real.startswith(top + os.sep):
+        raise RepositoryError(_(
+            "{share}: the folder {folder} leads out of the share (a link on the server); "
+            "name a folder inside the share."
+        ).format(share=share.display, folder=share.subpath))
 
 
 def _unlink_quiet(path: str) -> None:

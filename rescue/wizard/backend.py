@@ -32,6 +32,7 @@ from rescue.hardware.compat import BOOT_CRITICAL, Difference, compare
 from rescue.hardware.profile import HardwareProfile, collect_profile
 from rescue.i18n import _
 from rescue.repo import FOLDER, Location
+from rescue.repo.location import redact
 from rescue.runner import CommandRunner
 from rescue.wizard import logsave
 from rescue.wizard.model import (
@@ -68,7 +69,9 @@ class Services(Protocol):
     def save_logs(self, destination: LogMedium | str) -> str: ...
 
 
-LOG_FILE = Path(os.environ.get("RESCUE_LOG", "/tmp/rescue-wizard.log"))
+#: the wizard log (the restore report beside it): in a folder only root can enter, never a
+#: name in /tmp another user could have prepared; passwords are taken out of every line
+LOG_FILE = Path(os.environ.get("RESCUE_LOG", "/run/rescue/wizard.log"))
 
 
 def on_linux_console() -> bool:
@@ -136,9 +139,15 @@ class EngineServices:
         self._let_go()
 
     def _log(self, text: str) -> None:
+        line = redact(f"{datetime.now(UTC).isoformat(timespec='seconds')} {text}\n")
         try:
-            with self.log_file.open("a") as f:
-                f.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} {text}\n")
+            self.log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "a") as f:
+                if os.fstat(fd).st_uid == os.geteuid():
+                    os.fchmod(fd, 0o600)  # also a log an older rescue left readable
+                f.write(line)
         except OSError:
             pass
 

@@ -7,6 +7,7 @@ textual import here: this also runs on a serial console or with no terminal at a
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -30,7 +31,8 @@ NETWORK_RETRY = 5.0
 def find_images(services: Services, repos: list[str], say: Callable[[str], None],
                 wait: float = NETWORK_WAIT) -> list[ImageEntry]:
     """Search; while a web address or share given does not answer yet (the network
-    comes up after the live system starts), try again for up to *wait* seconds."""
+    comes up after the live system starts), try again for up to *wait* seconds. When
+    *repos* name locations, only their images are returned (see :func:`only_named`)."""
     deadline = time.monotonic() + wait
     images = services.find_images(repos)
     said = ""
@@ -46,12 +48,36 @@ def find_images(services: Services, repos: list[str], say: Callable[[str], None]
         images = services.find_images(repos)
     for problem in services.search_problems():
         say(problem)
-    return images
+    return only_named(images, repos)
 
 
-def pick_image(images: list[ImageEntry], ref: str, origin: str) -> ImageEntry:
-    """The image *ref* names ('latest', an id or a unique id prefix), or a clear error."""
+def only_named(images: list[ImageEntry], repos: list[str]) -> list[ImageEntry]:
+    """The images of the locations *repos* names; all of them when it names none. An
+    image the search found on an attached disk (an old stick, the target disk's own
+    leftovers) is not one of them, unless it is in a folder that *repos* names."""
+    if not repos:
+        return images
+    folders = {os.path.realpath(where.address) for where in map(Location.parse, repos)
+               if where.kind == FOLDER}
+    return [i for i in images
+            if not i.medium or os.path.realpath(i.location) in folders]
+
+
+def place(image: ImageEntry) -> str:
+    """Where an image was found, as the technician reads it."""
+    return image.medium or image.shown or image.location
+
+
+def pick_image(images: list[ImageEntry], ref: str, origin: str,
+               repos: list[str] | None = None) -> ImageEntry:
+    """The image *ref* names ('latest', an id or a unique id prefix), or a clear error.
+    *repos*: the locations the answers name (searched alone)."""
     if not images:
+        if repos:
+            raise ImageNotFoundError(_(
+                "{origin}: no system image was found in {locations}; images on attached disks "
+                "are not used when the answers name a location."
+            ).format(origin=origin, locations=", ".join(repos)))
         raise ImageNotFoundError(_(
             "{origin}: no system image was found on any attached disk or in the repositories "
             "given."
@@ -63,6 +89,13 @@ def pick_image(images: list[ImageEntry], ref: str, origin: str) -> ImageEntry:
                 "{origin}: image=latest is ambiguous: images of {count} computers were found "
                 "({computers}). Name the image id or the repository."
             ).format(origin=origin, count=len(computers), computers=", ".join(computers)))
+        locations = {i.location for i in images}
+        if len(locations) > 1:
+            raise UsageError(_(
+                "{origin}: image=latest is ambiguous: images of {computer} were found in "
+                "{count} places ({places}). Name the repository (repo=) or the image id."
+            ).format(origin=origin, computer=computers[0], count=len(locations),
+                     places="; ".join(sorted({place(i) for i in images}))))
         return max(images, key=lambda i: i.created)
     matches = [i for i in images if i.id == ref] or [i for i in images if i.id.startswith(ref)]
     if not matches:
@@ -86,6 +119,15 @@ def pick_disk(disks: list[DiskEntry], ref: str, origin: str, purpose: str) -> Di
                     "{origin}: {disk} cannot be restored to: {reason}."
                 ).format(origin=origin, disk=disk.path, reason=disk.reason))
             return disk
+    for disk in disks if purpose == "target" else ():
+        # sda1, nvme0n1p1, loop0p1 (as rescue.devices.blockdev.partition_node names them)
+        sep = "p" if disk.path[-1:].isdigit() else ""
+        if re.fullmatch(re.escape(disk.path + sep) + r"\d+", real):
+            raise TargetRefusedError(_(
+                "{path} is a partition of {disk}; only a whole disk can be a restore target "
+                "(the restore replaces its partition table). Name the disk itself; nothing was "
+                "written."
+            ).format(path=real, disk=disk.path))
     names = ", ".join(d.path for d in disks) or "none"
     raise UsageError(_("{origin}: the disk {ref} was not found (disks present: {names})."
                        ).format(origin=origin, ref=ref, names=names))
@@ -118,7 +160,7 @@ def run(answers: Answers, services: Services, out: IO[str] | None = None,
     if answers.action == "restore":
         say(_("Searching for system images…"))
         images = find_images(services, answers.repos, say)
-        image = pick_image(images, answers.image, answers.origin)
+        image = pick_image(images, answers.image, answers.origin, answers.repos)
         say(_("Image: {computer}, {when}, {os} ({id})").format(
             computer=image.computer, when=format_datetime(image.created), os=image.os_name,
             id=image.id))

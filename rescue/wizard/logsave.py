@@ -39,6 +39,7 @@ from rescue.errors import DeviceError, RescueError, from_oserror
 from rescue.fs import registry
 from rescue.hardware.profile import collect_profile
 from rescue.i18n import _
+from rescue.repo.location import redact
 from rescue.runner import CommandRunner
 from rescue.wizard.model import LogMedium
 
@@ -173,7 +174,8 @@ def gather(
     runner: CommandRunner, log_file: Path, report_file: Path, inventory: Any
 ) -> str:
     """The text of the log file: wizard log, restore report, journal of this boot, the
-    kernel's last messages, the disks (the inventory) and the hardware profile."""
+    kernel's last messages, the disks (the inventory) and the hardware profile; without
+    passwords (:func:`rescue.repo.location.redact`)."""
     try:
         wizard_log = log_file.read_text(errors="replace")
     except OSError:
@@ -190,7 +192,9 @@ def gather(
         hardware = json.dumps(collect_profile().to_dict(), indent=2)
     except Exception as exc:  # noqa: BLE001 - the logs are saved without it
         hardware = f"(the hardware profile could not be read: {exc})"
-    return "".join([
+    # Passwords out of everything: the journal and dmesg carry the kernel command line
+    # (rescue.repo=smb://user:pw@...), the wizard log and the report repository addresses.
+    return redact("".join([
         f"rescue {__version__} logs, written {datetime.now().astimezone().isoformat()}\n",
         _section("wizard log", wizard_log),
         _section("restore report", report),
@@ -200,7 +204,7 @@ def gather(
                  _command(runner, ["dmesg"], tail=DMESG_LINES)),
         _section("disks (inventory)", disks),
         _section("hardware profile", hardware),
-    ])
+    ]))
 
 
 def log_file_name(now: datetime) -> str:
@@ -217,7 +221,8 @@ def write_logs(folder: Path, text: str, now: datetime, where: str) -> Path:
         path = folder / log_file_name(now).replace(".txt", f"-{n}.txt")
     fd = -1
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600)
         data = text.encode("utf-8", errors="replace")
         view = memoryview(data)
         while view:

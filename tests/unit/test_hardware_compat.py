@@ -155,7 +155,7 @@ def test_compat_command_reads_the_profile_from_an_image(
 ) -> None:
     from datetime import UTC, datetime
 
-    from rescue.image.manifest import Manifest
+    from rescue.image.manifest import Disk, Manifest
     from rescue.image.repository import Repository, new_image_id
 
     repo = Repository.create(tmp_path / "repo")
@@ -166,7 +166,8 @@ def test_compat_command_reads_the_profile_from_an_image(
         created_local="2026-05-01T10:00:00+00:00", timezone="", computer="arm1",
         os_name="Debian GNU/Linux 12 (bookworm)", os_id="debian", os_version="12",
         firmware="uefi", hardware=profile(A).to_dict(), chunk_size=4 << 20,
-        compression="zstd", disks=[],
+        compression="zstd", disks=[Disk(size_bytes=1 << 30, logical_sector_size=512,
+                                        physical_sector_size=512, table="gpt", id="G")],
     ))
     args = ["compat", "--repo", str(tmp_path / "repo"), "--image", image_id[:10],
             "--machine", str(MACHINES / f"{U}.json")]

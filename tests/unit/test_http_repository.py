@@ -36,7 +36,8 @@ def make_repo(root: Path, images: int = 2) -> tuple[Repository, list[Manifest]]:
             chunks.append((index, digest))
         data = ChunkedData(length=sum(map(len, blocks)), chunk_size=CHUNK, chunks=chunks,
                            zero=[(1, 1)])
-        part = Partition(number=1, start=2048, size=8192, type="L", uuid="", filesystem="ext4",
+        part = Partition(number=1, start=2048, size=8192,
+                         type="0FC63DAF-8483-4772-8E79-3D69D8E47DE4", uuid="", filesystem="ext4",
                          fs_uuid="u", fs_label="root", method="used-blocks",
                          used_bytes=data.length, data=data)
         disk = Disk(size_bytes=64 * CHUNK, logical_sector_size=512, physical_sector_size=512,
