@@ -53,7 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="seconds before the automatic restart after a restore (0: none)")
     p.add_argument("--simulate-power", action="store_true",
                    help="print restart/shut down instead of doing it (demo and tests)")
-    p.add_argument("--log", metavar="FILE", help="wizard log file (default /tmp/rescue-wizard.log)")
+    p.add_argument("--log", metavar="FILE",
+                   help="wizard log file (default /run/rescue/wizard.log, mode 0600)")
     p.set_defaults(func=run)
 
 

@@ -183,9 +183,11 @@ def _find_repositories(top: Path, depth: int = SEARCH_DEPTH) -> list[Path]:
     return found
 
 
-def _images_of(repo: RepositoryReader, address: str) -> list[FoundImage]:
+def _images_of(repo: RepositoryReader, address: str,
+               problems: list[str]) -> list[FoundImage]:
     # ImageSummary's fields carry the same names; from_dict drops the ones FoundImage lacks
-    return [FoundImage.from_dict({**asdict(s), "repo": address}) for s in repo.list_images()]
+    return [FoundImage.from_dict({**asdict(s), "repo": address})
+            for s in repo.list_images(problems)]
 
 
 @contextlib.contextmanager
@@ -219,8 +221,9 @@ def open_catalog(
         seen_repos.add(real)
         path = local if local is not None else path  # a share: its folder, while mounted
         shown = shown or str(path)  # never a password
+        problems: list[str] = []
         try:
-            images = _images_of(repo or Repository.open(path), str(path))
+            images = _images_of(repo or Repository.open(path), str(path), problems)
         except RescueError as exc:
             skip(shown, str(exc))
             return
@@ -228,6 +231,8 @@ def open_catalog(
             skip(shown, _("it could not be read ({error})").format(
                 error=exc.strerror or exc))
             return
+        for problem in problems:  # a damaged or forged image: said, the others shown
+            skip(shown, problem)
         catalog.repositories.append(str(path))
         sub = ""
         if top is not None:

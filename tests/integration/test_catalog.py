@@ -18,7 +18,7 @@ from rescue.devices.catalog import discover_images, kernel_filesystems, open_cat
 from rescue.devices.inventory import Inventory, probe_inventory
 from rescue.devices.mounts import current_mounts
 from rescue.hardware.profile import HardwareProfile, collect_profile
-from rescue.image.manifest import Manifest
+from rescue.image.manifest import Disk, Manifest
 from rescue.image.repository import Repository, new_image_id
 from rescue.runner import RecordingRunner
 
@@ -53,7 +53,8 @@ def add_image(repo: Repository, when: str, computer: str, hardware: dict) -> str
         hardware=hardware,
         chunk_size=4 * MiB,
         compression="zstd",
-        disks=[],
+        disks=[Disk(size_bytes=1 << 30, logical_sector_size=512, physical_sector_size=512,
+                    table="gpt", id="G")],
     )
     repo.write_manifest(m)
     return m.id
