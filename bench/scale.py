@@ -20,8 +20,9 @@ exists and is verified for real):
    partition. It is written through the engine's own `IndexWriter` (parts compressed and
    stored like chunks) and `Repository.write_manifest`, in a separate process: that
    process's time and peak RSS are the cost of writing the manifest in a backup;
-4. each size gets its own repository folder (its own `images/`, one image, so `list`
-   sees one size at a time); `chunks/` is a symlink to one shared chunk folder.
+4. each size gets its own repository folder (one image, so `list` sees one size at a
+   time); its `chunks/` holds hard links to the pool's and the real backup's chunk files
+   (a repository follows no symbolic links) and the image's own index parts.
 
 Then, for each size, from the folder and from `python3 -m http.server` (loopback):
 `rescue list`, `inspect`, `inspect --json`, `compat`, `restore --dry-run` onto a loop
@@ -724,15 +725,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["pool_chunks"] = len(pool)
         digests_file = run_dir / "digests.json"
         digests_file.write_text(json.dumps({"real": real, "pool": pool}))
-        shared = run_dir / "chunks"
-        link_tree(work / "pool" / "chunks", shared)
-        link_tree(real_repo / "chunks", shared)
         repos: dict[int, Path] = {}
         for entries in args.sizes:
+            # hard links, not a symlinked chunks/: a repository follows no links
             repo = run_dir / f"size-{label(entries)}"
             (repo / "images").mkdir(parents=True)
             (repo / "tmp").mkdir()
-            (repo / "chunks").symlink_to(shared)
+            link_tree(work / "pool" / "chunks", repo / "chunks")
+            link_tree(real_repo / "chunks", repo / "chunks")
             shutil.copy(real_repo / "rescue-repository.json", repo)
             repos[entries] = repo
         with web_server(run_dir) as base:
@@ -1020,7 +1020,7 @@ Each cell is one `rescue` process: wall time and peak RSS (MB = 10^6 bytes), pag
 warm. `rescue --version` alone: {cell(start)}. The restore runs onto a loop device of a
 sparse file of the disk's size and is stopped (SIGINT) after {results['write_mib']} MiB of data;
 "first data" is its first progress event of writing data, from the process start.
-Repository: one folder per size (one image each), chunks shared; web server: `python3 -m
+Repository: one folder per size (one image each, chunk files hard-linked); web server: `python3 -m
 http.server` on loopback, directory listings on. Limit per command: {results['timeout_s']:.0f} s.
 {failed}
 {chr(10).join(lines)}
@@ -1061,8 +1061,8 @@ disks of 120 GB to 16 TB), made from a real backup without storing terabytes: th
 lists the real backup's chunks (one in 16, cycled) and a pool of 65536 distinct real chunks
 that take 85 bytes each on disk, so index parts are as large and incompressible
 as a real image's and every chunk a command reads exists and is verified. About 5% of
-the entries are zero runs. Each size is one image in its own repository folder (the chunk
-folder is shared). Every command is a separate `rescue` process. The benchmark's
+the entries are zero runs. Each size is one image in its own repository folder (chunk files
+hard-linked). Every command is a separate `rescue` process. The benchmark's
 repositories hold ~66k chunk files, where a real repository of a 14M-entry image holds 14M:
 the presence check's listing of the chunk folders is therefore measured apart (in memory
 over that many names, and one chunk folder of that size read from disk and over HTTP),

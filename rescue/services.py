@@ -12,11 +12,12 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rescue.devices.target import probe_target
+from rescue.engine import prune as _prune
 from rescue.engine.backup import BackupOptions, BackupResult, PreparedBackup
 from rescue.engine.backup import prepare_backup as _prepare_backup
 from rescue.engine.backup import run_backup as _run_backup
@@ -39,15 +40,19 @@ from rescue.events import Sink, null_sink
 from rescue.hardware.compat import Verdict, compare
 from rescue.hardware.profile import HardwareProfile, collect_profile, firmware_type
 from rescue.image.manifest import Manifest
+from rescue.image.repository import Repository
 from rescue.plan.fixups import FIXUP_NAMES
 from rescue.plan.restore import RestoreOptions, RestorePlan, plan_restore_set
 from rescue.repo import Location, RepositoryReader, RepositoryWriter, open_repository
+from rescue.repo.folder import breaking_lock, existing_only
 from rescue.runner import CommandRunner
 
 __all__ = [
     "FIXUP_NAMES",
     "BackupOptions",
     "BackupResult",
+    "DeleteResult",
+    "PruneResult",
     "Location",
     "PreparedBackup",
     "PreparedRestore",
@@ -55,10 +60,13 @@ __all__ = [
     "RepositoryWriter",
     "RestoreOptions",
     "RestoreReport",
+    "delete_image",
     "hardware_verdict",
     "open_repository",
+    "open_writer",
     "prepare_backup",
     "prepare_restore",
+    "prune",
     "run_backup",
     "run_restore",
     "verify_image",
@@ -73,6 +81,48 @@ __all__ = [
 
 #: a repository's location as the technician gave it
 Where = str | os.PathLike[str] | Location
+
+
+@contextlib.contextmanager
+def open_writer(where: Where, runner: CommandRunner | None = None,
+                break_lock: bool = False) -> Iterator[RepositoryWriter]:
+    """The repository at *where* open for writing (created when missing) and locked for
+    this one writer for the block; a lock another writer holds is refused with a
+    sentence, unless *break_lock* (the technician knows that writer is gone)."""
+    with contextlib.ExitStack() as stack:
+        with breaking_lock(break_lock):
+            repo = stack.enter_context(open_repository(where, write=True, runner=runner))
+        yield repo
+
+
+DeleteResult = _prune.DeleteResult
+PruneResult = _prune.PruneResult
+
+
+@contextlib.contextmanager
+def _locked_folder(where: Where, runner: CommandRunner | None,
+                   break_lock: bool) -> Iterator[Repository]:
+    """An existing folder repository (a share's, mounted read-write) with its writer lock
+    held for the block: a delete or prune waits for no backup and none starts meanwhile."""
+    with existing_only(), open_writer(where, runner, break_lock) as repo:
+        assert isinstance(repo, Repository), repo  # every writer is a folder's
+        yield repo
+
+
+def delete_image(where: Where, image_ref: str, dry_run: bool = False,
+                 runner: CommandRunner | None = None,
+                 break_lock: bool = False) -> DeleteResult:
+    """Take one image out of the repository (its chunks stay until :func:`prune`)."""
+    with _locked_folder(where, runner, break_lock) as repo:
+        return _prune.delete_image(repo, image_ref, dry_run)
+
+
+def prune(where: Where, dry_run: bool = False, runner: CommandRunner | None = None,
+          break_lock: bool = False, on_remove: _prune.OnRemove | None = None,
+          cancel: threading.Event | None = None) -> PruneResult:
+    """Remove the chunks no image uses and what interrupted backups left behind."""
+    with _locked_folder(where, runner, break_lock) as repo:
+        return _prune.prune(repo, dry_run, on_remove, cancel)
 
 
 def hardware_verdict(manifest: Manifest, target_disk: str | None = None) -> Verdict:

@@ -16,7 +16,9 @@ The command lines come from :mod:`rescue.fs.registry` (:func:`mount_command`). A
 mount point is a fresh directory (mode 0700) under /run when it is writable, else under
 the temporary directory, named ``rescue-<purpose>-XXXX``; it is removed on leaving the
 block. A given mount point (*where*) must be a directory and no symbolic link (``mount``
-would follow it out of the tree it is in); it is left in place.
+would follow it out of the tree it is in), and with *inside* (the top of a mounted system
+holding it) no folder between that top and *where* may be a link either; it is left in
+place.
 
 Leaving the block unmounts, also after an error: ``umount``; when the target is busy, once
 more after a moment; then ``umount -l`` (detached lazily, logged) as the last resort.
@@ -115,7 +117,23 @@ def remove_empty_dir(path: str | os.PathLike[str]) -> None:
         os.rmdir(path)
 
 
-def _refuse_link(where: str) -> None:
+def _refuse_link(where: str, inside: str | os.PathLike[str] | None = None) -> None:
+    """*where* must be a folder and no link; with *inside* (the top of a mounted system
+    the mount point lies in), no folder between *inside* and *where* may be a link either
+    (``mount`` would follow it out of that system)."""
+    if inside is not None:
+        top = os.path.normpath(os.fspath(inside))
+        rel = os.path.relpath(os.path.normpath(where), top)
+        parts = rel.split(os.sep)
+        if rel == os.curdir or os.path.isabs(rel) or os.pardir in parts:
+            raise MountError(_("{path} is not inside {root}; rescue does not mount anything "
+                               "on it.").format(path=where, root=top))
+        for i in range(1, len(parts)):
+            step = os.path.join(top, *parts[:i])
+            if os.path.islink(step):
+                raise MountError(_("{path} leads through the symbolic link {link}; rescue "
+                                   "does not mount anything on it.").format(
+                                       path=where, link=step))
     if os.path.islink(where):
         raise MountError(_("{path} is a symbolic link; rescue does not mount anything "
                            "on it.").format(path=where))
@@ -133,12 +151,13 @@ Command = Sequence[str] | Callable[[str, str], Sequence[str]]
 
 
 def mount(node: str, where: str | os.PathLike[str], head: Command,
-          runner: CommandRunner) -> None:
+          runner: CommandRunner, inside: str | os.PathLike[str] | None = None) -> None:
     """Run ``head + [node, where]`` (*head* a function: ``head(node, where)``, a command
-    line of the caller's own); *where* must be a directory and no symbolic link. Raises
+    line of the caller's own); *where* must be a directory and no symbolic link, nor
+    reached through one below *inside* (a mounted system it lies in). Raises
     :class:`MountError` naming *node* and what mount said."""
     target = os.fspath(where)
-    _refuse_link(target)
+    _refuse_link(target, inside)
     argv = head(node, target) if callable(head) else [*head, node, target]
     res = runner.run(argv, check=False)
     if res.returncode != 0:
@@ -148,11 +167,14 @@ def mount(node: str, where: str | os.PathLike[str], head: Command,
 
 
 def bind(source: str, where: str | os.PathLike[str], runner: CommandRunner,
-         rslave: bool = True, what: str | None = None) -> None:
-    """Bind-mount *source* on *where* (no symbolic link); *rslave*: mounts made below
-    *source* later reach *where*, never the other way. Raises through the runner."""
+         rslave: bool = True, what: str | None = None,
+         inside: str | os.PathLike[str] | None = None) -> None:
+    """Bind-mount *source* on *where* (no symbolic link, nor reached through one below
+    *inside*, as for :func:`mount`); *rslave*: mounts made below *source* later reach
+    *where*, never the other way. Raises through the runner (:class:`MountError` when
+    refused)."""
     target = os.fspath(where)
-    _refuse_link(target)
+    _refuse_link(target, inside)
     runner.run(["mount", "--bind", source, target],
                what=what or _("Binding {path}").format(path=source))
     if rslave:

@@ -1,4 +1,4 @@
-"""rescue backup | list | inspect | verify | restore."""
+"""rescue backup | list | inspect | verify | restore | delete | prune."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ REPO_HELP = ("repository: a folder; an SMB or NFS share (smb://[user:password@]s
              "folder a web server shares (read-only; http://user:password@host/path/)")
 
 
+WRITE_REPO_HELP = ("repository: a folder, or an SMB or NFS share (smb://[user:password@]server"
+                   "/share/folder, nfs://server/export/folder: mounted read-write while the "
+                   "command runs)")
+BREAK_LOCK_HELP = ("take the repository's writer lock even though another backup, delete or "
+                   "prune holds it: only when that writer is gone (its machine switched off "
+                   "or crashed)")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backup", help="back up a whole disk into a repository",
                        description="Back up a whole disk (partition table, boot areas, every "
@@ -37,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="", help="a name for the image, e.g. 'before upgrade'")
     p.add_argument("--level", type=int, default=3, help="zstd level (default 3)")
     p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
+    p.add_argument("--break-lock", action="store_true", help=BREAK_LOCK_HELP)
     p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("list", help="list images: one repository, or every attached disk",
@@ -100,6 +109,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
     p.set_defaults(func=cmd_restore)
 
+    p = sub.add_parser("delete", help="take an image out of a repository",
+                       description="Take one image out of a repository (a folder or a share). "
+                       "Its chunks stay until 'rescue prune' removes those no other image "
+                       "uses. Holds the repository's writer lock: refused while a backup, "
+                       "delete or prune of the same repository runs.")
+    p.add_argument("--repo", required=True, help=WRITE_REPO_HELP)
+    p.add_argument("--image", required=True,
+                   help="the image's id or a unique prefix of it (not 'latest')")
+    p.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    p.add_argument("--break-lock", action="store_true", help=BREAK_LOCK_HELP)
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("prune", help="remove chunks no image uses, and leftovers",
+                       description="Remove the chunk files no image of the repository uses "
+                       "(after 'rescue delete') and what interrupted backups left behind "
+                       "(temporary files, image folders without a manifest). Prints what is "
+                       "removed and the space freed. Holds the repository's writer lock; "
+                       "safe to interrupt.")
+    p.add_argument("--repo", required=True, help=WRITE_REPO_HELP)
+    p.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    p.add_argument("--list", action="store_true",
+                   help="print every chunk file removed (default: their number and size)")
+    p.add_argument("--break-lock", action="store_true", help=BREAK_LOCK_HELP)
+    p.set_defaults(func=cmd_prune)
+
 
 def _sink(args: argparse.Namespace) -> Sink:
     sinks: list[Sink] = [TerminalProgress()]
@@ -111,7 +145,7 @@ def _sink(args: argparse.Namespace) -> Sink:
 def cmd_backup(args: argparse.Namespace) -> int:
     """The repository (a share: mounted read-write) is open while the backup runs."""
     runner = CommandRunner()
-    with open_repository(args.repo, write=True, runner=runner) as repo:
+    with services.open_writer(args.repo, runner, args.break_lock) as repo:
         prepared = services.prepare_backup(
             args.disk, repo, BackupOptions(name=args.name, level=args.level), runner
         )
@@ -260,6 +294,45 @@ def _restore(args: argparse.Namespace, prepared: services.PreparedRestore,
         print("The data is restored, but the machine may not boot until this is fixed.",
               file=sys.stderr)
         return BOOT_FIXUP_FAILED
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    result = services.delete_image(args.repo, args.image, args.dry_run, CommandRunner(),
+                                   args.break_lock)
+    what = f"{result.image_id}" + (f" ({result.name}, {result.created_local})"
+                                   if result.name else "")
+    if result.dry_run:
+        print(f"Would delete image {what}: {human_bytes(result.bytes_freed)}.")
+        print("Dry run: nothing was removed.")
+    else:
+        print(f"Deleted image {what}: {human_bytes(result.bytes_freed)} freed.")
+    print("Its chunks that no other image uses are removed by 'rescue prune'.")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    verb = "would remove" if args.dry_run else "removed"
+
+    def shown(path: str, size: int) -> None:
+        if args.list or not path.startswith("chunks/"):
+            print(f"  {verb} {path} ({human_bytes(size)})")
+
+    cancel = threading.Event()
+    try:
+        result = services.prune(args.repo, args.dry_run, CommandRunner(), args.break_lock,
+                                shown, cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        raise Cancelled("Prune interrupted; every file removed was unused, the repository "
+                        "is intact. Run it again to finish.") from None
+    head = "Would free" if result.dry_run else "Freed"
+    print(f"{head} {human_bytes(result.bytes_freed)}: {result.chunks_removed} unused chunk "
+          f"file(s) ({human_bytes(result.chunk_bytes)}) and {result.leftovers_removed} "
+          f"leftover(s) of interrupted backups ({human_bytes(result.leftover_bytes)}); "
+          f"{result.chunks_kept} chunk file(s) kept for {result.images} image(s).")
+    if result.dry_run:
+        print("Dry run: nothing was removed.")
     return 0
 
 

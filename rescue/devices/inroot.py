@@ -9,7 +9,9 @@ top, ``..`` never climbs above it)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 MAX_LINKS = 40  # as the kernel's own limit on symlinks in one lookup
@@ -59,12 +61,95 @@ def in_root(root: str | os.PathLike[str], path: str) -> Path:
 def read_text_in_root(root: str | os.PathLike[str], path: str,
                       limit: int = READ_LIMIT) -> str | None:
     """The first *limit* bytes of a regular file inside *root* as text; None when it is
-    not there, not a regular file, or unreadable."""
-    real = resolve_in_root(root, path)
-    if real is None or real.is_symlink() or not real.is_file():
-        return None
+    not there, not a regular file, or unreadable (see :func:`read_bytes_in_root`)."""
+    data = read_bytes_in_root(root, path, limit)
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def open_in_root(root: str | os.PathLike[str], path: str,
+                 follow_last: bool = True) -> tuple[int, str]:
+    """The directory holding *path* inside *root*, and the name in it, reached as
+    :func:`resolve_in_root` would, but through open directories: every component is
+    opened relative to the one before it without following a link (``O_NOFOLLOW``), a link
+    is read and its target looked up again inside *root*, ``..`` never climbs above it.
+    No later change of the tree moves the returned descriptor elsewhere.
+
+    Returns ``(dir_fd, name)``: *dir_fd* an ``O_PATH`` descriptor of a real directory
+    (the caller closes it), *name* the last component, no link (unless *follow_last* is
+    False) and perhaps absent; ``"."`` for *root* itself. Raises ``FileNotFoundError``
+    when a folder on the way is missing, ``NotADirectoryError`` when one is no folder,
+    ``OSError(ELOOP)`` when the links loop."""
+    top = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    stack = [top]  # the open folders from *root* down; stack[0] is *root*
+    pending = [c for c in path.split("/") if c]
+    hops = 0
     try:
-        with open(real, "rb") as f:
-            return f.read(limit).decode("utf-8", errors="replace")
+        while pending:
+            name = pending.pop(0)
+            if name == ".":
+                continue
+            if name == "..":
+                if len(stack) > 1:
+                    os.close(stack.pop())
+                continue
+            last = not pending
+            try:
+                st = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
+            except FileNotFoundError:
+                if last:
+                    return os.dup(stack[-1]), name
+                raise
+            if stat.S_ISLNK(st.st_mode) and (follow_last or not last):
+                hops += 1
+                if hops > MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+                target = os.readlink(name, dir_fd=stack[-1])
+                if target.startswith("/"):
+                    while len(stack) > 1:
+                        os.close(stack.pop())
+                pending[:0] = [c for c in target.split("/") if c]
+                continue
+            if last:
+                return os.dup(stack[-1]), name
+            fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW,
+                         dir_fd=stack[-1])
+            stack.append(fd)
+        return os.dup(stack[-1]), "."
+    finally:
+        for fd in stack:
+            os.close(fd)
+
+
+def read_bytes_in_root(root: str | os.PathLike[str], path: str,
+                       limit: int = READ_LIMIT) -> bytes | None:
+    """The first *limit* bytes of a regular file inside *root* (found through
+    :func:`open_in_root`, read by :func:`read_bytes_at`); None when it is not there, not a
+    regular file, or unreadable."""
+    try:
+        dir_fd, name = open_in_root(root, path)
     except OSError:
         return None
+    try:
+        return read_bytes_at(dir_fd, name, limit)
+    finally:
+        os.close(dir_fd)
+
+
+def read_bytes_at(dir_fd: int, name: str, limit: int = READ_LIMIT) -> bytes | None:
+    """The first *limit* bytes of the regular file *name* in the folder *dir_fd*, opened
+    without following a link and without waiting (a FIFO), checked to be a regular file
+    (no device); None otherwise, or when it is missing or unreadable."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)

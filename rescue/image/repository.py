@@ -13,20 +13,26 @@ carries works (FAT32, exFAT, ext4, NTFS), as do NFS/SMB shares.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import re
+import socket
 import stat
+import threading
+import time
 import uuid
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+
+import zstandard
 
 from rescue.errors import (
     ImageCorruptError,
@@ -51,6 +57,9 @@ _CHUNK_FILE = re.compile(r"[0-9a-f]{64}\.zst")
 _TMP_FILE = re.compile(r"[\w.-]+\.[0-9]+\.[0-9a-f]{8}")  # what _atomic_write/put_chunk make
 MAX_CHUNK_FILE = 80 << 20  # a zstd frame of a 64 MiB chunk, with room
 MAX_MANIFEST_FILE = 1 << 30  # a format-1 manifest lists every chunk: ~110 MB per TB
+MAX_CHUNK_RAW = 64 << 20  # the largest chunk (or index part) a frame may declare
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_ZSTD_BLOCK = 128 << 10  # the largest block of a zstd frame
 
 
 @dataclass(frozen=True)
@@ -274,6 +283,10 @@ class Repository(RepositoryReader):
         self.root = root
         self.location = shown or str(root)
         self.local_folder = str(root)
+        # chunk folders this writer renamed chunks into: their entries are made durable
+        # (fsync of each folder) by sync(), before a manifest points at them
+        self._dirty: set[str] = set()
+        self._dirty_lock = threading.Lock()
 
     # -- opening ---------------------------------------------------------------------
 
@@ -349,7 +362,22 @@ class Repository(RepositoryReader):
         return self.root / "chunks" / digest[:2] / f"{digest}.zst"
 
     def has_chunk(self, digest: str) -> bool:
-        return self.chunk_size_on_disk(digest) > 0
+        """Whether a complete chunk file is stored under *digest*, so a backup may reuse
+        it. Not only its name: its size is plausible and it is one whole zstd frame (the
+        frame header declares a sane size and the chain of block headers ends exactly at
+        the end of the file; nothing is decompressed). An empty or torn file (a power cut
+        on a filesystem that kept the name but not the data) counts as missing, and the
+        backup writes the chunk again over it."""
+        try:
+            fd = _open_inside(self.root, ("chunks", digest[:2], f"{digest}.zst"))
+        except OSError:
+            return False
+        try:
+            return whole_frame(fd)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def put_chunk(self, digest: str, blob: bytes) -> bool:
         """Store a compressed chunk; False if it was already there. Never leaves a
@@ -367,7 +395,11 @@ class Repository(RepositoryReader):
                     "repository.").format(path=final.parent))
             with open(tmp, "wb") as f:
                 f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())  # the name never points at data not yet on the disk
             os.replace(tmp, final)
+            with self._dirty_lock:
+                self._dirty.add(final.parent.name)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise from_oserror(exc, _("Writing to the repository {path}").format(
@@ -461,6 +493,7 @@ class Repository(RepositoryReader):
         try:
             directory.mkdir(parents=True, exist_ok=False)
             _atomic_write(directory / "manifest.json", manifest.to_json(), self.root)
+            _fsync_dir(directory.parent)  # the image's folder itself
         except OSError as exc:
             raise from_oserror(exc, _("Writing the manifest to {path}").format(
                 path=directory)) from exc
@@ -478,8 +511,56 @@ class Repository(RepositoryReader):
             raise from_oserror(exc, _("Writing {path}").format(
                 path=self.root / INDEX_FILE)) from exc
 
+    def remove_image(self, image_id: str) -> int:
+        """Take the image *image_id* away: its manifest first (from then on the image is
+        not listed, whatever else an interruption leaves), then its folder, then the
+        index. The bytes of files removed. Its chunks stay until a prune."""
+        if not _ID_RE.match(image_id):
+            raise ValueError(f"bad image id {image_id!r}")
+        folder = self.root / "images" / image_id
+        if not _is_dir(folder):
+            raise ImageNotFoundError(
+                _("Image {id} is gone from {where}.").format(id=image_id, where=self.location))
+        freed = 0
+        try:
+            names = sorted(os.listdir(folder), key=lambda n: n != "manifest.json")
+            for name in names:
+                info = os.lstat(folder / name)
+                if stat.S_ISDIR(info.st_mode):
+                    continue  # not rescue's: left, and the folder with it
+                (folder / name).unlink()
+                freed += info.st_size
+                if name == "manifest.json":
+                    _fsync_dir(folder)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+            _fsync_dir(folder.parent)
+        except OSError as exc:
+            raise from_oserror(exc, _("Deleting image {id} from {where}").format(
+                id=image_id, where=self.location)) from exc
+        self.write_index()
+        return freed
+
+    def chunk_folders(self) -> list[str]:
+        """The chunk folders (``chunks/<2 hex>``) that are real folders, sorted."""
+        chunks = self.root / "chunks"
+        if not _is_dir(chunks):
+            return []
+        return sorted(n for n in os.listdir(chunks)
+                      if re.fullmatch(r"[0-9a-f]{2}", n) and _is_dir(chunks / n))
+
     def sync(self) -> None:
-        """Make every chunk written so far durable before a manifest points at it."""
+        """Make every chunk written so far durable before a manifest points at it: each
+        chunk file was fsynced before its rename; here the folders that got new names
+        are fsynced, then everything else (os.sync)."""
+        with self._dirty_lock:
+            folders, self._dirty = sorted(self._dirty), set()
+        try:
+            for folder in folders:
+                _fsync_dir(self.root / "chunks" / folder)
+        except OSError as exc:
+            raise from_oserror(exc, _("Writing to the repository {path}").format(
+                path=self.root)) from exc
         os.sync()
 
     def clean_tmp(self) -> None:
@@ -574,8 +655,238 @@ def _atomic_write(path: Path, data: bytes, root: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    dfd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the names in the folder *path* durable. A filesystem that cannot fsync a
+    folder (some FAT and SMB drivers answer EINVAL) keeps its names durable by
+    os.sync, which :meth:`Repository.sync` runs before a manifest is written."""
+    dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
     finally:
         os.close(dfd)
+
+
+def whole_frame(fd: int) -> bool:
+    """Whether the open file *fd* is exactly one complete zstd frame of a chunk: a
+    plausible size, the frame's magic, a declared content size of 1 byte to 64 MiB, and
+    block headers that chain to the end of the file (plus the checksum when the frame
+    has one). Reads the frame header and one 3-byte header per block (about 9 for a 1 MiB
+    chunk), never the data."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or not 0 < info.st_size <= MAX_CHUNK_FILE:
+        return False
+    size = info.st_size
+    head = os.pread(fd, 18, 0)  # the longest frame header
+    if not head.startswith(_ZSTD_MAGIC):
+        return False
+    try:
+        params = zstandard.get_frame_parameters(head)
+        pos = zstandard.frame_header_size(head)
+    except zstandard.ZstdError:
+        return False
+    declared = params.content_size
+    if not 0 < declared <= MAX_CHUNK_RAW:  # unknown (a huge number) or empty
+        return False
+    # a block restores at most 128 KiB and zstd never writes an empty one; allow block
+    # splitting at high levels many times over, but bound the walk
+    for _block in range(64 * (declared // _ZSTD_BLOCK + 1) + 8):
+        header = os.pread(fd, 3, pos)
+        if len(header) != 3:
+            return False
+        value = int.from_bytes(header, "little")
+        last, kind, length = value & 1, (value >> 1) & 3, value >> 3
+        if kind == 3 or length > _ZSTD_BLOCK or (length == 0 and not last):
+            return False  # reserved type, or zeros where a block should be
+        pos += 3 + (1 if kind == 1 else length)  # an RLE block stores one byte
+        if last:
+            return pos + (4 if params.has_checksum else 0) == size
+        if pos >= size:
+            return False
+    return False
+
+
+# -- one writer at a time -------------------------------------------------------------
+
+LOCK_FILE = "writer-lock.json"
+
+
+class RepositoryLockedError(RepositoryError):
+    """Another backup, delete or prune holds the repository's writer lock."""
+
+#: how often the holder of a lock refreshes its time, and how long a lock of another
+#: machine may go without that before it counts as left behind by a crash
+LOCK_REFRESH_S = 60
+LOCK_STALE_S = 30 * 60
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+def _boot_id() -> str:
+    try:
+        with open(_BOOT_ID) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _machine_id() -> str:
+    try:
+        with open("/etc/machine-id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """What a writer lock says about its holder."""
+
+    host: str
+    pid: int
+    boot_id: str
+    machine_id: str
+    started: str  # ISO 8601 UTC
+    token: str
+    age: float  # seconds since the holder last refreshed the lock (its mtime)
+
+    @staticmethod
+    def mine(token: str) -> dict[str, object]:
+        return {"host": socket.gethostname(), "pid": os.getpid(), "boot_id": _boot_id(),
+                "machine_id": _machine_id(),
+                "started": datetime.now(UTC).isoformat(timespec="seconds"), "token": token}
+
+    def stale(self, limit: float = LOCK_STALE_S) -> bool:
+        """Left behind by a writer that is gone: on this running system (same boot id)
+        its process has ended; on this machine before a reboot (same machine id, another
+        boot id); or, for another machine (which rescue cannot ask), not refreshed for
+        *limit* seconds."""
+        if self.boot_id and self.boot_id == _boot_id():
+            return not _pid_alive(self.pid)
+        here = _machine_id()
+        if here and self.machine_id == here and self.host == socket.gethostname():
+            return True  # this machine, an earlier boot
+        return self.age > limit
+
+    def holder(self) -> str:
+        return _("process {pid} on {host}, since {started}").format(
+            pid=self.pid, host=self.host or "?", started=self.started or "?")
+
+
+class WriterLock:
+    """One writer per repository: a lock file at the repository's top, created with
+    O_CREAT|O_EXCL (atomic on local filesystems, FAT, SMB and NFS alike; no hard link or
+    fcntl lock needed) and holding its holder's host, process, boot id and start time.
+    The holder refreshes its time every :data:`LOCK_REFRESH_S` seconds; a lock left
+    behind by a crash is recognised (see :meth:`LockInfo.stale`) and taken over. A lock
+    held by a live writer is refused with a sentence naming the holder; *break_lock*
+    removes it whatever it says (the technician knows the writer is gone)."""
+
+    def __init__(self, root: Path, shown: str) -> None:
+        self.root, self.shown = root, shown
+        self.path = root / LOCK_FILE
+        self.token = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def read(self) -> LockInfo | None:
+        """The lock's holder; None when there is no lock. An unreadable or half-written
+        lock is reported with empty fields and its age."""
+        try:
+            age = time.time() - os.lstat(self.path).st_mtime
+        except FileNotFoundError:
+            return None
+        info: dict[str, object] = {}
+        with contextlib.suppress(OSError, ValueError, _NotAFile):
+            loaded = json.loads(_read_inside(self.root, (LOCK_FILE,), 1 << 16))
+            if isinstance(loaded, dict):
+                info = loaded
+
+        def text(key: str) -> str:
+            value = info.get(key)
+            return value if isinstance(value, str) else ""
+
+        pid = info.get("pid")
+        return LockInfo(text("host"), pid if isinstance(pid, int) else -1, text("boot_id"),
+                        text("machine_id"), text("started"), text("token"), max(age, 0.0))
+
+    def acquire(self, break_lock: bool = False) -> None:
+        for _attempt in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o644)
+            except FileExistsError:
+                held = self.read()
+                if held is None:
+                    continue  # let go of in between
+                if not (break_lock or held.stale()):
+                    raise RepositoryLockedError(_(
+                        "The repository {where} is in use by another backup, delete or prune "
+                        "({holder}). Wait until it has finished; if that writer is gone (its "
+                        "machine was switched off), run the command again with --break-lock, "
+                        "or remove {lock}.").format(where=self.shown, holder=held.holder(),
+                                                    lock=self.path)) from None
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+                continue
+            except OSError as exc:
+                raise from_oserror(exc, _("Locking the repository {where}").format(
+                    where=self.shown)) from exc
+            try:
+                os.write(fd, (json.dumps(LockInfo.mine(self.token)) + "\n").encode())
+                os.fsync(fd)
+            except OSError as exc:
+                os.close(fd)
+                self.path.unlink(missing_ok=True)
+                raise from_oserror(exc, _("Locking the repository {where}").format(
+                    where=self.shown)) from exc
+            os.close(fd)
+            self._thread = threading.Thread(target=self._refresh, name="repository-lock",
+                                            daemon=True)
+            self._thread.start()
+            return
+        raise RepositoryLockedError(_(
+            "The repository {where} could not be locked: another writer keeps taking it. "
+            "Try again.").format(where=self.shown))
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(LOCK_REFRESH_S):
+            with contextlib.suppress(OSError):
+                os.utime(self.path, follow_symlinks=False)
+
+    def release(self) -> None:
+        """Remove the lock, when it is still this writer's (one broken by another
+        technician is left to its new holder). Once; later calls do nothing."""
+        if self._thread is None or self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join()
+        held = self.read()
+        if held is not None and held.token == self.token:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+
+@contextlib.contextmanager
+def writer_lock(root: Path, shown: str, break_lock: bool = False) -> Iterator[WriterLock]:
+    """The repository at *root* locked for one writer for the block."""
+    lock = WriterLock(root, shown)
+    lock.acquire(break_lock)
+    try:
+        yield lock
+    finally:
+        lock.release()

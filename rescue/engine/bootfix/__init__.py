@@ -12,6 +12,8 @@ The package, one module per thing it owns:
   (:class:`FixupResult`; :class:`NothingToFix` skips, :class:`StepFailed` fails);
 * ``session``   the restored system: its root mounted once (partition, btrfs subvolume or
   linear LV), its /boot, the chroot, what blkid says of each partition and LV;
+* ``rootfiles`` every write, new folder and removal under the restored root (looked up
+  through open folders, never out of the restored system's filesystems);
 * ``specs``     /etc/fstab lines and whether a spec (``UUID=``, a device or LV name) names
   a volume (pure);
 * one module per fix-up, holding its implementation: ``bios`` (``bios-boot-code``),

@@ -4,13 +4,14 @@ disk's devices are rewritten to ``UUID=`` (the old file kept)."""
 
 from __future__ import annotations
 
-from rescue.devices.inroot import in_root
 from rescue.engine.bootfix.context import DONE, FixupResult, StepFailed
 from rescue.engine.bootfix.grub import check_boot_loader_root
+from rescue.engine.bootfix.rootfiles import read_in_root, write_in_root
 from rescue.engine.bootfix.session import Session
 from rescue.engine.bootfix.specs import (
+    FSTAB_LIMIT,
     kernel_device_partition,
-    read_fstab,
+    parse_fstab,
     spec_key,
     spec_matches,
 )
@@ -20,8 +21,11 @@ from rescue.plan.fixups import FixupStep
 
 def fix_fstab(s: Session, step: FixupStep) -> FixupResult:
     root = s.root(list(step.params.get("root_candidates", [])))
-    fstab = in_root(root, "etc/fstab")
-    entries = read_fstab(fstab)
+    original = read_in_root(root, "etc/fstab", FSTAB_LIMIT)
+    if original is None:
+        raise StepFailed(_("/etc/fstab of the restored system is no regular file that can "
+                           "be read."))
+    entries = parse_fstab(original)
     facts = s.partition_facts()
     lvs = s.lv_facts(facts)  # LVs are named by their VG/LV names: never rewritten
     source_disk = str(step.params.get("source_disk") or "")
@@ -49,12 +53,12 @@ def fix_fstab(s: Session, step: FixupStep) -> FixupResult:
                 spec=e.spec, mountpoint=e.mountpoint))
             ok += 1
     if rewrites:
-        original = fstab.read_text()
-        in_root(root, "etc/fstab.rescue-backup").write_text(original)
+        # rescue's own file: a link there is replaced, never written through
+        write_in_root(root, "etc/fstab.rescue-backup", original, follow_last=False)
         lines = original.splitlines(keepends=True)
         for no, (old, new) in rewrites.items():
             lines[no - 1] = lines[no - 1].replace(old, new, 1)
-        fstab.write_text("".join(lines))
+        write_in_root(root, "etc/fstab", "".join(lines))
     parts = [_("{ok} of {total} entries resolve on the restored disk").format(
         ok=ok + len(rewrites), total=len(entries))]
     parts += check_boot_loader_root(root, facts, source_disk, lvs)

@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rescue.devices.inroot import in_root
+from rescue.engine.bootfix.rootfiles import read_in_root, write_in_root
 from rescue.engine.bootfix.specs import kernel_device_partition, spec_matches
 from rescue.i18n import _
 
+CONFIG_LIMIT = 16 * 1024 * 1024  # a grub.cfg is some KiB; a bigger one is left alone
 _LINUX_CMD = re.compile(r"\s*linux(16|efi)?\s")
 _ROOT_ARG = re.compile(r"(?<![\w.-])root=(\S+)")
 
@@ -24,10 +25,9 @@ def check_boot_loader_root(root: Path, facts: dict[int, dict[str, str]],
     notes: list[str] = []
     known = [*facts.values(), *(volumes or [])]
     for rel in ("boot/grub/grub.cfg", "boot/grub2/grub.cfg"):
-        cfg = in_root(root, rel)
-        if not cfg.is_file():
+        text = read_in_root(root, rel, CONFIG_LIMIT)
+        if text is None:
             continue
-        text = cfg.read_text(errors="replace")
         kernel_lines = [ln for ln in text.splitlines() if _LINUX_CMD.match(ln)]
         values = sorted({v for ln in kernel_lines for v in _ROOT_ARG.findall(ln)})
         changed = text
@@ -42,8 +42,8 @@ def check_boot_loader_root(root: Path, facts: dict[int, dict[str, str]],
             elif not any(spec_matches(value, f) for f in known):
                 unresolved.append(value)
         if changed != text:
-            in_root(root, rel + ".rescue-backup").write_text(text)
-            cfg.write_text(changed)
+            write_in_root(root, rel + ".rescue-backup", text, follow_last=False)
+            write_in_root(root, rel, changed)
         if unresolved:
             notes.append(_("{file} also names root={values}, not on this disk").format(
                 file="/" + rel, values=", ".join(unresolved)))

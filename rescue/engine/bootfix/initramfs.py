@@ -9,11 +9,22 @@ from pathlib import Path
 
 from rescue.devices.inroot import in_root
 from rescue.engine.bootfix.context import DONE, FixupResult, StepFailed
+from rescue.engine.bootfix.rootfiles import (
+    OutsideRoot,
+    make_dirs_in_root,
+    read_in_root,
+    remove_in_root,
+    write_in_root,
+)
 from rescue.engine.bootfix.session import Session
 from rescue.i18n import _
 from rescue.plan.fixups import FixupStep, module_name
 
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
+MODULES_LIST_LIMIT = 64 * 1024 * 1024  # modules.dep: some hundred KiB
+CONFIG_LIMIT = 1024 * 1024  # initramfs-tools' files: a few lines
+MODULES_FILE = "etc/initramfs-tools/modules"
+OVERRIDE = "etc/initramfs-tools/conf.d/zz-rescue-restore"  # while rebuilding only
 
 
 def kernels(root: Path) -> list[str]:
@@ -30,27 +41,26 @@ def kernels(root: Path) -> list[str]:
     return found
 
 
-def _moddir(root: Path, kver: str) -> Path:
-    for d in (in_root(root, f"lib/modules/{kver}"), in_root(root, f"usr/lib/modules/{kver}")):
-        if d.is_dir():
+def _moddir(root: Path, kver: str) -> str:
+    """Where *kver*'s modules are, as the restored system names it."""
+    for d in (f"lib/modules/{kver}", f"usr/lib/modules/{kver}"):
+        if in_root(root, d).is_dir():
             return d
-    return in_root(root, f"lib/modules/{kver}")
+    return f"lib/modules/{kver}"
 
 
 def module_status(root: Path, kver: str, module: str) -> str:
     """"builtin", "module" or "missing" for *module* in the restored kernel *kver*."""
-    d = _moddir(root, kver)
+    rel = _moddir(root, kver)
     want = module_name(module)
-    builtin = d / "modules.builtin"
-    if builtin.exists():
-        for line in builtin.read_text(errors="replace").splitlines():
-            if module_name(line) == want:
-                return "builtin"
-    dep = d / "modules.dep"
-    if dep.exists():
-        for line in dep.read_text(errors="replace").splitlines():
-            if module_name(line.split(":", 1)[0]) == want:
-                return "module"
+    builtin = read_in_root(root, f"{rel}/modules.builtin", MODULES_LIST_LIMIT)
+    for line in (builtin or "").splitlines():
+        if module_name(line) == want:
+            return "builtin"
+    dep = read_in_root(root, f"{rel}/modules.dep", MODULES_LIST_LIMIT)
+    for line in (dep or "").splitlines():
+        if module_name(line.split(":", 1)[0]) == want:
+            return "module"
     return "missing"
 
 
@@ -124,19 +134,18 @@ def fix_initramfs(s: Session, step: FixupStep) -> FixupResult:
         _configure(root, tool, absent)
         if tool == "initramfs-tools":
             dep = initramfs_tools_modules_setting(root) == "dep"
-            override = in_root(root, "etc/initramfs-tools/conf.d/zz-rescue-restore")
             if dep:
                 # MODULES=dep inspects the disks of the machine it runs on; from a chroot
                 # in the live system that is the live medium, and mkinitramfs fails or
                 # picks the wrong drivers. Build this one initramfs with MODULES=most.
-                override.write_text("# temporary, written by rescue during a restore\n"
-                                    "MODULES=most\n")
+                write_in_root(root, OVERRIDE, "# temporary, written by rescue during a "
+                              "restore\nMODULES=most\n", follow_last=False)
             try:
                 s.chroot("update-initramfs", "-u", "-k", kver,
                          what=_("Rebuilding the initramfs of {kernel} ({tool})").format(
                              kernel=kver, tool="update-initramfs"))
             finally:
-                override.unlink(missing_ok=True)
+                remove_in_root(root, OVERRIDE)
             if dep:
                 notes.append(_(
                     "{kernel}: MODULES=dep cannot look at this machine from a chroot, so this "
@@ -170,14 +179,16 @@ def fix_initramfs(s: Session, step: FixupStep) -> FixupResult:
 def initramfs_tools_modules_setting(root: Path) -> str:
     """The effective MODULES= of initramfs-tools (initramfs.conf, then conf.d in order)."""
     value = "most"
-    conf = in_root(root, "etc/initramfs-tools")
-    files = [conf / "initramfs.conf"]
-    if (conf / "conf.d").is_dir():
-        files += sorted(p for p in (conf / "conf.d").iterdir() if p.is_file())
+    conf = in_root(root, "etc/initramfs-tools/conf.d")
+    files = ["etc/initramfs-tools/initramfs.conf"]
+    if conf.is_dir():
+        files += sorted(f"etc/initramfs-tools/conf.d/{p.name}" for p in conf.iterdir())
     for path in files:
-        if not path.exists():
-            continue
-        for line in path.read_text(errors="replace").splitlines():
+        try:
+            text = read_in_root(root, path, CONFIG_LIMIT)
+        except OutsideRoot:
+            continue  # a link out of the system (e.g. to /dev/null): nothing set there
+        for line in (text or "").splitlines():
             m = re.match(r"\s*MODULES\s*=\s*['\"]?([a-z]+)", line)
             if m:
                 value = m.group(1)
@@ -187,8 +198,7 @@ def initramfs_tools_modules_setting(root: Path) -> str:
 def _configure(root: Path, tool: str, drivers: list[str]) -> None:
     """Make the drivers part of every future initramfs too (kernel updates keep them)."""
     if tool == "initramfs-tools":
-        path = in_root(root, "etc/initramfs-tools/modules")
-        text = path.read_text() if path.exists() else ""
+        text = read_in_root(root, MODULES_FILE, CONFIG_LIMIT) or ""
         listed = {module_name(ln.split()[0]) for ln in text.splitlines()
                   if ln.strip() and not ln.lstrip().startswith("#")}
         add = [d for d in drivers if d not in listed]
@@ -197,11 +207,9 @@ def _configure(root: Path, tool: str, drivers: list[str]) -> None:
                 text += "\n"
             text += "# added by rescue: storage drivers of the machine restored onto\n"
             text += "".join(f"{d}\n" for d in add)
-            path.write_text(text)
+            write_in_root(root, MODULES_FILE, text)
     else:
-        in_root(root, "etc/dracut.conf.d").mkdir(parents=True, exist_ok=True)
-        conf = in_root(root, "etc/dracut.conf.d/90-rescue-storage.conf")
-        conf.write_text(
-            "# added by rescue: storage drivers of the machine restored onto\n"
-            f'add_drivers+=" {" ".join(drivers)} "\n'
-        )
+        make_dirs_in_root(root, "etc/dracut.conf.d")
+        write_in_root(root, "etc/dracut.conf.d/90-rescue-storage.conf",
+                      "# added by rescue: storage drivers of the machine restored onto\n"
+                      f'add_drivers+=" {" ".join(drivers)} "\n', follow_last=False)

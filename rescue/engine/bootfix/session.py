@@ -22,10 +22,11 @@ from typing import Any
 from rescue import sysmount
 from rescue.devices.blockdev import blkid_probe
 from rescue.devices.blockdev import parse_blkid_export as parse_export
-from rescue.devices.inroot import in_root
+from rescue.devices.inroot import in_root, read_text_in_root
 from rescue.devices.sysinfo import BTRFS_TOP_LEVEL, btrfs_root_candidates
 from rescue.engine.bootfix.context import FixupContext, NothingToFix
-from rescue.engine.bootfix.specs import read_fstab, spec_matches
+from rescue.engine.bootfix.rootfiles import make_dirs_in_root
+from rescue.engine.bootfix.specs import FSTAB_LIMIT, parse_fstab, spec_matches
 from rescue.errors import ExternalCommandError
 from rescue.fs import registry
 from rescue.fs.lvm import LVM_PV, lv_loop, read_linear_lvs
@@ -43,6 +44,7 @@ class Session:
         self._stack = contextlib.ExitStack()
         self._root: Path | None = None
         self._root_number: int | None = None
+        self._boot_error: ExternalCommandError | None = None  # /boot did not mount
         self._tmp: str | None = None
         self._binds = False
         self._lvs: dict[int, list[LogicalVolume]] = {}
@@ -74,6 +76,8 @@ class Session:
         other: the subvolume is mounted with ``subvol=``), or an LVM physical volume holding
         it in a linear logical volume (opened through a loop device at the LV's offset in
         the PV: no device-mapper is needed)."""
+        if self._boot_error is not None:
+            raise self._boot_error  # every step that needs the root fails alike
         if self._root is not None:
             return self._root
         mnt = self.workdir() / "root"
@@ -104,7 +108,11 @@ class Session:
                     self._stack.callback(self._umount, mnt)
                     self._root, self._root_number = mnt, number
                     self.root_on_lvm = dev != node
-                    self._mount_boot(mnt)
+                    try:
+                        self._mount_boot(mnt)
+                    except ExternalCommandError as exc:
+                        self._boot_error = exc
+                        raise
                     return mnt
         if not tried:
             raise NothingToFix(_(
@@ -186,11 +194,13 @@ class Session:
         return found
 
     def _mount_boot(self, root: Path) -> None:
-        for entry in read_fstab(in_root(root, "etc/fstab")):
+        for entry in parse_fstab(read_text_in_root(root, "etc/fstab", FSTAB_LIMIT) or ""):
             if entry.mountpoint == "/boot":
                 node = self._resolve(entry.spec)
                 if node:
-                    boot = in_root(root, "boot")  # never a mount point outside the root
+                    # a real folder of the restored root: a link there (boot -> /etc) is
+                    # refused, never followed (sysmount checks every folder below root)
+                    boot = root / "boot"
                     subvol = [o for o in entry.options.split(",")
                               if o.startswith(("subvol=", "subvolid="))]
                     fstype = _blkid_type(self, node)
@@ -199,10 +209,11 @@ class Session:
                         fstype = ""  # a type rescue never writes to: mount finds it
                     try:  # twin: the source's /boot (same UUID) may be mounted here
                         sysmount.mount(node, boot, sysmount.mount_command(
-                            fstype, sysmount.RW, extra, twin=True), self.ctx.runner)
+                            fstype, sysmount.RW, extra, twin=True), self.ctx.runner,
+                            inside=root)
                     except sysmount.MountError as exc:
                         raise ExternalCommandError(_("{what} failed: {detail}").format(
-                            what=_("Mounting /boot"), detail=exc.detail or exc)) from exc
+                            what=_("Mounting /boot"), detail=exc.detail or str(exc))) from exc
                     self._stack.callback(self._umount, boot)
 
     def _resolve(self, spec: str) -> str | None:
@@ -252,9 +263,13 @@ class Session:
             return
         assert self._root is not None
         for d in ("dev", "dev/pts", "proc", "sys", "run"):
-            target = in_root(self._root, d)  # a link in the restored tree stays inside it
-            target.mkdir(parents=True, exist_ok=True)
-            sysmount.bind(f"/{d}", target, self.ctx.runner)
+            # real folders of the restored root, made when missing: a link there (or on
+            # the way) is refused, never followed (it could lead into a folder bound
+            # before, i.e. into the live system: run -> /dev/shm)
+            target = self._root / d
+            if not target.is_symlink() and not target.exists():
+                make_dirs_in_root(self._root, d)
+            sysmount.bind(f"/{d}", target, self.ctx.runner, inside=self._root)
             self._stack.callback(self._umount, target)
         self._binds = True
 

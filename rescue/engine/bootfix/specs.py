@@ -26,9 +26,12 @@ FSTAB_LIMIT = 1024 * 1024  # a real fstab is a few KiB; a huge one is not read w
 
 
 def read_fstab(path: Path) -> list[FstabEntry]:
-    entries = []
     with open(path, "rb") as fh:
-        text = fh.read(FSTAB_LIMIT).decode("utf-8", errors="replace")
+        return parse_fstab(fh.read(FSTAB_LIMIT).decode("utf-8", errors="replace"))
+
+
+def parse_fstab(text: str) -> list[FstabEntry]:
+    entries = []
     for no, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
