@@ -609,12 +609,17 @@ def _read_inside(root: Path, rel: tuple[str, ...], limit: int) -> bytes:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
             raise _NotAFile("/".join(rel))
-        data = bytearray()
-        while len(data) <= limit:
-            piece = os.read(fd, min(1 << 20, limit + 1 - len(data)))
+        # one read of exactly the file's size (no copy, no oversized buffer: this is the
+        # restore's path for every chunk), then pieces only if it grew or came short
+        data = os.read(fd, info.st_size)
+        pieces = [data]
+        total = len(data)
+        while total <= limit:
+            piece = os.read(fd, min(1 << 20, limit + 1 - total))
             if not piece:
-                return bytes(data)
-            data += piece
+                return data if len(pieces) == 1 else b"".join(pieces)
+            pieces.append(piece)
+            total += len(piece)
         raise _NotAFile("/".join(rel))
     finally:
         os.close(fd)
