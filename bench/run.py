@@ -81,7 +81,8 @@ def tree_size(path: Path) -> int:
 
 @contextmanager
 def web_server(folder: Path):  # type: ignore[no-untyped-def]
-    """`python3 -m http.server` sharing *folder* on 127.0.0.1; yields its URL."""
+    """`python3 -m http.server` sharing *folder* on 127.0.0.1 (directory listings on);
+    yields its URL; stopped by its PID (also used by bench/scale.py)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -89,17 +90,20 @@ def web_server(folder: Path):  # type: ignore[no-untyped-def]
                              "--directory", str(folder)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        url = f"http://127.0.0.1:{port}/"
-        for _ in range(100):
+        for _ in range(200):
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                     break
             except OSError:
                 time.sleep(0.05)
-        yield url
+        yield f"http://127.0.0.1:{port}/"
     finally:
         proc.terminate()  # by its PID
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def build_source(work: Path, fs_size: int, data: int) -> Path:

@@ -58,7 +58,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -71,6 +70,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from run import web_server  # noqa: E402  (bench/run.py: one web server for both)
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -286,33 +287,6 @@ def refresh_partitions(dev: str) -> None:
     subprocess.run(["partx", "-u", dev], capture_output=True)
     subprocess.run(["partx", "-a", dev], capture_output=True)
     subprocess.run(["udevadm", "settle", "--timeout=10"], capture_output=True)
-
-
-@contextlib.contextmanager
-def web_server(folder: Path) -> Iterator[str]:
-    """`python3 -m http.server` sharing *folder* on 127.0.0.1 (directory listings on);
-    stopped by its PID."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([PY, "-m", "http.server", "--bind", "127.0.0.1", str(port),
-                             "--directory", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 # -- the real backup -----------------------------------------------------------------------
