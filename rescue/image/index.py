@@ -53,6 +53,11 @@ class IndexPart:
     zero: int  # zero chunks listed
     zero_bytes: int
 
+    @property
+    def name(self) -> str:
+        """How sentences name the part."""
+        return _("index part {digest}").format(digest=self.blake3[:16])
+
     def to_dict(self) -> dict[str, int | str]:
         return {"first": self.first, "count": self.count, "blake3": self.blake3,
                 "size": self.size, "stored": self.stored, "stored_bytes": self.stored_bytes,

@@ -76,8 +76,7 @@ class ChunkedData:
                 Entry(a, None, n) for a, n in self.zero]
             yield from sorted(inline, key=lambda e: e.index)
         for part in self.parts:
-            yield from decode_part(fetch(part), part, _("index part {digest}").format(
-                digest=part.blake3[:16]))
+            yield from decode_part(fetch(part), part, part.name)
 
     def stored_key_batches(self, fetch: PartFetcher) -> Iterator[list[int]]:
         """The first 64 bits of each stored chunk's BLAKE3, a part at a time (what a
@@ -85,8 +84,7 @@ class ChunkedData:
         if self.chunks:
             yield [int(h[:16], 16) for _i, h in self.chunks]
         for part in self.parts:
-            yield stored_keys(fetch(part), part, _("index part {digest}").format(
-                digest=part.blake3[:16]))
+            yield stored_keys(fetch(part), part, part.name)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"length": self.length, "chunk_size": self.chunk_size}
