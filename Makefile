@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 # Debian packages the engine, the tests and the benchmarks call.
 APT_PACKAGES := python3-venv python3-dev build-essential pkg-config libparted-dev parted \
 	fdisk util-linux e2fsprogs dosfstools mtools xfsprogs btrfs-progs ntfs-3g partclone \
-	zstd udev gdisk tmux attr kmod kbd cifs-utils lvm2 exfatprogs exfat-fuse f2fs-tools gettext
+	zstd udev gdisk tmux attr kmod kbd cifs-utils lvm2 exfatprogs exfat-fuse f2fs-tools gettext \
+	fuse3 rsync
 # Extra packages for the system tests (QEMU boots) and the live image.
 APT_SYSTEM := qemu-system-x86 qemu-utils ovmf debootstrap live-build xorriso isolinux \
 	syslinux-common grub-pc-bin grub-efi-amd64-bin mtools

@@ -15,6 +15,9 @@ BUILD="$OUT/build"
 MIRROR=${RESCUE_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${RESCUE_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 HOST_PYTHON=/usr/bin/python3   # Debian's python3.11: the same interpreter as in the image
+# public keys the live system trusts (make iso TRUSTED_KEYS=DIR): only images they signed
+# are restored from it; unset: the image trusts no key and restores any intact image
+TRUSTED_KEYS=${RESCUE_TRUSTED_KEYS:+$(realpath -m "$RESCUE_TRUSTED_KEYS")}
 
 [ "$(id -u)" = 0 ] || { echo "build.sh: live-build needs root" >&2; exit 1; }
 
@@ -95,6 +98,9 @@ cp -a "$ROOT/image-build/config/." config/
 mkdir -p config/includes.chroot/opt/rescue config/includes.chroot/etc
 cp -a "$WHEELS" config/includes.chroot/opt/rescue/wheels
 echo "rescue $VERSION" >config/includes.chroot/etc/rescue-release
+if [ -n "$TRUSTED_KEYS" ]; then
+	bash "$ROOT/image-build/trusted-keys.sh" "$TRUSTED_KEYS" config/includes.chroot
+fi
 
 # Boot menus: iso/isolinux and iso/grub with @VARIABLES@ filled in; the binary hook
 # 0100-rescue-menus puts them in place after live-build wrote its own.

@@ -7,6 +7,8 @@
 #                                     and a blank target disk (iso/out/qemu/)
 #   make usb REPO=DIR OUT=FILE.img    a USB stick image: live system + data partition holding REPO
 #   make iso-custom APPEND="..."      a copy of the ISO whose default entry adds kernel parameters
+#   make iso TRUSTED_KEYS=DIR         the image trusts DIR/*.pub (/etc/rescue/trusted-keys/):
+#                                     it restores only images signed by one of those keys
 
 ISO_OUT ?= iso/out
 ISO ?= $(ISO_OUT)/rescue.iso
@@ -19,7 +21,7 @@ ISO_SOURCES := $(shell find image-build iso/isolinux iso/grub iso/boot.conf resc
 FIRMWARE ?= bios
 QEMU_DIR := $(ISO_OUT)/qemu
 
-.PHONY: iso iso-apt iso-test qemu usb iso-custom iso-clean
+.PHONY: iso iso-apt iso-test qemu usb iso-custom iso-clean FORCE
 
 iso-apt:
 	@missing=$$(for p in $(ISO_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -28,9 +30,19 @@ iso-apt:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(ISO_OUT)/build.json: $(ISO_SOURCES)
+TRUSTED_KEYS ?=
+# Which keys the image trusts: rewritten (so the image is built again) only when the set
+# of keys, or their contents, changes; also when TRUSTED_KEYS is dropped.
+FORCE:
+$(ISO_OUT)/trusted-keys.stamp: FORCE
+	@mkdir -p $(ISO_OUT)
+	@{ [ -z "$(TRUSTED_KEYS)" ] || (cd "$(TRUSTED_KEYS)" && sha256sum -- *.pub) || echo missing; } \
+		>$@.new 2>/dev/null; \
+	if cmp -s $@.new $@; then rm -f $@.new; else mv -f $@.new $@; fi
+
+$(ISO_OUT)/build.json: $(ISO_SOURCES) $(ISO_OUT)/trusted-keys.stamp
 	$(MAKE) iso-apt
-	bash image-build/build.sh $(ISO_OUT)
+	RESCUE_TRUSTED_KEYS="$(TRUSTED_KEYS)" bash image-build/build.sh $(ISO_OUT)
 
 iso: $(ISO_OUT)/build.json
 	@cat $(ISO_OUT)/build.json

@@ -17,6 +17,8 @@ from rescue.repo.location import redact
 # Each module registers one or more subcommands (see rescue/commands/__init__.py).
 COMMAND_MODULES = [
     "rescue.commands.image_commands",
+    "rescue.commands.browse",
+    "rescue.commands.keys",
     "rescue.commands.make_usb",
     "rescue.commands.devices",
     "rescue.commands.compat",

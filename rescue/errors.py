@@ -44,6 +44,10 @@ class RepositoryError(RescueError):
     exit_code = 10
 
 
+class RepositoryLockedError(RepositoryError):
+    """Another backup, delete or prune holds the repository's writer lock."""
+
+
 class ImageNotFoundError(RepositoryError):
     exit_code = 11
 
@@ -52,6 +56,17 @@ class ImageCorruptError(RepositoryError):
     """A manifest or chunk does not match its hash, is truncated or missing."""
 
     exit_code = 12
+
+
+class SignatureRefusedError(RepositoryError):
+    """The image's signature does not match it, or the image is not signed by a key this
+    system trusts (docs/SECURITY.md); nothing was written."""
+
+    exit_code = 12
+
+
+class KeyFileError(UsageError):
+    """A signing key or trusted key file is missing, unreadable or not a key."""
 
 
 class UnsupportedFormatError(RepositoryError):

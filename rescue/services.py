@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rescue.devices.target import probe_target
+from rescue.engine import browse as _browse
 from rescue.engine import prune as _prune
 from rescue.engine.backup import BackupOptions, BackupResult, PreparedBackup
 from rescue.engine.backup import prepare_backup as _prepare_backup
@@ -36,11 +37,20 @@ from rescue.engine.usbstick import (
     UsbWriter,
     boot_medium,
 )
+from rescue.errors import SignatureRefusedError
 from rescue.events import Sink, null_sink
 from rescue.hardware.compat import Verdict, compare
 from rescue.hardware.profile import HardwareProfile, collect_profile, firmware_type
 from rescue.image.manifest import Manifest
 from rescue.image.repository import Repository
+from rescue.image.signature import (
+    SignatureVerdict,
+    Signer,
+    TrustStore,
+    create_key,
+    load_public_key,
+    load_signer,
+)
 from rescue.plan.fixups import FIXUP_NAMES
 from rescue.plan.restore import RestoreOptions, RestorePlan, plan_restore_set
 from rescue.repo import Location, RepositoryReader, RepositoryWriter, open_repository
@@ -60,6 +70,14 @@ __all__ = [
     "RepositoryWriter",
     "RestoreOptions",
     "RestoreReport",
+    "SignatureVerdict",
+    "Signer",
+    "TrustStore",
+    "create_key",
+    "image_signature",
+    "load_public_key",
+    "load_signer",
+    "trust_store",
     "delete_image",
     "hardware_verdict",
     "open_repository",
@@ -70,6 +88,14 @@ __all__ = [
     "run_backup",
     "run_restore",
     "verify_image",
+    # rescue mount | umount | extract
+    "ExtractResult",
+    "ImageMount",
+    "PartitionView",
+    "extract_files",
+    "mount_log_path",
+    "opened_image",
+    "unmount_image",
     # rescue make-usb
     "DATA_LABEL",
     "MIB",
@@ -140,6 +166,8 @@ class PreparedRestore:
     #: what keeps the repository open (a share mounted) until the restore has run
     held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False,
                                        compare=False)
+    #: who signed the image, checked against the trust store (docs/SECURITY.md)
+    signature: SignatureVerdict = field(default_factory=lambda: SignatureVerdict("unsigned"))
 
     def close(self) -> None:
         """Let go of the repository (unmount its share); the restore cannot run after."""
@@ -178,10 +206,15 @@ def prepare_restore(
     target_disk: str | Sequence[str],
     options: RestoreOptions | None = None,
     runner: CommandRunner | None = None,
+    trust: TrustStore | None = None,
 ) -> PreparedRestore:
     """Open the image (its manifest hash checked), probe the target(s) read-only and plan:
     the image's disk *i* goes onto target *i*. Raises a RescueError with a sentence for the
-    technician on any refusal of any disk, before anything is written anywhere."""
+    technician on any refusal of any disk, before anything is written anywhere.
+
+    The image's signature is checked against *trust* (None: the machine's default trust
+    store, :func:`trust_store`): a bad signature is refused, and with trusted keys present
+    so is an image they did not sign (:class:`SignatureRefusedError`, exit code 12)."""
     runner = runner or CommandRunner()
     disks = [target_disk] if isinstance(target_disk, str) else list(target_disk)
     held = contextlib.ExitStack()
@@ -190,7 +223,11 @@ def prepare_restore(
             reader = repo
         else:
             reader = held.enter_context(open_repository(repo, runner=runner))
-        manifest = reader.load_manifest(image_ref)
+        manifest, signature = reader.load_signed(
+            image_ref, trust if trust is not None else trust_store())
+        refusal = signature.refusal(manifest.id)
+        if refusal:
+            raise SignatureRefusedError(refusal)
         # a repository on a web server lives on no local disk that needs protecting
         targets = [probe_target(d, reader.local_folder, runner) for d in disks]
         verdict = hardware_verdict(manifest, disks[0] if disks else None)
@@ -200,7 +237,20 @@ def prepare_restore(
     except BaseException:
         held.close()
         raise
-    return PreparedRestore(reader, manifest, plans, held)
+    return PreparedRestore(reader, manifest, plans, held, signature)
+
+
+def trust_store(extra: Sequence[str] = ()) -> TrustStore:
+    """The public keys this machine trusts: ``*.pub`` in /etc/rescue/trusted-keys (or the
+    folder ``RESCUE_TRUSTED_KEYS_DIR`` names), plus *extra* files or folders
+    (``--trust``). A key file that cannot be read is refused with a sentence."""
+    return TrustStore.load(extra)
+
+
+def image_signature(repo: RepositoryReader, image_id: str,
+                    trust: TrustStore) -> SignatureVerdict:
+    """Who signed the image *image_id* (an id, not a prefix), for listings."""
+    return repo.signature_verdict(image_id, trust)
 
 
 def run_restore(
@@ -272,15 +322,19 @@ def prepare_backup(
     repo: RepositoryWriter | Where,
     options: BackupOptions | None = None,
     runner: CommandRunner | None = None,
+    break_lock: bool = False,
 ) -> PreparedBackup:
     """Open the repository for writing (created when missing; a share mounted read-write
-    until the backup has run), then every check that can refuse the backup and the
-    read-only probe of the source disk(s)."""
+    until the backup has run; its writer lock taken, or broken with *break_lock*), then
+    every check that can refuse the backup and the read-only probe of the source
+    disk(s)."""
     runner = runner or CommandRunner()
     held = contextlib.ExitStack()
     try:
         if isinstance(repo, str | os.PathLike | Location):
-            writer = held.enter_context(open_repository(repo, write=True, runner=runner))
+            with breaking_lock(break_lock):
+                writer = held.enter_context(open_repository(repo, write=True,
+                                                            runner=runner))
         else:
             writer = repo
         prepared = _prepare_backup(disks, writer, options or BackupOptions(), runner)
@@ -300,3 +354,46 @@ def run_backup(
     """Capture the disk(s) and publish the image; the repository is let go of after."""
     with contextlib.closing(prepared):
         return _run_backup(prepared, sink, cancel)
+
+
+# -- browse an image without restoring it (docs/BROWSE.md) ---------------------------
+
+ImageMount = _browse.ImageMount
+PartitionView = _browse.PartitionView
+ExtractResult = _browse.ExtractResult
+
+
+@contextlib.contextmanager
+def opened_image(where: RepositoryReader | Where, image_ref: str,
+                 runner: CommandRunner | None = None,
+                 trust: TrustStore | None = None) -> Iterator[tuple[RepositoryReader, Manifest]]:
+    """The repository open (a share mounted) and the image's manifest for the block; its
+    signature is checked as for a restore (a bad one, or with trusted keys an image they
+    did not sign, is refused)."""
+    with contextlib.ExitStack() as stack:
+        if isinstance(where, RepositoryReader):
+            reader = where
+        else:
+            reader = stack.enter_context(open_repository(where, runner=runner))
+        manifest, signature = reader.load_signed(
+            image_ref, trust if trust is not None else trust_store())
+        refusal = signature.refusal(manifest.id)
+        if refusal:
+            raise SignatureRefusedError(refusal)
+        yield reader, manifest
+
+
+mount_log_path = _browse.log_path
+
+
+def unmount_image(where: str | os.PathLike[str], runner: CommandRunner | None = None) -> bool:
+    """Take down what ``rescue mount`` put on *where*; False when nothing was there."""
+    return _browse.unmount_image(where, runner)
+
+
+def extract_files(repo: RepositoryReader, manifest: Manifest, path: str,
+                  to: str | os.PathLike[str], partition: int | None = None,
+                  overwrite: bool = False, runner: CommandRunner | None = None,
+                  report: Any = None) -> ExtractResult:
+    """Copy a file or folder out of the image, metadata kept (see rescue.engine.browse)."""
+    return _browse.extract(repo, manifest, path, to, partition, overwrite, runner, report)

@@ -8,9 +8,9 @@ import sys
 import threading
 
 from rescue import services
-from rescue.devices.catalog import discover_images, format_images
+from rescue.devices.catalog import format_images, open_catalog
 from rescue.devices.inventory import probe_inventory
-from rescue.errors import Cancelled, UsageError
+from rescue.errors import Cancelled, RescueError, SignatureRefusedError, UsageError
 from rescue.events import Broadcast, JsonLog, Sink, human_bytes
 from rescue.image.repository import summarize
 from rescue.runner import CommandRunner
@@ -26,6 +26,9 @@ REPO_HELP = ("repository: a folder; an SMB or NFS share (smb://[user:password@]s
 WRITE_REPO_HELP = ("repository: a folder, or an SMB or NFS share (smb://[user:password@]server"
                    "/share/folder, nfs://server/export/folder: mounted read-write while the "
                    "command runs)")
+TRUST_HELP = ("a trusted public key (NAME.pub) or a folder of them, besides those in "
+              "/etc/rescue/trusted-keys/; repeatable. With any trusted key, only images "
+              "signed by one are restored")
 BREAK_LOCK_HELP = ("take the repository's writer lock even though another backup, delete or "
                    "prune holds it: only when that writer is gone (its machine switched off "
                    "or crashed)")
@@ -46,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--level", type=int, default=3, help="zstd level (default 3)")
     p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
     p.add_argument("--break-lock", action="store_true", help=BREAK_LOCK_HELP)
+    p.add_argument("--sign", metavar="KEYFILE",
+                   help="sign the image with this private key (NAME.key from 'rescue key "
+                   "create'), so restores can tell it was made by its holder")
     p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("list", help="list images: one repository, or every attached disk",
@@ -58,17 +64,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--include-loop", action="store_true",
                    help="also search loop devices (tests, demos)")
     p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--trust", action="append", default=[], metavar="FILE_OR_DIR",
+                   help=TRUST_HELP)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("inspect", help="show an image's layout, volumes and hardware")
     p.add_argument("--repo", required=True, help=REPO_HELP)
     p.add_argument("--image", default="latest", help="id, unique id prefix or 'latest'")
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the manifest as JSON (with the signature's verdict)")
+    p.add_argument("--trust", action="append", default=[], metavar="FILE_OR_DIR",
+                   help=TRUST_HELP)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("verify", help="re-hash every chunk of an image (no target needed)")
     p.add_argument("--repo", required=True, help=REPO_HELP)
     p.add_argument("--image", default="latest")
+    p.add_argument("--trust", action="append", default=[], metavar="FILE_OR_DIR",
+                   help=TRUST_HELP)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("restore", help="restore an image onto a disk (erases the disk)",
@@ -85,6 +98,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--no-grow", action="store_true",
                    help="keep partition sizes on a larger disk")
+    p.add_argument("--no-shrink", action="store_true",
+                   help="refuse a smaller disk instead of making the partitions that can "
+                        "shrink (ext2/3/4, xfs, btrfs, vfat) anew and copying their files "
+                        "one by one")
     p.add_argument("--verify", action="store_true",
                    help="read back and compare everything written")
     p.add_argument("--verify-first", action="store_true",
@@ -107,6 +124,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", metavar="FILE",
                    help="write the restore report (JSON) here, also when the restore fails")
     p.add_argument("--log-json", metavar="FILE", help="also write events as JSON lines")
+    p.add_argument("--trust", action="append", default=[], metavar="FILE_OR_DIR",
+                   help=TRUST_HELP)
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("delete", help="take an image out of a repository",
@@ -145,10 +164,12 @@ def _sink(args: argparse.Namespace) -> Sink:
 def cmd_backup(args: argparse.Namespace) -> int:
     """The repository (a share: mounted read-write) is open while the backup runs."""
     runner = CommandRunner()
+    # a key that cannot sign is refused before the repository is opened or a disk read
+    signer = services.load_signer(args.sign) if args.sign else None
     with services.open_writer(args.repo, runner, args.break_lock) as repo:
         prepared = services.prepare_backup(
-            args.disk, repo, BackupOptions(name=args.name, level=args.level), runner
-        )
+            args.disk, repo, BackupOptions(name=args.name, level=args.level, signer=signer),
+            runner)
         for line in prepared.summary_lines():
             print(line)
         cancel = threading.Event()
@@ -160,6 +181,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
                 "Backup cancelled; no image was added to the repository.") from None
     m = result.manifest
     print(f"Image {m.id} written to {repo.location}")
+    if signer is not None:
+        print(f"  signed by {signer.name} ({signer.public.fingerprint})")
     print(f"  used data {human_bytes(m.data_bytes)}; new {human_bytes(result.new_raw_bytes)} "
           f"stored as {human_bytes(result.new_stored_bytes)}; reused "
           f"{human_bytes(result.reused_bytes)}; {result.elapsed:.1f} s")
@@ -170,12 +193,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     if len(args.repo) != 1:
         return _list_everywhere(args)
     problems: list[str] = []
+    trust = services.trust_store(args.trust)
     with open_repository(args.repo[0], runner=CommandRunner()) as repo:
         images = repo.list_images(problems)
+        signed = {s.id: services.image_signature(repo, s.id, trust) for s in images}
     for problem in problems:  # one bad image never hides the others
         print(f"rescue: warning: {problem}", file=sys.stderr)
     if args.json:
-        print(json.dumps([s.to_dict() for s in images], indent=1))
+        print(json.dumps([{**s.to_dict(), "signature": signed[s.id].to_dict()}
+                          for s in images], indent=1))
         return 0
     if not images:
         print(f"No images in {repo.location}.")
@@ -184,34 +210,48 @@ def cmd_list(args: argparse.Namespace) -> int:
     for s in images:
         print(f"{s.id:<24} {s.created_local:<26} {s.computer[:16]:<16} "
               f"{human_bytes(s.data_bytes):>10}  {s.os_name} / {s.name}")
+        print(f"{'':<24} {signed[s.id].text()}")
     return 0
 
 
 def _list_everywhere(args: argparse.Namespace) -> int:
     runner = CommandRunner()
+    trust = services.trust_store(args.trust)
     inventory = probe_inventory(include_loop=args.include_loop, runner=runner)
-    found = discover_images(inventory, args.repo, runner)
+    signed: dict[tuple[str, str], services.SignatureVerdict] = {}
+    with open_catalog(inventory, args.repo, runner) as catalog:
+        found = list(catalog.images)
+        for img in found:  # read while the catalog keeps the disks mounted
+            try:
+                with open_repository(img.repo, runner=runner) as repo:
+                    signed[img.repo, img.id] = services.image_signature(repo, img.id, trust)
+            except RescueError as exc:
+                print(f"rescue: warning: image {img.id}: {exc}", file=sys.stderr)
     if args.json:
         out = []
         for img in found:
             d = img.to_dict()
             d["created"] = img.created_utc
             d["os"] = img.os_name
+            if (img.repo, img.id) in signed:
+                d["signature"] = signed[img.repo, img.id].to_dict()
             out.append(d)
         print(json.dumps(out, indent=1))
     else:
-        print("\n".join(format_images(found)))
+        print("\n".join(format_images(found, {k: v.text() for k, v in signed.items()})))
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    trust = services.trust_store(args.trust)
     with open_repository(args.repo, runner=CommandRunner()) as repo:
-        m = repo.load_manifest(args.image)
+        m, signature = repo.load_signed(args.image, trust)
     if args.json:
-        print(json.dumps(m.to_dict(), indent=1))
+        print(json.dumps({**m.to_dict(), "signature": signature.to_dict()}, indent=1))
         return 0
     s = summarize(m)
     print(f"Image      {m.id}  ({m.name})")
+    print(f"Signature  {signature.text()}")
     print(f"Created    {m.created_local} (UTC {m.created_utc}), zone {m.timezone or '?'}")
     print(f"Computer   {m.computer or '(unknown)'}")
     print(f"OS         {m.os_name or '(unknown)'}")
@@ -242,28 +282,38 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    trust = services.trust_store(args.trust)
     with open_repository(args.repo, runner=CommandRunner()) as repo:
-        m = repo.load_manifest(args.image)
+        m, signature = repo.load_signed(args.image, trust)
+        print(f"Signature: {signature.text()}")
+        if signature.status == "bad":
+            raise SignatureRefusedError(f"Image {m.id} is not what its signer signed: "
+                                        f"{signature.reason}")
         checked = services.verify_image(repo, m, TerminalProgress())
     print(f"Image {m.id} is intact: {m.stored_chunks} chunks, "
-          f"{human_bytes(checked)} verified.")
+          f"{human_bytes(checked)} verified; {signature.text()}.")
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """The repository (a share: mounted read-only) is open while the restore runs."""
     runner = CommandRunner()
-    options = RestoreOptions(grow=not args.no_grow, verify=args.verify,
+    options = RestoreOptions(grow=not args.no_grow, shrink=not args.no_shrink,
+                             verify=args.verify,
                              verify_first=args.verify_first, force=args.force,
                              delta=args.delta, skip_fixups=args.skip_fixup,
                              firmware=args.firmware or "", add_drivers=args.add_driver)
+    trust = services.trust_store(args.trust)
     with open_repository(args.repo, runner=runner) as repo:
-        prepared = services.prepare_restore(repo, args.image, args.disk, options, runner)
+        prepared = services.prepare_restore(repo, args.image, args.disk, options, runner,
+                                            trust)
         return _restore(args, prepared, runner)
 
 
 def _restore(args: argparse.Namespace, prepared: services.PreparedRestore,
              runner: CommandRunner) -> int:
+    if not args.json:
+        print(f"Image {prepared.manifest.id}: {prepared.signature.text()}")
     if args.dry_run:
         if args.json:
             print(json.dumps(prepared.to_dict(), indent=1))
@@ -331,9 +381,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
           f"file(s) ({human_bytes(result.chunk_bytes)}) and {result.leftovers_removed} "
           f"leftover(s) of interrupted backups ({human_bytes(result.leftover_bytes)}); "
           f"{result.chunks_kept} chunk file(s) kept for {result.images} image(s).")
+    if result.incomplete:
+        print(f"{result.missing_chunks} chunk file(s) that images refer to are missing; "
+              f"these images cannot be restored: {', '.join(result.incomplete)}. "
+              "'rescue verify' names what is damaged; 'rescue delete' takes an image out.")
     if result.dry_run:
         print("Dry run: nothing was removed.")
-    return 0
+    elif result.sealed:
+        print(f"Sealed: {result.images - len(result.incomplete)} complete image(s); "
+              "restores of them skip looking up each chunk while the repository is "
+              "unchanged.")
+    return 1 if result.incomplete else 0
 
 
 BOOT_FIXUP_FAILED = 25

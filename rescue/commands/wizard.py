@@ -55,6 +55,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="print restart/shut down instead of doing it (demo and tests)")
     p.add_argument("--log", metavar="FILE",
                    help="wizard log file (default /run/rescue/wizard.log, mode 0600)")
+    p.add_argument("--trust", action="append", default=[], metavar="FILE_OR_DIR",
+                   help="a trusted public key (NAME.pub) or a folder of them, besides "
+                   "/etc/rescue/trusted-keys/ (repeatable); with any, only images signed "
+                   "by one are restored")
     p.set_defaults(func=run)
 
 
@@ -75,6 +79,7 @@ def build_services(args: argparse.Namespace, interactive_free: bool) -> EngineSe
         scan_media=not args.no_media_search,
         power_runner=(_PrintingDryRun() if interactive_free else DryRunRunner())
         if args.simulate_power else None,
+        trusted_keys=getattr(args, "trust", []),
     )
 
 

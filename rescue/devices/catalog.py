@@ -348,8 +348,10 @@ def _when(img: FoundImage) -> str:
     return text.replace("T", " ")[:16] if text else "?"
 
 
-def format_images(images: list[FoundImage]) -> list[str]:
-    """Lines for people: newest first, the recommended image marked."""
+def format_images(images: list[FoundImage],
+                  notes: dict[tuple[str, str], str] | None = None) -> list[str]:
+    """Lines for people: newest first, the recommended image marked; *notes* adds a line
+    under an image (by its repository and id: who signed it)."""
     if not images:
         return ["No images found."]
     lines = []
@@ -360,5 +362,7 @@ def format_images(images: list[FoundImage]) -> list[str]:
             f"  {human_bytes(img.data_bytes)}"
         )
         lines.append(f"    {img.location}")
+        if notes and (img.repo, img.id) in notes:
+            lines.append(f"    {notes[img.repo, img.id]}")
     lines.append("* recommended (newest)")
     return lines

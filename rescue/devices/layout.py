@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 from rescue.devices.blockdev import blkid_probe, device_facts, partition_node, sysfs_attr
 from rescue.errors import SourceRefusedError
@@ -39,12 +40,14 @@ def read_table(disk: str, runner: CommandRunner) -> dict:
 
 def choose_method(p: Partition) -> str:
     """How a backup copies *p*: its used blocks where the type's record names a source
-    rescue can read here (dumpe2fs, the FAT, an installed partclone), recreated (swap),
-    or whole."""
+    rescue can read here (dumpe2fs, the FAT, btrfs-progs, an installed partclone),
+    recreated (swap), or whole."""
     if p.kind == "extended":
         return METHOD_NONE
     t = registry.traits(p.filesystem)
     if t is not None and t.used_blocks in (registry.DUMPE2FS, registry.FAT):
+        return METHOD_USED_BLOCKS
+    if t is not None and t.used_blocks == registry.BTRFS_PROGS and shutil.which("btrfs"):
         return METHOD_USED_BLOCKS
     if partclone.supported(p.filesystem):
         return METHOD_USED_BLOCKS

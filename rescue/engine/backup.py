@@ -29,7 +29,7 @@ from rescue.events import (
     human_bytes,
     null_sink,
 )
-from rescue.fs import ext, fat, partclone, regions, registry
+from rescue.fs import btrfs, ext, fat, partclone, regions, registry
 from rescue.fs.usedmap import UsedMap
 from rescue.hardware.profile import collect_profile
 from rescue.i18n import _
@@ -44,6 +44,7 @@ from rescue.image.manifest import (
     Manifest,
 )
 from rescue.image.repository import RepositoryWriter, new_image_id
+from rescue.image.signature import Signer
 from rescue.plan import geometry, parttypes
 from rescue.runner import CommandRunner
 
@@ -54,6 +55,8 @@ class BackupOptions:
     chunk_size: int = codec.DEFAULT_CHUNK_SIZE
     level: int = codec.DEFAULT_LEVEL
     workers: int = max(2, os.cpu_count() or 2)
+    #: signs the manifest (``rescue backup --sign KEY``); None: the image is not signed
+    signer: Signer | None = None
 
 
 @dataclass
@@ -124,6 +127,10 @@ class PreparedBackup:
                         **fields)
                 lines.append("  " + line)
         lines.append(_("Repository {path}").format(path=self.repo.location))
+        if self.options.signer is not None:
+            key = self.options.signer.public
+            lines.append(_("Signed with key {name} ({fingerprint})").format(
+                name=key.name, fingerprint=key.fingerprint))
         return lines
 
 
@@ -201,6 +208,8 @@ def _probe_source(disk: str, repo: RepositoryWriter, runner: CommandRunner) -> S
                 source = registry.traits(p.filesystem)
                 if source is not None and source.used_blocks == registry.DUMPE2FS:
                     found = ext.used_map(nodes[p.number], length, runner)
+                elif source is not None and source.used_blocks == registry.BTRFS_PROGS:
+                    found = btrfs.used_map(nodes[p.number], length, runner)
                 elif partclone.supported(p.filesystem):
                     found = partclone.used_map(
                         str(p.filesystem), nodes[p.number], length, runner)
@@ -334,7 +343,7 @@ def run_backup(
         local = now.astimezone(ZoneInfo(zone)) if zone else now.astimezone()
     except (KeyError, ValueError):
         local = now.astimezone()
-    repo.clean_tmp()
+    repo.start_image()
     cap = _Capture(-1, repo, opts.level)
     total = prepared.total_bytes + sum(
         n for src in prepared.sources for _name, _start, n in _boot_areas(src.layout))
@@ -388,7 +397,12 @@ def run_backup(
         tool_version=__version__,
     )
     repo.sync()
-    repo.write_manifest(manifest)
+    repo.write_manifest(manifest, signer=opts.signer)
+    if not repo.seal_image(manifest.id):
+        sink(LogMessage("warning", _(
+            "Could not record in {repo} that image {image} is complete (seal.json); a "
+            "restore of it will look up each of its chunks first, which takes longer."
+        ).format(repo=repo.location, image=manifest.id)))
     sink(LogMessage("info", _(
         "Image {image}: {new} new data stored as {stored}, {reused} reused from earlier images."
     ).format(image=manifest.id, new=human_bytes(cap.new_raw),

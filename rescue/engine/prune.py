@@ -10,7 +10,11 @@ images share it); a chunk file whose name starts with a referenced prefix is kep
 collision can only keep a chunk, never remove one. An image that cannot be read stops
 the prune before anything is removed. A chunk file changed after the prune started is
 kept. Files are removed one at a time: an interrupted prune leaves a smaller repository
-that is as valid as before."""
+that is as valid as before.
+
+A prune also finds out which images are complete (every referenced chunk file there)
+and seals the repository with them (:mod:`rescue.image.seal`): run on a copied
+repository, it is what lets restores from the copy skip the chunk-by-chunk lookup."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import threading
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from rescue.errors import (
@@ -36,6 +40,7 @@ from rescue.errors import (
 from rescue.i18n import _
 from rescue.image.index import IndexPart
 from rescue.image.repository import IMAGE_ID_PATTERN, Repository
+from rescue.image.seal import CHUNK_FOLDERS, OPEN, SEALED
 
 _CHUNK_FILE = re.compile(r"[0-9a-f]{64}\.zst")
 _TMP_FILE = re.compile(r"[\w.-]+\.[0-9]+\.[0-9a-f]{8}")  # what a writer leaves in tmp/
@@ -65,6 +70,9 @@ class PruneResult:
     leftovers_removed: int = 0  # interrupted writers' files in tmp/, empty image folders
     leftover_bytes: int = 0
     leftovers: list[str] = field(default_factory=list)
+    missing_chunks: int = 0  # referenced chunk files that are not there
+    incomplete: list[str] = field(default_factory=list)  # images missing some of them
+    sealed: bool = False  # the seal was written (not in a dry run)
 
     @property
     def bytes_freed(self) -> int:
@@ -92,29 +100,32 @@ def delete_image(repo: Repository, image_ref: str, dry_run: bool = False) -> Del
     return DeleteResult(image_id, name, created, repo.remove_image(image_id), False)
 
 
-def _referenced(repo: Repository, cancel: threading.Event | None) -> tuple[
-        dict[int, array[int]], int]:
+def _image_keys(repo: Repository, image_id: str) -> Iterator[list[int]]:
+    """The 64-bit prefixes of the index parts and stored chunks of one image, a batch
+    at a time."""
+    manifest = repo.load_manifest(image_id)
+    where = _("Image {image}, chunk index").format(image=image_id)
+
+    def fetch(part: IndexPart) -> bytes:
+        return repo.read_part(part, where)
+
+    yield [int(part.blake3[:16], 16) for part in manifest.index_parts()]
+    for _place, data in manifest.ranges():
+        yield from data.stored_key_batches(fetch)
+
+
+def _referenced(repo: Repository, ids: list[str], cancel: threading.Event | None
+                ) -> dict[int, array[int]]:
     """Per chunk folder (its number 0-255): the sorted 64-bit prefixes of every chunk a
-    complete image refers to; and how many images there are."""
+    complete image of *ids* refers to."""
     found: dict[int, array[int]] = {n: array("Q") for n in range(256)}
-    ids = repo.image_ids()
     for image_id in ids:
         if cancel is not None and cancel.is_set():
             raise Cancelled(_("Prune cancelled; nothing was removed."))
         try:
-            manifest = repo.load_manifest(image_id)
-            where = _("Image {image}, chunk index").format(image=image_id)
-
-            def fetch(part: IndexPart, where: str = where) -> bytes:
-                return repo.read_part(part, where)
-
-            for part in manifest.index_parts():
-                key = int(part.blake3[:16], 16)
-                found[key >> 56].append(key)
-            for _place, data in manifest.ranges():
-                for batch in data.stored_key_batches(fetch):
-                    for key in batch:
-                        found[key >> 56].append(key)
+            for batch in _image_keys(repo, image_id):
+                for key in batch:
+                    found[key >> 56].append(key)
         except (ImageCorruptError, ImageNotFoundError, UnsupportedFormatError,
                 RepositoryError) as exc:
             raise RepositoryError(_(
@@ -125,7 +136,14 @@ def _referenced(repo: Repository, cancel: threading.Event | None) -> tuple[
         for n, keys in found.items():  # one image at a time: shared chunks counted once
             if keys:
                 found[n] = array("Q", sorted(set(keys)))
-    return found, len(ids)
+    return found
+
+
+def _incomplete(repo: Repository, ids: list[str], missing: set[int]) -> list[str]:
+    """The images of *ids* that refer to a chunk of *missing* (a second reading of
+    their indexes; only when some chunk is missing)."""
+    return [image_id for image_id in ids
+            if any(key in missing for batch in _image_keys(repo, image_id) for key in batch)]
 
 
 def prune(repo: Repository, dry_run: bool = False, on_remove: OnRemove | None = None,
@@ -135,7 +153,14 @@ def prune(repo: Repository, dry_run: bool = False, on_remove: OnRemove | None = 
     say what would go."""
     started = time.time()
     result = PruneResult(dry_run)
-    referenced, result.images = _referenced(repo, cancel)
+    ids = repo.image_ids()
+    if not dry_run:  # an interrupted prune keeps what the seal vouched for: it only
+        seal = repo.read_seal()  # takes away chunks no image uses
+        base = seal.carried_over(repo.folder_stamps()) if seal is not None else frozenset()
+        repo.write_seal(OPEN, base & frozenset(ids))
+    referenced = _referenced(repo, ids, cancel)
+    result.images = len(ids)
+    missing: set[int] = set()
 
     def remove(folder: str, name: str, size: int) -> None:
         rel = f"{folder}/{name}"
@@ -155,11 +180,16 @@ def prune(repo: Repository, dry_run: bool = False, on_remove: OnRemove | None = 
             raise from_oserror(exc, _("Removing {path}").format(path=repo.root / rel)) from exc
 
     try:
-        for folder in repo.chunk_folders():
+        real = set(repo.chunk_folders())
+        for folder in CHUNK_FOLDERS:
             if cancel is not None and cancel.is_set():
                 raise Cancelled(_("Prune cancelled; what was removed was not used by any "
                                   "image."))
             known = referenced[int(folder, 16)]
+            if folder not in real:
+                missing.update(known)
+                continue
+            present: set[int] = set()
             removed = 0
             for name in sorted(os.listdir(repo.root / "chunks" / folder)):
                 if not _CHUNK_FILE.fullmatch(name):
@@ -168,6 +198,7 @@ def prune(repo: Repository, dry_run: bool = False, on_remove: OnRemove | None = 
                 i = bisect_left(known, key)
                 if i < len(known) and known[i] == key:
                     result.chunks_kept += 1
+                    present.add(key)  # by name, as a restore's lookup; read, it is verified
                     continue
                 info = os.lstat(repo.root / "chunks" / folder / name)
                 if not stat.S_ISREG(info.st_mode) or info.st_mtime >= started:
@@ -177,6 +208,7 @@ def prune(repo: Repository, dry_run: bool = False, on_remove: OnRemove | None = 
                 result.chunks_removed += 1
                 result.chunk_bytes += info.st_size
                 removed += 1
+            missing.update(k for k in known if k not in present)
             referenced[int(folder, 16)] = array("Q")  # done with it
             if removed and not dry_run:
                 _fsync_dir(repo, f"chunks/{folder}")
@@ -185,8 +217,13 @@ def prune(repo: Repository, dry_run: bool = False, on_remove: OnRemove | None = 
             result.leftovers.append(f"{folder}/{name}")
             result.leftovers_removed += 1
             result.leftover_bytes += size
+        result.missing_chunks = len(missing)
+        if missing:
+            result.incomplete = _incomplete(repo, ids, missing)
     except OSError as exc:
         raise from_oserror(exc, _("Pruning {where}").format(where=repo.location)) from exc
+    if not dry_run:
+        result.sealed = repo.write_seal(SEALED, set(ids) - set(result.incomplete))
     return result
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import heapq
 import json
 import os
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Any
 from rescue.devices.blockdev import device_facts
 from rescue.devices.mounts import disk_use
 from rescue.devices.target import fd_identity, identity_changes, target_roles
-from rescue.engine import grow
+from rescue.engine import grow, rebuild
 from rescue.engine import partition as pt
 from rescue.engine.blockio import BlockTarget, claim_exclusive
 from rescue.engine.bootfix import FixupContext, run_fixups
@@ -35,7 +36,7 @@ from rescue.events import (
 from rescue.fs import bootsector, registry
 from rescue.i18n import _
 from rescue.image import chunks as codec
-from rescue.image.index import IndexPart
+from rescue.image.index import IndexPart, decode_part
 from rescue.image.manifest import METHOD_RECREATE, ChunkedData, Disk, Manifest, PartFetcher
 from rescue.image.repository import RepositoryReader
 from rescue.plan.restore import RestorePlan, check_target
@@ -46,6 +47,8 @@ DEPTH = 8  # chunks in flight: bounds memory to a few tens of MiB
 ZERO_JOB = 256 * 1024 * 1024  # the most one zeroing call covers (a run is cut into these)
 ZERO_READ = 4 * 1024 * 1024  # reading a zero run back: this much at a time
 ASK_EACH_LIMIT = 20_000  # chunks asked about one by one when a server lists nothing
+SEAL_SAMPLE = 64  # chunks of a sealed image looked up all the same
+SEAL_PARTS = 4  # index parts they are drawn from
 
 
 def _reads_zero(target: BlockTarget, offset: int, length: int) -> bool:
@@ -128,7 +131,7 @@ def write_jobs(manifest: Manifest, plan: RestorePlan,
     sources = [jobs(area.offset, area.data, {"area": area.name}) for area in disk.boot_areas]
     for pp in plan.partitions:
         src = disk.partition(pp.number)
-        if src.data is not None:
+        if src.data is not None and not pp.rebuild:  # a rebuilt one gets files, not blocks
             sources.append(jobs(pp.start * plan.sector_size, src.data,
                                 {"partition": pp.number}))
     return heapq.merge(*sources, key=lambda j: j.offset)
@@ -138,7 +141,8 @@ def plan_bytes(manifest: Manifest, plan: RestorePlan) -> int:
     """Bytes :func:`write_jobs` brings to the target, from the image header alone."""
     disk = manifest.disks[plan.disk_index]
     ranges = [a.data for a in disk.boot_areas] + [
-        d for d in (disk.partition(pp.number).data for pp in plan.partitions) if d]
+        d for d in (disk.partition(pp.number).data for pp in plan.partitions
+                    if not pp.rebuild) if d]
     return sum(d.stored_chunk_bytes + d.zero_bytes for d in ranges)
 
 
@@ -182,8 +186,16 @@ def check_chunks_present(repo: RepositoryReader, manifest: Manifest,
             "(first: {first}); the image cannot be restored."
         ).format(image=manifest.id, count=len(missing), repo=repo.location,
                  first=missing[0][:16]))
-    inventory = repo.chunk_inventory()
     fetch = part_fetcher(repo, manifest)
+    if manifest.id in repo.sealed_images():
+        _check_sample(repo, manifest, disk_index, fetch, parts)
+        sink(LogMessage("info", _(
+            "Image {image}: the seal of {repo} vouches that all its chunks are there (it "
+            "was complete when its backup ended, and no chunk was added or removed "
+            "since); {sample} of them were looked up to confirm."
+        ).format(image=manifest.id, repo=repo.location, sample=SEAL_SAMPLE)))
+        return manifest.stored_chunks
+    inventory = repo.chunk_inventory()
     count, first = 0, ""  # chunks missing, the first name (every name could be millions)
     if inventory is not None:
         for _place, data in manifest.ranges(disk_index):
@@ -209,6 +221,29 @@ def check_chunks_present(repo: RepositoryReader, manifest: Manifest,
             "the image cannot be restored."
         ).format(image=manifest.id, count=count, repo=repo.location, first=first[:16]))
     return manifest.stored_chunks
+
+
+def _check_sample(repo: RepositoryReader, manifest: Manifest, disk_index: int | None,
+                  fetch: PartFetcher, parts: list[IndexPart]) -> None:
+    """Look up :data:`SEAL_SAMPLE` stored chunks of the image, from up to
+    :data:`SEAL_PARTS` index parts picked at random (a format-1 image: from its inline
+    list): a seal copied along with
+    a repository whose chunks were not all copied is caught here, before anything is
+    written, in all but the rarest cases."""
+    stored = [p for p in parts if p.stored]
+    if stored:
+        digests = {e.digest for part in random.sample(stored, min(SEAL_PARTS, len(stored)))
+                   for e in decode_part(fetch(part), part, part.name) if e.digest is not None}
+    else:
+        digests = {h for _place, data in manifest.ranges(disk_index) for _i, h in data.chunks}
+    sample = random.sample(sorted(digests), min(SEAL_SAMPLE, len(digests)))
+    missing = repo.missing_chunks(sorted(sample))
+    if missing:
+        raise ImageCorruptError(_(
+            "Image {image}: chunk {first} is missing or empty in {repo}, although the "
+            "repository's seal says the image is complete (was the repository copied "
+            "without all its chunks?); the image cannot be restored."
+        ).format(image=manifest.id, first=missing[0][:16], repo=repo.location))
 
 
 def verify_image(repo: RepositoryReader, manifest: Manifest, sink: Sink = null_sink,
@@ -290,6 +325,9 @@ class Restorer:
         # whole image already
         if not self.chunks_checked:
             check_chunks_present(self.repo, self.manifest, self.plan.disk_index, self.sink)
+        for pp in self.plan.partitions:
+            if pp.rebuild:  # its tools are here before anything is written
+                rebuild.check_ready(self.disk.partition(pp.number))
         if self.plan.options.verify_first:
             verify_image(self.repo, self.manifest, self.sink, self.cancel)
         self._step("check-target", "done", f"{t.path}: {human_bytes(t.size_bytes)}, not in use")
@@ -358,6 +396,7 @@ class Restorer:
             self._fix_start_fields()
             self._share_disk()
             self._recreate_swap(nodes)
+            self._rebuild(nodes)
             self._grow(nodes)
             self._fixups(nodes)
             self.report.result = "ok"
@@ -533,6 +572,16 @@ class Restorer:
             self.runner.run([*argv, nodes[pp.number]], what=_("Recreating swap {number}").format(
                 number=pp.number))
             self._step("recreate-swap", "done", f"partition {pp.number}")
+
+    def _rebuild(self, nodes: dict[int, str]) -> None:
+        """The partitions planned smaller than their source: filesystem made anew with
+        its identity, files copied from the image (rescue.engine.rebuild)."""
+        for pp in self.plan.partitions:
+            if pp.rebuild:
+                detail = rebuild.rebuild_partition(
+                    self.repo, self.manifest, self.plan.disk_index, pp.number,
+                    nodes[pp.number], self.runner, self.sink, self.cancel)
+                self._step("rebuild-filesystems", "done", detail)
 
     def _grow(self, nodes: dict[int, str]) -> None:
         for pp in self.plan.partitions:

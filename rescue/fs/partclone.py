@@ -1,4 +1,4 @@
-"""Used-block maps for filesystems rescue does not parse itself (xfs, btrfs, ntfs, exfat,
+"""Used-block maps for filesystems rescue does not parse itself (xfs, ntfs, exfat,
 f2fs, hfs+), from partclone's ddrescue "domain" log: `partclone.<fs> -D` walks the
 filesystem's own allocation structures and lists the used byte ranges, without copying."""
 

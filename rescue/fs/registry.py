@@ -11,7 +11,7 @@ ext2/3/4      dumpe2fs          -            ext     holds        -         -
 vfat (fat,    the FAT           -            -       -            0x1C      -
 msdos)
 xfs           partclone.xfs     -            xfs     holds        -         AG headers
-btrfs         partclone.btrfs   -            btrfs   holds        -         sb mirrors
+btrfs         btrfs-progs       -            btrfs   holds        -         sb mirrors
 ntfs          partclone.ntfs    -            ntfs    -            0x1C      backup boot sect.
 exfat         partclone.exfat   -            -       -            0x40      boot regions
 f2fs          partclone.f2fs    -            -       -            -         -
@@ -41,7 +41,9 @@ iso9660, udf  ro                              -              -
 The columns, as fields of :class:`FsTraits`:
 
 * ``used_blocks`` where a backup learns the used blocks: ``dumpe2fs`` (rescue.fs.ext),
-  ``fat`` (rescue.fs.fat reads the FAT itself), ``partclone`` (``partclone`` names the
+  ``fat`` (rescue.fs.fat reads the FAT itself), ``btrfs-progs`` (rescue.fs.btrfs: the
+  extent and chunk trees; partclone.btrfs misses blocks snapshots share),
+  ``partclone`` (``partclone`` names the
   program, rescue.fs.partclone; used when the program is installed), or ``None``: the
   whole partition is copied. ``recreate``: not copied at all, made anew (swap).
 * ``ro_options`` the options of a private read-only mount that never replays a journal
@@ -57,6 +59,10 @@ The columns, as fields of :class:`FsTraits`:
 * ``check`` a read-only check command, the device node appended; changes nothing.
 * ``grow`` the name of the function in rescue.engine.grow that grows it to fill its
   partition (``None``: not grown); ``shrink`` likewise (none today).
+* ``rebuild`` the name of the function in rescue.engine.rebuild that makes it anew with
+  the source's identity (UUID, label, features) on a smaller partition, before its files
+  are copied one by one from the image (a restore onto a smaller disk); ``None``: it is
+  not shrunk that way. ``min_bytes``: the smallest filesystem its mkfs makes.
 * ``linux_root`` it can hold a Linux root (the fix-ups and the identity reader look
   there); ``root_container`` a Linux root may be in it (those, and an LVM PV).
 * ``start_field`` its boot sector records the partition's start (rescue.fs.bootsector).
@@ -73,6 +79,7 @@ from dataclasses import dataclass
 DUMPE2FS = "dumpe2fs"
 FAT = "fat"
 PARTCLONE = "partclone"
+BTRFS_PROGS = "btrfs-progs"  # rescue.fs.btrfs, from btrfs inspect-internal dump-tree
 
 NO_LOG_REPLAY = ("noload", "norecovery", "rescue=nologreplay")  # options that skip a replay
 
@@ -93,6 +100,8 @@ class FsTraits:
     check: tuple[str, ...] | None = None  # read-only check argv, the node appended
     grow: str | None = None  # function name in rescue.engine.grow
     shrink: str | None = None  # function name (none can shrink today)
+    rebuild: str | None = None  # function name in rescue.engine.rebuild
+    min_bytes: int = 0  # the smallest filesystem of this type mkfs makes
     linux_root: bool = False
     root_container: bool = False
     start_field: bool = False  # boot sector records the partition start
@@ -103,10 +112,13 @@ class FsTraits:
         return (self.type, *self.aliases)
 
 
+MIB = 1 << 20
+
+
 def _ext(name: str, ro: tuple[str, ...]) -> FsTraits:
     return FsTraits(name, used_blocks=DUMPE2FS, ro_options=ro, rw_options=("noatime",),
                     check=("e2fsck", "-fn"), grow="grow_ext", linux_root=True,
-                    root_container=True)
+                    root_container=True, rebuild="rebuild_ext", min_bytes=16 * MIB)
 
 
 LVM_PV = "LVM2_member"  # blkid's TYPE of an LVM physical volume
@@ -118,13 +130,16 @@ RECORDS: tuple[FsTraits, ...] = (
     FsTraits("xfs", used_blocks=PARTCLONE, partclone="partclone.xfs",
              ro_options=("ro", "norecovery"), twin_options=("nouuid",),
              rw_options=("noatime",), check=("xfs_repair", "-n"), grow="grow_xfs",
-             linux_root=True, root_container=True, outside_map="outside_xfs"),
-    FsTraits("btrfs", used_blocks=PARTCLONE, partclone="partclone.btrfs",
+             linux_root=True, root_container=True, outside_map="outside_xfs",
+             rebuild="rebuild_xfs", min_bytes=300 * MIB),
+    FsTraits("btrfs", used_blocks=BTRFS_PROGS,
              ro_options=("ro", "rescue=nologreplay"), rw_options=("noatime",),
              check=("btrfs", "check", "--readonly"), grow="grow_btrfs", linux_root=True,
-             root_container=True, outside_map="outside_btrfs"),
+             root_container=True, outside_map="outside_btrfs", rebuild="rebuild_btrfs",
+             min_bytes=256 * MIB),
     FsTraits("vfat", aliases=("fat", "msdos"), used_blocks=FAT, ro_options=("ro",),
-             rw_options=("noatime",), check=("fsck.fat", "-n"), start_field=True),
+             rw_options=("noatime",), check=("fsck.fat", "-n"), start_field=True,
+             rebuild="rebuild_vfat", min_bytes=64 * MIB),
     FsTraits("ntfs", used_blocks=PARTCLONE, partclone="partclone.ntfs", ro_options=("ro",),
              helper="ntfs-3g", kernel_fs="fuseblk", module="fuse", rw_options=("rw",),
              check=("ntfsfix", "-n"), grow="grow_ntfs", start_field=True,
@@ -166,6 +181,11 @@ FAT_TYPES = names_where(used_blocks=FAT)
 
 def growable() -> frozenset[str]:
     return frozenset(name for t in RECORDS if t.grow for name in t.names)
+
+
+def rebuildable() -> frozenset[str]:
+    """The types a restore onto a smaller disk can make anew and fill file by file."""
+    return frozenset(name for t in RECORDS if t.rebuild for name in t.names)
 
 
 def start_field_types() -> frozenset[str]:

@@ -35,6 +35,8 @@ from rescue.image.repository import (
     RepositoryReader,
     check_marker,
 )
+from rescue.image.seal import MAX_SEAL_FILE, SEAL_FILE, SEALED, parse_seal
+from rescue.image.signature import MAX_SIGNATURE_FILE, SIGNATURE_FILE
 
 TIMEOUT = 30.0  # seconds without a byte before a request counts as failed
 DEADLINE = 300.0  # seconds for a whole answer, however its bytes trickle in
@@ -225,6 +227,9 @@ class HttpRepository(RepositoryReader):
                 _("Image {id} is gone from {where}.").format(id=image_id, where=self.location))
         return raw
 
+    def signature_bytes(self, image_id: str) -> bytes | None:
+        return self._fetch(f"images/{image_id}/{SIGNATURE_FILE}", MAX_SIGNATURE_FILE)
+
     # -- chunks ----------------------------------------------------------------------
 
     @staticmethod
@@ -267,6 +272,18 @@ class HttpRepository(RepositoryReader):
         inventory = ChunkInventory(listing)
         inventory.preload(folders, HEAD_WORKERS)
         return inventory
+
+    def sealed_images(self) -> frozenset[str]:
+        """What the repository's seal vouches for, as the last writer left it: a web
+        server cannot show when its chunk folders last changed, so a sealed seal is
+        taken at its word (the restore still samples chunks, and reads every chunk
+        through its BLAKE3 before writing it)."""
+        try:
+            raw = self._fetch(SEAL_FILE, MAX_SEAL_FILE)
+        except RepositoryError:
+            return frozenset()
+        seal = parse_seal(raw) if raw is not None else None
+        return seal.images if seal is not None and seal.state == SEALED else frozenset()
 
     def missing_chunks(self, digests: list[str]) -> list[str]:
         with ThreadPoolExecutor(HEAD_WORKERS) as pool:

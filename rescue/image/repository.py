@@ -5,6 +5,7 @@ Layout (docs/FORMAT.md)::
     rescue-repository.json          magic + format version
     chunks/<2 hex>/<blake3>.zst     one zstd frame per chunk, shared by all images
     images/<id>/manifest.json       one image; it exists only once the image is complete
+    seal.json                       which images were complete when a writer last left
     tmp/                            partial files; never read, cleaned on open for write
 
 Every file stays far below 4 GiB (chunks are a few MiB), so any filesystem a USB stick
@@ -38,6 +39,8 @@ from rescue.errors import (
     ImageCorruptError,
     ImageNotFoundError,
     RepositoryError,
+    RepositoryLockedError,
+    SignatureRefusedError,
     UnsupportedFormatError,
     from_oserror,
 )
@@ -45,6 +48,25 @@ from rescue.i18n import _
 from rescue.image import chunks as codec
 from rescue.image.index import IndexPart
 from rescue.image.manifest import Manifest
+from rescue.image.seal import (
+    CHUNK_FOLDERS,
+    MAX_SEAL_FILE,
+    OPEN,
+    SEAL_FILE,
+    SEALED,
+    FolderStamps,
+    Seal,
+    parse_seal,
+)
+from rescue.image.signature import (
+    BAD,
+    MAX_SIGNATURE_FILE,
+    SIGNATURE_FILE,
+    SignatureVerdict,
+    Signer,
+    TrustStore,
+)
+from rescue.image.signature import check_signature as _check_signature
 from rescue.image.validate import check_manifest
 
 REPO_MAGIC = "rescue-repository"
@@ -180,6 +202,35 @@ class RepositoryReader:
     def manifest_bytes(self, image_id: str) -> bytes:
         raise NotImplementedError
 
+    # -- signatures (rescue/image/signature.py) --
+    def signature_bytes(self, image_id: str) -> bytes | None:
+        """The image's ``signature.json``; None when the image is not signed."""
+        raise NotImplementedError
+
+    def load_signed(self, ref: str, trust: TrustStore) -> tuple[Manifest, SignatureVerdict]:
+        """The manifest and the verdict on its signature, both from one read of the
+        manifest's bytes (the bytes checked are the bytes used)."""
+        image_id = self.resolve(ref)
+        raw = self.manifest_bytes(image_id)
+        manifest = self.manifest_from(image_id, raw)
+        return manifest, self._verdict(image_id, raw, trust)
+
+    def signature_verdict(self, image_id: str, trust: TrustStore) -> SignatureVerdict:
+        """Who signed the image (for listings; a restore uses :meth:`load_signed`). The
+        manifest is read again only when there is a signature to check it against."""
+        return self._verdict(image_id, None, trust)
+
+    def _verdict(self, image_id: str, raw: bytes | None,
+                 trust: TrustStore) -> SignatureVerdict:
+        where = _("signature of image {id}").format(id=image_id)
+        try:
+            signature = self.signature_bytes(image_id)
+        except RepositoryError as exc:  # a link, a special file, too large: not a signature
+            return SignatureVerdict(BAD, reason=str(exc), trusted_keys=len(trust))
+        if signature is not None and raw is None:
+            raw = self.manifest_bytes(image_id)
+        return _check_signature(raw or b"", signature, trust, where)
+
     def read_chunk(self, digest: str, where: str) -> bytes:
         raise NotImplementedError
 
@@ -197,6 +248,12 @@ class RepositoryReader:
         when the repository cannot list its folders (a web server without listings)."""
         return None
 
+    def sealed_images(self) -> frozenset[str]:
+        """The images the repository's presence seal (:mod:`rescue.image.seal`) vouches
+        for now: every chunk of each was there when a rescue writer sealed it, and
+        nothing was added or removed since. Empty without a (valid) seal."""
+        return frozenset()
+
     def read_part(self, part: IndexPart, where: str) -> bytes:
         """The raw bytes of an index part, verified against its BLAKE3."""
         return codec.decode_chunk(part.blake3, self.read_chunk(part.blake3, where),
@@ -204,8 +261,12 @@ class RepositoryReader:
 
     def load_manifest(self, ref: str) -> Manifest:
         image_id = self.resolve(ref)
+        return self.manifest_from(image_id, self.manifest_bytes(image_id))
+
+    def manifest_from(self, image_id: str, raw: bytes) -> Manifest:
+        """The manifest of image *image_id* stored as *raw*, checked."""
         where = _("manifest of image {id}").format(id=image_id)
-        manifest = Manifest.from_json(self.manifest_bytes(image_id), where=where)
+        manifest = Manifest.from_json(raw, where=where)
         check_manifest(manifest, where)
         if manifest.id != image_id:
             raise ImageCorruptError(
@@ -271,8 +332,10 @@ class RepositoryWriter(Protocol):
     def has_chunk(self, digest: str) -> bool: ...
     def put_chunk(self, digest: str, blob: bytes) -> bool: ...
     def sync(self) -> None: ...
-    def write_manifest(self, manifest: Manifest) -> object: ...
+    def write_manifest(self, manifest: Manifest, signer: Signer | None = None) -> object: ...
     def clean_tmp(self) -> None: ...
+    def start_image(self) -> None: ...
+    def seal_image(self, image_id: str) -> bool: ...
 
 
 class Repository(RepositoryReader):
@@ -287,6 +350,8 @@ class Repository(RepositoryReader):
         # (fsync of each folder) by sync(), before a manifest points at them
         self._dirty: set[str] = set()
         self._dirty_lock = threading.Lock()
+        # the images this writer's seal keeps vouching for (start_image)
+        self._seal_base: frozenset[str] = frozenset()
 
     # -- opening ---------------------------------------------------------------------
 
@@ -452,6 +517,61 @@ class Repository(RepositoryReader):
 
         return ChunkInventory(listing)
 
+    # -- presence seal ---------------------------------------------------------------
+
+    def folder_stamps(self) -> FolderStamps:
+        """Each chunk folder's modification time (ns), None where there is no real
+        folder: what a seal records and compares."""
+        chunks = self.root / "chunks"
+        stamps: FolderStamps = dict.fromkeys(CHUNK_FOLDERS)
+        if not _is_dir(chunks):
+            return stamps
+        for name in CHUNK_FOLDERS:
+            try:
+                info = os.lstat(chunks / name)
+            except OSError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                stamps[name] = info.st_mtime_ns
+        return stamps
+
+    def read_seal(self) -> Seal | None:
+        try:
+            return parse_seal(_read_inside(self.root, (SEAL_FILE,), MAX_SEAL_FILE))
+        except (OSError, _NotAFile):
+            return None
+
+    def sealed_images(self) -> frozenset[str]:
+        seal = self.read_seal()
+        return seal.vouches_now(self.folder_stamps()) if seal is not None else frozenset()
+
+    def write_seal(self, state: str, images: Iterable[str]) -> bool:
+        """Record a seal (*state* OPEN or SEALED). False when it could not be written:
+        then restores look every chunk up, which is slower but as safe."""
+        seal = Seal(state, frozenset(images),
+                    self.folder_stamps() if state == SEALED else {},
+                    datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        try:
+            _atomic_write(self.root / SEAL_FILE, seal.to_json(), self.root)
+        except OSError:
+            return False
+        return True
+
+    def start_image(self) -> None:
+        """Before a writer's first chunk: clean up its leftovers and open the seal,
+        carrying over the images it vouched for (the writer adds chunks only)."""
+        self.clean_tmp()
+        seal = self.read_seal()
+        base = seal.carried_over(self.folder_stamps()) if seal is not None else frozenset()
+        self._seal_base = base & frozenset(self.image_ids())
+        self.write_seal(OPEN, self._seal_base)
+
+    def seal_image(self, image_id: str) -> bool:
+        """After the manifest of *image_id* is published (its chunks durable): seal
+        the repository with that image and those carried over by :meth:`start_image`."""
+        images = (self._seal_base | {image_id}) & frozenset(self.image_ids())
+        return self.write_seal(SEALED, images)
+
     # -- images ----------------------------------------------------------------------
 
     def image_ids(self) -> list[str]:
@@ -484,15 +604,34 @@ class Repository(RepositoryReader):
         except OSError as exc:
             raise from_oserror(exc, _("Reading {path}").format(path=path)) from exc
 
-    def write_manifest(self, manifest: Manifest) -> Path:
+    def signature_bytes(self, image_id: str) -> bytes | None:
+        path = self.root / "images" / image_id / SIGNATURE_FILE
+        try:
+            return _read_inside(self.root, ("images", image_id, SIGNATURE_FILE),
+                                MAX_SIGNATURE_FILE)
+        except _NotAFile:
+            raise SignatureRefusedError(_(
+                "{path} is a link, a special file or far too large, not a signature; rescue "
+                "does not follow links in a repository.").format(path=path)) from None
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise from_oserror(exc, _("Reading {path}").format(path=path)) from exc
+
+    def write_manifest(self, manifest: Manifest, signer: Signer | None = None) -> Path:
         """Publish an image: after this the image is listed. Chunks must already be
-        durable (see :meth:`sync`)."""
+        durable (see :meth:`sync`). With *signer*, the signature of the manifest's bytes
+        is written first, so a listed image is never without it."""
         if not _ID_RE.match(manifest.id):
             raise ValueError(f"bad image id {manifest.id!r}")
         directory = self.root / "images" / manifest.id
+        raw = manifest.to_json()
         try:
             directory.mkdir(parents=True, exist_ok=False)
-            _atomic_write(directory / "manifest.json", manifest.to_json(), self.root)
+            if signer is not None:
+                _atomic_write(directory / SIGNATURE_FILE, signer.signature_file(raw),
+                              self.root)
+            _atomic_write(directory / "manifest.json", raw, self.root)
             _fsync_dir(directory.parent)  # the image's folder itself
         except OSError as exc:
             raise from_oserror(exc, _("Writing the manifest to {path}").format(
@@ -720,9 +859,6 @@ def whole_frame(fd: int) -> bool:
 
 LOCK_FILE = "writer-lock.json"
 
-
-class RepositoryLockedError(RepositoryError):
-    """Another backup, delete or prune holds the repository's writer lock."""
 
 #: how often the holder of a lock refreshes its time, and how long a lock of another
 #: machine may go without that before it counts as left behind by a crash

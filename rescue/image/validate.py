@@ -25,6 +25,7 @@ from collections.abc import Iterable
 
 from rescue.errors import ImageCorruptError
 from rescue.i18n import _
+from rescue.image.gpt import gpt_entry_sectors
 from rescue.image.index import HEADER, PART_SPAN, RECORD
 from rescue.image.manifest import (
     METHOD_NONE,
@@ -44,7 +45,6 @@ METHODS = (METHOD_USED_BLOCKS, METHOD_WHOLE, METHOD_RECREATE, METHOD_NONE)
 BOOT_AREAS = ("mbr-boot-code", "post-mbr-gap")
 
 
-GPT_ENTRY_BYTES = 128 * 128  # the entry array rescue writes: 128 entries of 128 bytes
 GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 MBR_TYPE = re.compile(r"[0-9A-Fa-f]{1,2}")
 
@@ -103,7 +103,7 @@ def _check_disk(disk: Disk, n: int, cs: int) -> None:
         value = getattr(disk, name)
         if value is not None:
             _int(value, f"disk {n} {name}", 0, sectors)
-    entries = -(-GPT_ENTRY_BYTES // ss)
+    entries = gpt_entry_sectors(ss)
     # a GPT's own sectors: MBR + header + entries in front, entries + header at the end
     head, tail = (2 + entries, 1 + entries) if disk.table == "gpt" else (1, 0)
     numbers: set[int] = set()

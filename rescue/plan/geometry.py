@@ -8,15 +8,10 @@ one sector before each logical partition, inside the extended one)."""
 
 from __future__ import annotations
 
-GPT_ENTRIES = 128
-GPT_ENTRY_SIZE = 128
+from rescue.image.gpt import gpt_entry_sectors
+
 ALIGN_BYTES = 1024 * 1024  # partitions are moved/grown in steps of 1 MiB
 MBR_MAX_SECTORS = 0xFFFFFFFF  # an MBR entry's start and size are 32-bit sector counts
-
-
-def gpt_entry_sectors(sector_size: int) -> int:
-    """Sectors the GPT partition entry array takes (32 at 512 bytes, 4 at 4096)."""
-    return -(-GPT_ENTRIES * GPT_ENTRY_SIZE // sector_size)
 
 
 def first_usable(table: str, sector_size: int) -> int:

@@ -73,6 +73,7 @@ class RestoreOptions:
     delta: bool = False  # skip chunks the target already holds (resume, refresh)
     firmware: str = ""  # "uefi" | "bios": override how the restoring machine booted
     add_drivers: list[str] = field(default_factory=list)  # extra initramfs storage drivers
+    shrink: bool = True  # onto a smaller disk: rebuild what can shrink, file by file
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,8 +91,11 @@ class PartitionPlan:
     filesystem: str | None
     fs_label: str | None
     method: str
-    data_bytes: int  # bytes that will be written (stored + zero chunks)
+    data_bytes: int  # bytes that will be written (stored + zero chunks; a rebuild: files)
     grow_filesystem: bool = False
+    # a restore onto a smaller disk: the filesystem is made anew, smaller, with the
+    # source's identity, and its files are copied one by one from the image
+    rebuild: bool = False
 
     @property
     def moved(self) -> bool:
@@ -100,6 +104,10 @@ class PartitionPlan:
     @property
     def grown(self) -> bool:
         return self.size > self.source_size
+
+    @property
+    def shrunk(self) -> bool:
+        return self.size < self.source_size
 
 
 # The hardware verdict's level as the summary names it.
@@ -176,6 +184,11 @@ class RestorePlan:
             if p.grown:
                 line = _("{number}: {what} {size} at sector {sector}, grown from {old}").format(
                     old=human_bytes(p.source_size * ss), **fields)
+            elif p.rebuild:
+                line = _(
+                    "{number}: {what} {size} at sector {sector}, shrunk from {old}: made anew "
+                    "with the same UUID and label, its files copied one by one (slower than "
+                    "a block copy)").format(old=human_bytes(p.source_size * ss), **fields)
             elif p.moved:
                 line = _("{number}: {what} {size} at sector {sector}, moved").format(**fields)
             else:
@@ -327,13 +340,6 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
     dst_end = geometry.usable_end(disk.table, target_sectors, ss)
     needed_end = max((p.start + p.size for p in disk.partitions), default=0)
     _check_fits_table(disk, ss)
-    if needed_end > dst_end:
-        need = geometry.needed_disk_sectors(disk.table, needed_end, ss) * ss
-        raise TargetTooSmallError(_(
-            "Target disk {path} is {size} ({size_bytes} bytes); the image's partitions need "
-            "{need} ({need_bytes} bytes). Use a disk at least that large."
-        ).format(path=target.path, size=human_bytes(target.size_bytes),
-                 size_bytes=target.size_bytes, need=human_bytes(need), need_bytes=need))
 
     plans = []
     for p in sorted(disk.partitions, key=lambda x: x.start):
@@ -349,7 +355,9 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
             )
         )
 
-    if options.grow and target_sectors > disk.sectors:
+    if needed_end > dst_end:
+        _shrink(plans, disk, target, needed_end, dst_end, options.shrink)
+    elif options.grow and target_sectors > disk.sectors:
         # fill the disk: free space at the end of the source is taken up too
         _grow(plans, disk.table, dst_end - needed_end, geometry.align_sectors(ss))
 
@@ -366,6 +374,8 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
         steps.insert(1, "verify-image")
     if options.verify:
         steps.append("verify-written-data")
+    if any(p.rebuild for p in plans):
+        steps.append("rebuild-filesystems")
     start_fields = registry.start_field_types()
     if any(p.moved and p.filesystem in start_fields for p in plans):
         steps.append("fix-start-fields")
@@ -389,6 +399,94 @@ def plan_restore(manifest: Manifest, target: TargetInfo, options: RestoreOptions
         reuse_table=reuse_table, compatibility=verdict, firmware=firmware, fixups=fixups,
         disk_index=disk_index, disk_count=len(manifest.disks),
     )
+
+
+#: what a filesystem made anew needs beyond the bytes of its files: metadata (inode
+#: tables are 1.6% of an ext4), a journal (up to 1 GiB) and room to work in: a tenth of
+#: the data, plus 1/16 of it between 32 MiB and 1 GiB
+REBUILD_SLACK = 0.10
+REBUILD_EXTRA_MIN, REBUILD_EXTRA_MAX = 32 << 20, 1 << 30
+
+
+def rebuild_floor(fstype: str | None, used_bytes: int, sector_size: int, align: int) -> int:
+    """The fewest sectors (aligned) a filesystem made anew can have and still hold
+    *used_bytes* of files."""
+    found = registry.traits(fstype)
+    smallest = found.min_bytes if found is not None else 0
+    extra = min(REBUILD_EXTRA_MAX, max(REBUILD_EXTRA_MIN, used_bytes // 16))
+    want = max(smallest, int(used_bytes * (1 + REBUILD_SLACK)) + extra)
+    sectors = -(-want // sector_size)
+    return -(-sectors // align) * align
+
+
+def _shrink(plans: list[PartitionPlan], disk: Disk, target: TargetInfo, needed_end: int,
+            dst_end: int, allowed: bool = True) -> None:
+    """Make the image's layout fit a smaller disk: the partitions whose filesystem can be
+    made anew and filled file by file shrink, the largest first, each to no less than
+    what its data needs (:func:`rebuild_floor`); the others keep their size; the table
+    keeps its order, numbers and identities (later partitions move down). Refused, with
+    the numbers, when even that does not fit."""
+    ss = disk.logical_sector_size
+    align = geometry.align_sectors(ss)
+    need = geometry.needed_disk_sectors(disk.table, needed_end, ss) * ss
+    facts = {"path": target.path, "size": human_bytes(target.size_bytes),
+             "size_bytes": target.size_bytes, "need": human_bytes(need), "need_bytes": need}
+    if not allowed:
+        raise TargetTooSmallError(_(
+            "Target disk {path} is {size} ({size_bytes} bytes); the image's partitions need "
+            "{need} ({need_bytes} bytes). Use a disk at least that large.").format(**facts))
+    too_small = _(
+        "Target disk {path} is {size} ({size_bytes} bytes); the image's partitions need "
+        "{need} ({need_bytes} bytes).").format(**facts)
+    if any(p.kind in ("extended", "logical") for p in plans):
+        raise TargetTooSmallError(too_small + " " + _(
+            "An MBR table with logical partitions is not shrunk; use a disk at least that "
+            "large."))
+    rebuildable = registry.rebuildable()
+    floors = {p.number: rebuild_floor(p.filesystem, disk.partition(p.number).used_bytes, ss,
+                                      align)
+              for p in plans if p.filesystem in rebuildable}
+    deficit = needed_end - dst_end
+    deficit = -(-deficit // align) * align
+    cuts: dict[int, int] = {}
+    for p in sorted((p for p in plans if p.number in floors),
+                    key=lambda p: (-p.size, p.start)):
+        if deficit <= 0:
+            break
+        room = (p.size - floors[p.number]) // align * align
+        cut = min(deficit, max(0, room))
+        if cut > 0:
+            cuts[p.number] = cut
+            deficit -= cut
+    if deficit > 0:
+        least = needed_end - sum(max(0, (p.size - floors[p.number]) // align * align)
+                                 for p in plans if p.number in floors)
+        least_bytes = geometry.needed_disk_sectors(disk.table, least, ss) * ss
+        fixed = [p for p in plans if p.number not in floors and p.size * ss >= 64 << 20]
+        why = _(
+            "Even with {shrinkable} shrunk to what their data needs, the image needs "
+            "{least} ({least_bytes} bytes). Use a disk at least that large."
+        ).format(shrinkable=", ".join(
+            f"{p.number} ({p.filesystem})" for p in plans if p.number in floors) or "-",
+            least=human_bytes(least_bytes), least_bytes=least_bytes)
+        if not floors:
+            why = _("None of its partitions can be shrunk (rescue rebuilds ext2/3/4, xfs, "
+                    "btrfs and vfat file by file). Use a disk at least that large.")
+        if fixed:
+            why += " " + _("Not shrunk: {partitions} (their filesystems cannot be rebuilt "
+                           "file by file without losing what a file copy does not carry, "
+                           "NTFS among them).").format(partitions=", ".join(
+                               f"{p.number} ({p.filesystem or p.type})" for p in fixed))
+        raise TargetTooSmallError(too_small + " " + why)
+    shift = 0
+    for p in sorted(plans, key=lambda x: x.start):
+        p.start -= shift
+        cut = cuts.get(p.number, 0)
+        if cut:
+            p.size -= cut
+            p.rebuild = True
+            p.data_bytes = disk.partition(p.number).used_bytes
+            shift += cut
 
 
 def _src_uuid(disk: Disk, number: int) -> str:

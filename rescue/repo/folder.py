@@ -19,6 +19,7 @@ from pathlib import Path
 from rescue.errors import RepositoryError
 from rescue.i18n import _
 from rescue.image.repository import REPO_FILE, Repository, writer_lock
+from rescue.image.seal import SEAL_FILE
 from rescue.repo.location import Location
 from rescue.runner import CommandRunner
 
@@ -46,6 +47,12 @@ def existing_only() -> Iterator[None]:
         yield
     finally:
         _EXISTING.reset(token)
+
+
+def may_create() -> bool:
+    """Whether a writer opened now may create its repository (not in a delete or prune:
+    see :func:`existing_only`)."""
+    return not _EXISTING.get()
 
 
 @contextlib.contextmanager
@@ -80,6 +87,7 @@ def _unmake(root: Path, made_root: bool) -> None:
     """Remove what Repository.create made (and chunks a failed first backup stored)."""
     with contextlib.suppress(OSError):
         (root / REPO_FILE).unlink()
+        (root / SEAL_FILE).unlink(missing_ok=True)
         for sub in ("chunks", "images", "tmp"):
             path = root / sub
             if path.is_dir() and not path.is_symlink():

@@ -91,7 +91,7 @@ def mounted_share(share: Share, runner: CommandRunner | None = None,
                 _unlink_quiet(credentials)  # read by the mount; never left in /run
         path = str(mountpoint / share.subpath) if share.subpath else str(mountpoint)
         _refuse_outside(path, mountpoint, share)
-        if write and not os.path.isdir(path):
+        if write and not os.path.isdir(path) and folder.may_create():
             try:  # a new repository in the share: its folder is made by the backup
                 os.makedirs(path)
             except OSError as exc:

@@ -48,7 +48,7 @@ from rescue.wizard.model import (
 
 
 class Services(Protocol):
-    def find_images(self, locations: list[str]) -> list[ImageEntry]: ...
+    def find_images(self, locations: list[str], media: bool = True) -> list[ImageEntry]: ...
     def search_problems(self) -> list[str]: ...
     def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]: ...
     def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> VerdictView: ...
@@ -58,7 +58,8 @@ class Services(Protocol):
     ) -> Prepared: ...
     def run_restore(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome: ...
     def backup_destinations(self) -> list[tuple[str, str]]: ...
-    def prepare_backup(self, disks: list[DiskEntry], destination: str, name: str) -> Prepared: ...
+    def prepare_backup(self, disks: list[DiskEntry], destination: str, name: str,
+                       break_lock: bool = False) -> Prepared: ...
     def run_backup(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome: ...
     def watch_media(self, on_change: Callable[[], None]) -> Callable[[], None]: ...
     def apply_keymap(self, keymap: str) -> str: ...
@@ -112,6 +113,7 @@ class EngineServices:
         disk_filter: Callable[[str], bool] | None = None,
         scan_media: bool = True,
         power_runner: CommandRunner | None = None,
+        trusted_keys: Sequence[str] = (),
     ) -> None:
         self.runner = runner or CommandRunner()
         self.power_runner = power_runner or self.runner
@@ -119,6 +121,8 @@ class EngineServices:
         self.log_file = log_file
         self.disk_filter = disk_filter
         self.scan_media = scan_media
+        # --trust files and folders, besides /etc/rescue/trusted-keys (read at each use)
+        self.trusted_keys = tuple(trusted_keys)
         self.report_file = log_file.with_name("rescue-restore-report.json")
         self._catalog: contextlib.ExitStack | None = None
         self._lock = threading.Lock()
@@ -163,9 +167,12 @@ class EngineServices:
         return inv
 
     # -- images ----------------------------------------------------------------------
-    def find_images(self, locations: list[str]) -> list[ImageEntry]:
+    def find_images(self, locations: list[str], media: bool = True) -> list[ImageEntry]:
+        """The images of *locations* and (*media*, unless the search of attached disks
+        is off) of every attached disk, each mounted read-only for the search."""
         wheres = [Location.parse(loc) for loc in locations]  # a UsageError names a typo
-        inv = self._inventory(self.include_loop) if self.scan_media else Inventory()
+        inv = (self._inventory(self.include_loop) if self.scan_media and media
+               else Inventory())
         with self._lock:
             if self._catalog is not None:
                 self._catalog.close()
@@ -200,6 +207,11 @@ class EngineServices:
     def _entry(self, found: FoundImage) -> ImageEntry:
         with facade.open_repository(found.repo, runner=self.runner) as repo:
             manifest = repo.load_manifest(found.id)
+            try:
+                signature = facade.image_signature(
+                    repo, found.id, facade.trust_store(self.trusted_keys)).text()
+            except RescueError as exc:  # a trusted key that cannot be read: said at prepare
+                signature = str(exc)
         volumes = tuple(
             Volume(
                 disk=di,
@@ -228,6 +240,7 @@ class EngineServices:
             disk_bytes=sum(d.size_bytes for d in manifest.disks),
             disk_sizes=tuple(d.size_bytes for d in manifest.disks),
             shown=found.location if not found.device and found.location != found.repo else "",
+            signature=signature,
         )
 
     # -- disks -----------------------------------------------------------------------
@@ -268,7 +281,7 @@ class EngineServices:
             image.location, image.id, [disk.path, *(d.path for d in others)],
             facade.RestoreOptions(grow=options.grow, verify=options.verify,
                                   force=options.force),
-            self.runner,
+            self.runner, facade.trust_store(self.trusted_keys),
         )
         self._held = prepared  # the repository stays open until the restore has run
         self._log("restore plan: " + json.dumps(prepared.to_dict()))
@@ -285,8 +298,10 @@ class EngineServices:
                     label = f" '{p.fs_label}'" if p.fs_label else ""
                     volumes.append((f"{which}{p.number}: {p.filesystem or p.kind}{label}",
                                     p.data_bytes))
+        self._log(f"signature: {prepared.signature.text()}")
         return Prepared("restore", prepared.summary_lines(), prepared,
-                        prepared.erases_data, total, volumes)
+                        prepared.erases_data, total, volumes,
+                        signature=prepared.signature.text())
 
     def run_restore(self, prepared: Prepared, sink: Sink, cancel: threading.Event) -> Outcome:
         self._log(f"restore started: {prepared.lines[0] if prepared.lines else ''}")
@@ -319,13 +334,19 @@ class EngineServices:
                                           f"{disk.transport or disk.kind})"))
         return found
 
-    def prepare_backup(self, disks: list[DiskEntry], destination: str, name: str) -> Prepared:
+    def prepare_backup(self, disks: list[DiskEntry], destination: str, name: str,
+                       break_lock: bool = False) -> Prepared:
+        """*break_lock*: the technician confirmed that the writer holding the
+        repository's lock is gone."""
         if not disks:
             raise UsageError(_("Choose a disk to back up."))
         self._let_go()
+        if break_lock:
+            self._log(f"breaking the writer lock of {destination}, as the technician asked")
         # an SMB/NFS destination stays mounted (read-write) until the backup has run
         prepared = facade.prepare_backup([d.path for d in disks], destination,
-                                         facade.BackupOptions(name=name), self.runner)
+                                         facade.BackupOptions(name=name), self.runner,
+                                         break_lock)
         self._held = prepared
         return Prepared("backup", list(prepared.summary_lines()), prepared,
                         total_bytes=prepared.total_bytes)

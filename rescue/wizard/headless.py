@@ -32,9 +32,11 @@ def find_images(services: Services, repos: list[str], say: Callable[[str], None]
                 wait: float = NETWORK_WAIT) -> list[ImageEntry]:
     """Search; while a web address or share given does not answer yet (the network
     comes up after the live system starts), try again for up to *wait* seconds. When
-    *repos* name locations, only their images are returned (see :func:`only_named`)."""
+    *repos* name locations, only they are searched: no attached disk is mounted, and
+    only their images are returned (see :func:`only_named`)."""
     deadline = time.monotonic() + wait
-    images = services.find_images(repos)
+    media = not repos
+    images = services.find_images(repos, media)
     said = ""
     remote = any(Location.parse(r).kind != FOLDER for r in repos)
     while remote and time.monotonic() < deadline:
@@ -45,7 +47,7 @@ def find_images(services: Services, repos: list[str], say: Callable[[str], None]
             said = problems[0]
             say(_("Waiting for the network: {problem}").format(problem=said))
         time.sleep(NETWORK_RETRY)
-        images = services.find_images(repos)
+        images = services.find_images(repos, media)
     for problem in services.search_problems():
         say(problem)
     return only_named(images, repos)

@@ -40,6 +40,7 @@ class ImageEntry:
     disk_bytes: int = 0  # size of the source disk(s), all together
     disk_sizes: tuple[int, ...] = ()  # each source disk's size, in the image's order
     shown: str = ""  # the location as shown, when it differs (a share, a web address)
+    signature: str = ""  # "Signed by NAME (fingerprint)", "Not signed", ... ("": not checked)
 
     @property
     def disk_count(self) -> int:
@@ -63,6 +64,12 @@ class DiskEntry:
     @property
     def title(self) -> str:
         return f"{self.model or self.name}".strip()
+
+    def same_disk(self, other: DiskEntry) -> bool:
+        """Whether *other* is this disk as seen again (after a hot-plug): same node,
+        identity and size; what is on it may differ."""
+        return (self.path, self.by_id, self.serial, self.model, self.size_bytes) == (
+            other.path, other.by_id, other.serial, other.model, other.size_bytes)
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,7 @@ class Prepared:
     # (title, bytes) of each volume in the order the data stage moves them; the progress
     # screen names the current volume from the stage's byte count.
     volumes: list[tuple[str, int]] = field(default_factory=list)
+    signature: str = ""  # a restore: who signed the image ("Not signed", ...)
 
 
 @dataclass

@@ -104,7 +104,7 @@ def test_every_disk_is_checked_before_anything_is_written(
         two_disk_backup: TwoDisks, blank_disk) -> None:
     b = two_disk_backup
     sys_target = blank_disk(SYSTEM_SIZE, "sys-target")
-    small = blank_disk(DATA_SIZE - 64 * MiB, "small")
+    small = blank_disk(16 * MiB, "small")  # too small even with shrinking
     args = ("restore", "--repo", str(b.repo), "--yes", "--firmware", "uefi")
     one = rescue_cli(*args, "--disk", sys_target)
     assert one.returncode == 2 and "holds 2 disk(s)" in one.stderr, one.stderr

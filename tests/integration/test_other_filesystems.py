@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from loopdev import loop_device, mounted, partition
+from loopdev import loop_device, mounted, partition, refresh_partitions
 from realdisk import MiB, blkid, rescue_cli, sfdisk_json
 
 from rescue.demo.sample_system import populate_tree, tree_digest
@@ -81,3 +81,37 @@ def test_xfs_btrfs_ntfs_used_blocks_restore_and_grow(tmp_path: Path, blank_disk)
         stat = subprocess.run(["df", "-B1", "--output=size", str(mnt)], capture_output=True,
                               text=True, check=True).stdout.split()[-1]
     assert int(stat) > 700 * MiB  # the xfs filesystem itself was grown
+
+
+def test_btrfs_with_a_read_only_snapshot_restores_whole(tmp_path: Path, blank_disk) -> None:
+    """Found in issue 13's work: partclone.btrfs 0.3.23 leaves out the tree blocks a
+    read-only snapshot shares with its subvolume, and the restored btrfs would not mount
+    ("bad tree block start ... have 0"). The map now comes from btrfs-progs' extent and
+    chunk trees (rescue/fs/btrfs.py): the restore mounts, checks clean, and every
+    subvolume, snapshot and file is there."""
+    with loop_device(tmp_path / "src.img", 700 * MiB) as dev:
+        node = partition(dev, "label: gpt\nsize=600M, type=L\n")[0]
+        subprocess.run([*MKFS["btrfs"], node], check=True, capture_output=True)
+        with mounted(node, tmp_path / "w", "rw") as m:
+            for sub in ("@", "@home"):
+                subprocess.run(["btrfs", "subvolume", "create", str(m / sub)], check=True,
+                               capture_output=True)
+            populate_tree(m / "@", files=300, data_bytes=10 * MiB, seed=6)
+            populate_tree(m / "@home", files=200, data_bytes=8 * MiB, seed=7)
+            subprocess.run(["btrfs", "subvolume", "snapshot", "-r", str(m / "@"),
+                            str(m / "@snap")], check=True, capture_output=True)
+            subprocess.run(["btrfs", "subvolume", "set-default", str(m / "@")], check=True,
+                           capture_output=True)
+        with mounted(node, tmp_path / "r", "ro,subvolid=5") as m:
+            before = tree_digest(m)
+        rescue_cli("backup", "--disk", dev, "--repo", str(tmp_path / "repo"), check=True)
+    target = blank_disk(700 * MiB)
+    proc = rescue_cli("restore", "--repo", str(tmp_path / "repo"), "--image", "latest",
+                      "--disk", target, "--yes", "--no-grow", "--firmware", "uefi")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    restored = refresh_partitions(target)[0]
+    check = subprocess.run(["btrfs", "check", "--readonly", restored], capture_output=True,
+                           text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    with mounted(restored, tmp_path / "n", "ro,subvolid=5") as m:
+        assert tree_digest(m) == before

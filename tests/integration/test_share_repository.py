@@ -18,8 +18,10 @@ import pytest
 from realdisk import BackedUp, rescue_cli
 
 from rescue import services
+from rescue.errors import RepositoryError
 from rescue.repo import Share
 from rescue.repo import share as share_backend
+from rescue.runner import CommandRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "iso"))
 from sambaserve import samba  # noqa: E402
@@ -105,3 +107,44 @@ def test_backup_through_the_share_backend_with_its_mount_faked(
     with services.open_repository(location) as repo:
         assert repo.load_manifest("latest").id == result.manifest.id
     assert (folder / "pc1" / "images" / result.manifest.id / "manifest.json").is_file()
+
+
+class _BindMountRunner(CommandRunner):
+    """The share's server stood in for by a local folder: `mount -t cifs //nas/share MP`
+    becomes a real bind mount of that folder on MP (the kernel here has no cifs); every
+    other command (umount among them) runs as it is."""
+
+    def __init__(self, served: Path) -> None:
+        self.served = served
+
+    def run(self, argv, **kwargs):  # type: ignore[no-untyped-def]
+        args = [str(a) for a in argv]
+        if args[:3] == ["mount", "-t", "cifs"]:
+            mode = "ro" if args[6].startswith("ro,") else "rw"
+            result = super().run(["mount", "--bind", str(self.served), args[4]], **kwargs)
+            if mode == "ro":
+                super().run(["mount", "-o", "remount,bind,ro", args[4]], **kwargs)
+            return result
+        return super().run(argv, **kwargs)
+
+
+@pytest.mark.parametrize("command", ["prune", "delete"])
+def test_delete_and_prune_leave_no_folder_behind_in_a_share(tmp_path: Path,
+                                                           command: str) -> None:
+    """A delete or prune names an existing repository: a wrong folder in a share is
+    refused with a sentence and not created (a backup would create it)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    runner = _BindMountRunner(served)
+    location = "smb://nas/backups/no-such-folder"
+    with pytest.raises(RepositoryError, match="no folder no-such-folder"):
+        if command == "prune":
+            services.prune(location, runner=runner)
+        else:
+            services.delete_image(location, "20260101T000000Z-abcdef", runner=runner)
+    assert list(served.iterdir()) == []
+    assert _nothing_mounted()
+    with services.open_writer(location, runner) as repo:  # a backup's writer makes it
+        assert repo.image_ids() == []
+    assert (served / "no-such-folder" / "rescue-repository.json").is_file()
+    assert _nothing_mounted()

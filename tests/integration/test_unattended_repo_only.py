@@ -47,3 +47,32 @@ def test_latest_is_taken_from_the_named_repository_only(tmp_path: Path) -> None:
         assert f"({older.image_id})" in proc.stdout
         assert newer.image_id not in proc.stdout
         check_restored(target, tmp_path)
+
+
+def test_a_named_location_is_searched_alone_no_attached_disk_is_mounted(tmp_path: Path
+                                                                       ) -> None:
+    """With the location named, the attached disks are not even mounted read-only for
+    the search; without one, the same stick is searched (the control)."""
+    from rescue.runner import DryRunRunner
+    from rescue.wizard.backend import EngineServices
+    from rescue.wizard.headless import find_images
+
+    named = tmp_path / "named"
+    with loop_device(tmp_path / "source.img", 160 * MiB) as source:
+        build_source(source, tmp_path)
+        back_up(source, named, "in-named-repo")
+        back_up(source, tmp_path / "stick-tree" / "rescue", "on-a-stick")
+    with loop_device(tmp_path / "stick.img", 96 * MiB) as stick:
+        sh("mkfs.ext4", "-q", "-L", "STICK", "-d", tmp_path / "stick-tree", stick)
+        services = EngineServices(include_loop=True, disk_filter=lambda p: p == stick,
+                                  power_runner=DryRunRunner(), log_file=tmp_path / "log")
+        try:
+            said: list[str] = []
+            images = find_images(services, [str(named)], said.append, wait=0)
+            assert [i.name for i in images] == ["in-named-repo"]
+            assert services._catalog_mounts == set(), "an attached disk was mounted"
+            images = find_images(services, [], said.append, wait=0)
+            assert [i.name for i in images] == ["on-a-stick"]
+            assert len(services._catalog_mounts) == 1  # the stick, searched this time
+        finally:
+            services.close()

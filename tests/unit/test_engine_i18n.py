@@ -33,7 +33,7 @@ def german() -> Iterator[None]:
 
 def too_small() -> str:
     with pytest.raises(TargetTooSmallError) as err:
-        plan_restore(three_partition_manifest(), target(300 * MiB), RestoreOptions())
+        plan_restore(three_partition_manifest(), target(300 * MiB), RestoreOptions(shrink=False))
     return str(err.value)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rescue.engine import grow
+from rescue.engine import grow, rebuild
 from rescue.fs import regions, registry
 from rescue.fs.registry import RECORDS, FsTraits, traits
 
@@ -24,7 +24,12 @@ def test_record_is_consistent(t: FsTraits) -> None:
     assert (t.partclone is not None) == (t.used_blocks == registry.PARTCLONE)
     if t.partclone:
         assert re.fullmatch(r"partclone\.[a-z0-9]+", t.partclone)
-    assert t.used_blocks in (None, registry.DUMPE2FS, registry.FAT, registry.PARTCLONE)
+    assert t.used_blocks in (None, registry.DUMPE2FS, registry.FAT, registry.PARTCLONE,
+                             registry.BTRFS_PROGS)
+    # a rebuild (restore onto a smaller disk) names a function that exists, with a size
+    if t.rebuild is not None:
+        assert callable(rebuild.BUILDERS[t.rebuild]) and t.rebuild in rebuild.PROGRAMS
+        assert t.min_bytes > 0
     assert not (t.recreate and t.used_blocks), "recreated or copied, not both"
     # grow / outside-map methods name functions that exist
     if t.grow is not None:

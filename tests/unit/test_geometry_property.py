@@ -259,8 +259,9 @@ def _target(disk: Disk, sectors: int) -> TargetInfo:
 
 
 def _plan(manifest: Manifest, sectors: int, grow: bool) -> RestorePlan:
-    return plan_restore(manifest, _target(manifest.disks[0], sectors), RestoreOptions(grow=grow),
-                        firmware="bios")
+    # the exact-fit rules: no shrinking onto a smaller disk (tests/unit/test_plan_shrink.py)
+    return plan_restore(manifest, _target(manifest.disks[0], sectors),
+                        RestoreOptions(grow=grow, shrink=False), firmware="bios")
 
 
 def check_plan(manifest: Manifest, sectors: int, grow: bool) -> RestorePlan:

@@ -363,3 +363,66 @@ def test_cancel_a_real_restore(real_backup, loops, tmp_path):
     report = json.loads(services.report_file.read_text())
     assert report["result"] == "cancelled"
     assert report["bytes_written"] < sum(p["data_bytes"] for p in report["plan"]["partitions"])
+
+
+def test_backup_onto_a_locked_repository_offers_to_break_the_lock(loops, tmp_path):
+    """Another machine's writer lock (fresh, so not stale) on the destination: the
+    summary says who holds it and offers "Break the lock"; cancelling keeps it, confirming
+    breaks it and the backup runs (issue 12, finding 6, in the wizard)."""
+    from wizard_disks import build_source
+
+    from rescue.image.repository import LOCK_FILE, Repository
+
+    source = loops(160 * MiB, "source")
+    build_source(source, tmp_path)
+    repo = tmp_path / "locked"
+    Repository.create(repo)
+    lock = {"host": "other-pc", "pid": 4242, "boot_id": "b" * 36, "machine_id": "m" * 32,
+            "started": "2026-01-01T00:00:00+00:00", "token": "t" * 32}
+    (repo / LOCK_FILE).write_text(json.dumps(lock))
+    services = services_for([source], tmp_path)
+    app = RescueApp(services, WizardState(), restart_countdown=0,
+                    default_backup_name="after-break")
+
+    async def walk() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await press_button(pilot, "#next")
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "StartScreen")
+            await press_button(pilot, "#backup")
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ ==
+                           "BackupSourceScreen")
+            await wait_for(pilot, lambda: bool(pilot.app.screen.disks))
+            await press_button(pilot, "#next")
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ ==
+                           "BackupDestinationScreen")
+            pilot.app.screen.query_one("#destination").value = str(repo)
+            await press_button(pilot, "#next")
+            screen = pilot.app.screen
+            await wait_for(pilot, lambda: screen.prepared is not None or screen.error)
+            assert screen.locked and screen.prepared is None
+            status = str(screen.query_one("#status").render())
+            assert "other-pc" in status and "Break the lock" in status
+            assert screen.query_one("#break-lock").display
+            await press_button(pilot, "#break-lock")
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "ConfirmDialog")
+            await press_button(pilot, "#no")  # not sure after all: nothing changes
+            await wait_for(pilot, lambda: pilot.app.screen is screen)
+            assert json.loads((repo / LOCK_FILE).read_text())["host"] == "other-pc"
+            await pilot.pause(0.3)  # the summary takes the focus back first
+            await press_button(pilot, "#break-lock")
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "ConfirmDialog")
+            await press_button(pilot, "#yes")
+            await wait_for(pilot, lambda: screen.prepared is not None or bool(screen.error))
+            assert not screen.error, screen.error
+            assert json.loads((repo / LOCK_FILE).read_text())["host"] != "other-pc"
+            await press_button(pilot, "#finish")
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "FinishedScreen",
+                           timeout=120)
+            assert app.state.outcome is not None and app.state.outcome.ok, app.state.outcome
+
+    try:
+        run_async(walk())
+    finally:
+        services.close()
+    assert [i.name for i in Repository.open(repo).list_images()] == ["after-break"]
+    assert not (repo / LOCK_FILE).exists()

@@ -84,8 +84,9 @@ class FixtureServices:
     watchers: list[Callable[[], None]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # search_problems() answers these
 
-    def find_images(self, locations: list[str]) -> list[ImageEntry]:
-        self.calls.append(("find_images", tuple(locations)))
+    def find_images(self, locations: list[str], media: bool = True) -> list[ImageEntry]:
+        self.calls.append(("find_images", tuple(locations)) if media
+                          else ("find_images", tuple(locations), "no media"))
         return list(self.images)
 
     def search_problems(self) -> list[str]:
@@ -137,8 +138,10 @@ class FixtureServices:
     def backup_destinations(self) -> list[tuple[str, str]]:
         return [("/media/usb/rescue", "USB stick SanDisk Ultra (sdb1)")]
 
-    def prepare_backup(self, disks: list[DiskEntry], destination: str, name: str) -> Prepared:
-        self.calls.append(("prepare_backup", disks[0].path, destination, name))
+    def prepare_backup(self, disks: list[DiskEntry], destination: str, name: str,
+                       break_lock: bool = False) -> Prepared:
+        self.calls.append(("prepare_backup", disks[0].path, destination, name)
+                          + (("break lock",) if break_lock else ()))
         self.calls.append(("backup_sources", tuple(d.path for d in disks)))
         if self.prepare_error:
             raise self.prepare_error

@@ -72,7 +72,8 @@ class SelectImageScreen(WizardScreen):
                 _("Location: {where}").format(where=describe_location(image)),
                 _("Date and time: {when}").format(when=format_datetime(image.created)),
                 _("Computer: {name}").format(name=image.computer),
-            )
+            ) + ((_("Signature: {verdict}").format(verdict=image.signature),)
+                 if image.signature else ())
         )
 
     def on_mount(self) -> None:

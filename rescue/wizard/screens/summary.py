@@ -7,11 +7,13 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Button, Static
 
+from rescue.errors import RepositoryLockedError
 from rescue.i18n import _, format_datetime, format_size
 from rescue.wizard.backend import describe_error
-from rescue.wizard.model import Prepared
+from rescue.wizard.mediawatch import MediaWatch
+from rescue.wizard.model import DiskEntry, Prepared
 from rescue.wizard.screens.base import WizardScreen
-from rescue.wizard.screens.dialogs import TypedConfirmDialog
+from rescue.wizard.screens.dialogs import ConfirmDialog, TypedConfirmDialog
 from rescue.wizard.texts import describe_location, verdict_text
 
 
@@ -25,6 +27,10 @@ class SummaryScreen(WizardScreen):
         self.kind = kind  # "restore" | "backup"
         self.prepared: Prepared | None = None
         self.error = ""
+        self.media = MediaWatch(self, lambda changed: self.services.watch_media(changed),
+                                self.recheck)  # a disk pulled or swapped: no Finish
+        self.locked = False  # the backup's repository is held by another writer's lock
+        self.break_lock = False  # the technician said that writer is gone
 
     def heading(self) -> str:
         return _("Summary") if self.kind == "restore" else _("Backup summary")
@@ -33,8 +39,11 @@ class SummaryScreen(WizardScreen):
         with VerticalScroll(id="body"):
             yield Static(self.text(), id="summary")
             yield Static(self.status_text(), id="status")
+        unlock = Button(_("Break the lock"), id="break-lock", variant="error")
+        unlock.display = self.locked
         yield self.buttons(
             Button(_("Back"), id="back"),
+            unlock,
             Button(_("Finish"), id="finish", variant="primary", disabled=self.prepared is None),
         )
 
@@ -52,6 +61,10 @@ class SummaryScreen(WizardScreen):
             "  " + _("Computer: {name}").format(name=image.computer),
             "  " + _("Operating system: {os}").format(os=image.os_name or "-"),
             "  " + _("Location: {where}").format(where=describe_location(image)),
+        ]
+        if image.signature:
+            out.append("  " + _("Signature: {verdict}").format(verdict=image.signature))
+        out += [
             f"[b]{_('Volumes to restore')}[/b]",
         ]
         for v in image.volumes:
@@ -100,17 +113,81 @@ class SummaryScreen(WizardScreen):
         return "\n".join(out)
 
     def status_text(self) -> str:
+        if self.error and self.locked:
+            return "[b red]" + _("This cannot be done:") + "[/] " + self.error + "\n" + _(
+                "If that backup is not running any more (its computer was switched off or "
+                "restarted), press 'Break the lock'.")
         if self.error:
             return "[b red]" + _("This cannot be done:") + "[/] " + self.error
         if self.prepared is None:
             return _("Checking the plan…")
-        lines = [f"[b]{_('Plan')}[/b]", *("  " + line for line in self.prepared.lines)]
+        lines = []
+        image = self.state.image
+        signed = self.prepared.signature
+        if self.kind == "restore" and signed and (image is None or signed != image.signature):
+            lines.append(_("Signature: {verdict}").format(verdict=signed))
+        lines += [f"[b]{_('Plan')}[/b]", *("  " + line for line in self.prepared.lines)]
         lines.append(_("Press Finish to start."))
         return "\n".join(lines)
 
     def on_mount(self) -> None:
         self.prepare()
         self.query_one("#back", Button).focus()
+        self.media.start()
+
+    def on_unmount(self) -> None:
+        self.media.stop()
+
+    def on_screen_resume(self) -> None:
+        self.media.resume()
+
+    @work(thread=True, exclusive=True, group="recheck")
+    def recheck(self) -> None:
+        """Disks came or went: are the disks this summary names still the same? (The
+        engine checks the target's identity again before its first write; this keeps a
+        stale summary from being finished at all.)"""
+        st = self.state
+        chosen = st.targets() if self.kind == "restore" else list(st.sources)
+        try:
+            now = self.services.list_disks(st.image if self.kind == "restore" else None,
+                                           "target" if self.kind == "restore" else "source")
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self.disks_changed, describe_error(exc), [])
+            return
+        by_path = {d.path: d for d in now}
+        gone = [d for d in chosen if d.path not in by_path
+                or not by_path[d.path].same_disk(d)
+                or (self.kind == "restore" and not by_path[d.path].eligible)]
+        fresh = [by_path[d.path] for d in chosen if d not in gone and by_path[d.path] != d]
+        error = ""
+        if gone:
+            error = _("{disks} was removed or changed since it was chosen; nothing was "
+                      "written. Go back and choose again.").format(disks=", ".join(
+                          f"{d.path} ({d.model or '-'}, {format_size(d.size_bytes)})"
+                          for d in gone))
+        self.app.call_from_thread(self.disks_changed, error, fresh)
+
+    def disks_changed(self, error: str, fresh: list[DiskEntry]) -> None:
+        if error:
+            self.prepared, self.error = None, error
+            self.app.notify(error, severity="warning", timeout=15)
+            self.update_status()
+            return
+        if not fresh:
+            return
+        st = self.state  # the same disks, with what is on them now: plan again
+        if self.kind == "restore":
+            new = {d.path: d for d in fresh}
+            if st.target is not None and st.target.path in new:
+                st.target = new[st.target.path]
+            st.other_targets = [new.get(d.path, d) for d in st.other_targets]
+        else:
+            new = {d.path: d for d in fresh}
+            st.sources = [new.get(d.path, d) for d in st.sources]
+        self.prepared, self.error = None, ""
+        self.query_one("#summary", Static).update(self.text())
+        self.update_status()
+        self.prepare()
 
     def refill(self) -> None:
         self.update_status()
@@ -123,16 +200,22 @@ class SummaryScreen(WizardScreen):
                 assert st.image is not None and st.target is not None
                 prepared = self.services.prepare_restore(st.image, st.target, st.options,
                                                          list(st.other_targets))
+            elif self.break_lock:
+                prepared = self.services.prepare_backup(st.sources, st.destination,
+                                                        st.backup_name, break_lock=True)
             else:
                 prepared = self.services.prepare_backup(st.sources, st.destination,
                                                         st.backup_name)
-            error = ""
+            error, locked = "", False
         except Exception as exc:  # noqa: BLE001
             prepared, error = None, describe_error(exc)
-        self.app.call_from_thread(self.prepared_done, prepared, error)
+            locked = isinstance(exc, RepositoryLockedError)
+        self.app.call_from_thread(self.prepared_done, prepared, error, locked)
 
-    def prepared_done(self, prepared: Prepared | None, error: str) -> None:
-        self.prepared, self.error = prepared, error
+    def prepared_done(self, prepared: Prepared | None, error: str,
+                      locked: bool = False) -> None:
+        self.prepared, self.error, self.locked = prepared, error, locked
+        self.query_one("#break-lock", Button).display = locked
         self.update_status()
         if prepared is not None:
             self.query_one("#finish", Button).focus()
@@ -144,6 +227,22 @@ class SummaryScreen(WizardScreen):
     @on(Button.Pressed, "#back")
     def back(self) -> None:
         self.action_back()
+
+    @on(Button.Pressed, "#break-lock")
+    def ask_break_lock(self) -> None:
+        self.app.push_screen(ConfirmDialog(
+            _("Break the lock of {where} only if no other backup, delete or prune is "
+              "running on it: two writers at once can damage the images being written.")
+            .format(where=self.state.destination),
+            _("Break the lock"), _("Cancel")), self.lock_answer)
+
+    def lock_answer(self, ok: object) -> None:
+        if ok is not True:
+            return
+        self.break_lock, self.locked, self.error = True, False, ""
+        self.query_one("#break-lock", Button).display = False
+        self.update_status()
+        self.prepare()
 
     @on(Button.Pressed, "#finish")
     def finish(self) -> None:

@@ -13,6 +13,7 @@ from textual.widgets import Button, Checkbox, DataTable, Static
 
 from rescue.i18n import _, format_size
 from rescue.wizard.backend import describe_error
+from rescue.wizard.mediawatch import MediaWatch
 from rescue.wizard.model import DiskEntry, VerdictView
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.texts import verdict_text
@@ -31,6 +32,10 @@ class TargetScreen(WizardScreen):
         self.disks: list[DiskEntry] = []
         self.loaded = False
         self.error = ""
+        self.notice = ""  # what a hot-plug did to the choice, until the next choice
+        self.reloaded = False  # the disks were listed once already
+        self.media = MediaWatch(self, lambda changed: self.services.watch_media(changed),
+                                self.load)
 
     @property
     def disk_count(self) -> int:
@@ -117,7 +122,8 @@ class TargetScreen(WizardScreen):
                      "'Format and repartition disks' to continue.")
         target = self.chosen
         if target is None:
-            return _("Several disks are available: choose one and press Enter.")
+            return self.notice or _("Several disks are available: choose one and press "
+                                    "Enter.")
         return _("Selected: {disk} ({model}, {size})").format(
             disk=target.path, model=target.model or "-", size=format_size(target.size_bytes))
 
@@ -127,6 +133,13 @@ class TargetScreen(WizardScreen):
         if self.disk_index == 0:
             self.load_verdict()
         self.query_one("#disks", DataTable).focus()
+        self.media.start()
+
+    def on_unmount(self) -> None:
+        self.media.stop()
+
+    def on_screen_resume(self) -> None:
+        self.media.resume()
 
     def refill(self) -> None:
         self.fill()
@@ -164,9 +177,26 @@ class TargetScreen(WizardScreen):
 
     def loaded_disks(self, disks: list[DiskEntry], error: str) -> None:
         self.disks, self.error, self.loaded = disks, error, True
+        chosen = self.chosen
+        if chosen is not None:  # a reload after a hot-plug: is the chosen disk still it?
+            now = next((d for d in disks if d.path == chosen.path), None)
+            if now is None or not now.same_disk(chosen) or not self.usable(now):
+                self.choose(None)
+                self.notice = _(
+                    "{disk} ({model}, {size}) was removed or changed; choose the target "
+                    "again.").format(disk=chosen.path, model=chosen.model or "-",
+                                     size=format_size(chosen.size_bytes))
+                self.app.notify(self.notice, severity="warning", timeout=15)
+                if self.disk_index == 0:
+                    self.load_verdict()
+            elif now != chosen:
+                self.choose(now)  # the same disk; what is on it may have changed
         usable = [d for d in disks if self.usable(d)]
-        if self.chosen is None and len(usable) == 1:
-            self.choose(usable[0])  # unambiguous: pre-selected
+        first, self.reloaded = not self.reloaded, True
+        if first and self.chosen is None and len(usable) == 1:
+            # unambiguous: pre-selected (on the first look only: a disk that was just
+            # plugged in is never chosen for the technician)
+            self.choose(usable[0])
             if self.disk_index == 0:
                 self.load_verdict()  # now for this disk's bus and driver
         self.fill()
@@ -213,6 +243,7 @@ class TargetScreen(WizardScreen):
         if disk is None or not self.usable(disk):
             return
         self.choose(disk)
+        self.notice = ""
         if self.disk_index == 0:
             self.load_verdict()
         self.fill()
