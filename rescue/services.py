@@ -37,7 +37,7 @@ from rescue.engine.usbstick import (
     UsbWriter,
     boot_medium,
 )
-from rescue.errors import SignatureRefusedError
+from rescue.errors import RescueError, SignatureRefusedError, TargetTooSmallError
 from rescue.events import Sink, null_sink
 from rescue.hardware.compat import Verdict, compare
 from rescue.hardware.profile import HardwareProfile, collect_profile, firmware_type
@@ -52,7 +52,7 @@ from rescue.image.signature import (
     load_signer,
 )
 from rescue.plan.fixups import FIXUP_NAMES
-from rescue.plan.restore import RestoreOptions, RestorePlan, plan_restore_set
+from rescue.plan.restore import RestoreOptions, RestorePlan, plan_restore, plan_restore_set
 from rescue.repo import Location, RepositoryReader, RepositoryWriter, open_repository
 from rescue.repo.folder import breaking_lock, existing_only
 from rescue.runner import CommandRunner
@@ -87,6 +87,8 @@ __all__ = [
     "prune",
     "run_backup",
     "run_restore",
+    "Shrink",
+    "shrink_preview",
     "verify_image",
     # rescue mount | umount | extract
     "ExtractResult",
@@ -238,6 +240,40 @@ def prepare_restore(
         held.close()
         raise
     return PreparedRestore(reader, manifest, plans, held, signature)
+
+
+@dataclass(frozen=True)
+class Shrink:
+    """A partition a restore onto a smaller disk makes anew, smaller (sizes in bytes)."""
+
+    number: int
+    filesystem: str
+    old_bytes: int
+    new_bytes: int
+
+
+def shrink_preview(where: RepositoryReader | Where, image_ref: str, target_disk: str,
+                   disk_index: int = 0, runner: CommandRunner | None = None) -> list[Shrink]:
+    """What a restore of the image's disk *disk_index* onto *target_disk* would shrink
+    (empty: it fits as it is). Raises :class:`TargetTooSmallError` with the numbers when
+    even shrinking does not make it fit; other refusals are left to the full
+    preparation (:func:`prepare_restore`). Reads only."""
+    runner = runner or CommandRunner()
+    with contextlib.ExitStack() as held:
+        reader = where if isinstance(where, RepositoryReader) else held.enter_context(
+            open_repository(where, runner=runner))
+        manifest = reader.load_manifest(image_ref)
+    target = probe_target(target_disk, None, runner)
+    try:
+        plan = plan_restore(manifest, target, RestoreOptions(), firmware=firmware_type(),
+                            disk_index=disk_index)
+    except TargetTooSmallError:
+        raise
+    except RescueError:
+        return []
+    ss = plan.sector_size
+    return [Shrink(p.number, p.filesystem or "", p.source_size * ss, p.size * ss)
+            for p in plan.partitions if p.rebuild]
 
 
 def trust_store(extra: Sequence[str] = ()) -> TrustStore:

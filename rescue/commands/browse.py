@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from types import FrameType
 
 from rescue import services
@@ -78,7 +78,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop(signum)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _stoppable() -> Iterator[None]:
     """SIGINT/SIGTERM/SIGHUP raise :class:`_Stop` in the block. Installed before FUSE
     starts, so libfuse leaves these signals to us and the teardown runs in order."""
@@ -168,6 +168,7 @@ def _background(args: argparse.Namespace) -> int:
                     child.terminate()
                     child.wait(60)
                 sys.stderr.write(log.read_text(errors="replace"))
+                log.unlink(missing_ok=True)
                 return child.returncode or 1
             time.sleep(0.1)
     except KeyboardInterrupt:
@@ -181,7 +182,14 @@ def _background(args: argparse.Namespace) -> int:
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
-    if not services.unmount_image(args.dir, CommandRunner()):
+    done = services.unmount_image(args.dir, CommandRunner())
+    log = services.mount_log_path(args.dir)
+    with contextlib.suppress(OSError):  # a background mount's log: its read errors, once
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("rescue: "):
+                print(line, file=sys.stderr)
+        log.unlink()
+    if not done:
         raise UsageError(f"No image is mounted on {args.dir}.")
     print(f"Unmounted {args.dir}.")
     return 0

@@ -177,6 +177,8 @@ class ImageMount:
                                                    where_text, ahead)
                 self.views.append(PartitionView(name, d, p.number, p.filesystem, size,
                                                 str(where / PARTS_DIR / f"{name}.img")))
+        if not os.path.exists("/dev/fuse"):  # the live system loads it at boot
+            self.runner.run(["modprobe", "-q", "fuse"], check=False)
         fs = ImageFilesystem(files, f"rescue:{self.manifest.id}", self._report)
         self.fs = fs
         self.server = FuseServer(fs, str(where))

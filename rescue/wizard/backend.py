@@ -30,7 +30,7 @@ from rescue.errors import DeviceError, RescueError, UsageError
 from rescue.events import LogMessage, Sink, StageStarted, human_bytes
 from rescue.hardware.compat import BOOT_CRITICAL, Difference, compare
 from rescue.hardware.profile import HardwareProfile, collect_profile
-from rescue.i18n import _
+from rescue.i18n import _, format_size
 from rescue.repo import FOLDER, Location
 from rescue.repo.location import redact
 from rescue.runner import CommandRunner
@@ -52,6 +52,7 @@ class Services(Protocol):
     def search_problems(self) -> list[str]: ...
     def list_disks(self, image: ImageEntry | None, purpose: str) -> list[DiskEntry]: ...
     def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> VerdictView: ...
+    def shrink_note(self, image: ImageEntry, disk: DiskEntry, disk_index: int = 0) -> str: ...
     def prepare_restore(
         self, image: ImageEntry, disk: DiskEntry, options: RestoreChoices,
         others: Sequence[DiskEntry] = (),
@@ -249,6 +250,19 @@ class EngineServices:
         local = image is not None and Location.parse(image.location).kind == FOLDER
         inv = self._inventory(self.include_loop, [image.location] if image and local else [])
         return [_disk_entry(d) for d in inv.disks]
+
+    def shrink_note(self, image: ImageEntry, disk: DiskEntry, disk_index: int = 0) -> str:
+        """What restoring *image* onto *disk*, smaller than the image's disk, will do, as
+        sentences ("" when the layout fits as it is). Raises TargetTooSmallError when
+        even shrinking does not make it fit."""
+        shrinks = facade.shrink_preview(image.location, image.id, disk.path, disk_index,
+                                        self.runner)
+        return "\n".join(_(
+            "Partition {number} ({fstype}) shrinks from {old} to {new}: it is made anew with "
+            "the same UUID and label and its files are copied one by one, which takes "
+            "longer than a block copy.").format(
+                number=s.number, fstype=s.filesystem, old=format_size(s.old_bytes),
+                new=format_size(s.new_bytes)) for s in shrinks)
 
     def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> VerdictView:
         """The verdict for restoring *image* here (onto *disk*: its bus and driver count)."""

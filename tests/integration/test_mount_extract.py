@@ -204,7 +204,10 @@ def test_a_background_mount_returns_and_is_taken_down_by_umount(gpt_backup: Back
     pid = int(started.stdout.split("(process ")[1].split(")")[0])
     assert (where / "p2/etc/hostname").read_text() == "demo-pc\n"
     assert str(gpt_backup.repo) not in Path(f"/proc/{pid}/cmdline").read_text()
+    log = state_path(where).with_suffix(".log")
+    assert log.exists()
     rescue_cli("umount", str(where), check=True)
+    assert not log.exists()
     assert not Path(f"/proc/{pid}").exists() or b"rescue" not in Path(
         f"/proc/{pid}/cmdline").read_bytes()
     nothing_left(where)
@@ -213,6 +216,7 @@ def test_a_background_mount_returns_and_is_taken_down_by_umount(gpt_backup: Back
                      "nosuchimage", str(where))
     assert bad.returncode == 11 and "No image 'nosuchimage'" in bad.stderr
     nothing_left(where)
+    assert not log.exists()
 
 
 def test_mount_over_a_web_server(gpt_backup: BackedUp, tmp_path: Path) -> None:

@@ -223,3 +223,14 @@ def test_a_partition_without_data_reads_as_zeros() -> None:
     reader = RangeReader(repo, None, 1000, ChunkCache(repo), "swap")
     assert reader.read(0, 2000) == bytes(1000)
     assert reader.read(1000, 10) == b""
+
+
+def test_a_damaged_index_part_fails_the_reads_it_covers_only() -> None:
+    layout = Layout(64, [(STORED, i) for i in range(8)], 0, 0)
+    data = layout.format2([4])
+    first, second = data.parts
+    layout.repo.blobs[second.blake3] = codec.compress(b"RIDX" + bytes(second.size - 4))
+    reader = RangeReader(layout.repo, data, layout.size, ChunkCache(layout.repo), "p1")
+    assert reader.read(0, 4 * 64) == layout.model[:4 * 64]
+    with pytest.raises(ImageCorruptError, match=second.blake3[:16]):
+        reader.read(5 * 64, 10)

@@ -136,3 +136,43 @@ def test_the_summary_plans_again_when_its_target_changes_content(english) -> Non
             assert not screen.query_one("#finish").disabled
 
     run_async(run())
+
+
+def test_a_smaller_disk_says_what_shrinks_or_why_it_cannot_be_used(english) -> None:
+    """Issue 13: a disk smaller than the image's is offered; choosing it shows what the
+    restore will shrink (the planner's answer), or why even shrinking does not fit, in
+    which case it cannot be chosen."""
+    from rescue.errors import TargetTooSmallError
+
+    small = DiskEntry("/dev/sdd", "sdd", "Kingston A400", "K1", 40 * GB, transport="sata")
+    tiny = DiskEntry("/dev/sde", "sde", "Old SSD", "O1", 16 * GB, transport="sata")
+    note = ("Partition 2 (ext4) shrinks from 40.0 GB to 28.0 GB: it is made anew with the "
+            "same UUID and label and its files are copied one by one")
+    svc = FixtureServices(disks=[small, tiny, *DISKS[1:]], shrink_answers={
+        small.path: note,
+        tiny.path: TargetTooSmallError("Target disk /dev/sde is 16.0 GB; even with 2 (ext4) "
+                                       "shrunk, the image needs 24.0 GB."),
+    })
+
+    async def run() -> None:
+        app = RescueApp(svc, WizardState(), restart_countdown=0)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await to_target(pilot)
+            screen = pilot.app.screen
+            assert app.state.target is None  # two disks: none chosen for the technician
+            table = screen.query_one("#disks")
+            table.focus()
+            await pilot.press("enter")  # sdd, smaller than the image's 64 GB disk
+            await wait_for(pilot, lambda: note in _selection(screen), what="the fit")
+            assert app.state.target == small and not screen.query_one("#next").disabled
+            await pilot.press("down")
+            await wait_for(pilot, lambda: table.cursor_row == 1)
+            await pilot.press("enter")  # sde: does not fit even shrunk
+            await wait_for(pilot, lambda: tiny.path in screen.too_small, what="the refusal")
+            assert "even with 2 (ext4)" in _selection(screen)
+            assert app.state.target is None and screen.query_one("#next").disabled
+            await pilot.press("enter")  # chosen again: refused at once, still not chosen
+            await pilot.pause()
+            assert app.state.target is None
+
+    run_async(run())

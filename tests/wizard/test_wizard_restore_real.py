@@ -426,3 +426,43 @@ def test_backup_onto_a_locked_repository_offers_to_break_the_lock(loops, tmp_pat
         services.close()
     assert [i.name for i in Repository.open(repo).list_images()] == ["after-break"]
     assert not (repo / LOCK_FILE).exists()
+
+
+def test_restore_onto_a_smaller_disk_through_the_wizard(real_backup, loops, tmp_path):
+    """Issue 13 in the wizard, on real parts: a target smaller than the image's disk is
+    offered; the target screen says the root shrinks and is copied file by file (from
+    the planner), the summary shows the plan, and the restore gives a clean root with
+    the source's files."""
+    target = loops(100 * MiB, "smaller")  # the source disk is 160 MiB
+    services = services_for([target], tmp_path)
+    app = RescueApp(services, WizardState(locations=[str(real_backup.repo)]),
+                    restart_countdown=0)
+
+    async def walk() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await to_select_image(pilot)
+            await wait_for(pilot, lambda: pilot.app.screen.loaded)
+            await press_button(pilot, "#next")
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "TargetScreen")
+            screen = pilot.app.screen
+            await wait_for(pilot, lambda: screen.loaded and target in screen.shrinks,
+                           what="the fit of the smaller disk")
+            selection = str(screen.query_one("#selection").render())
+            assert "Partition 2 (ext4) shrinks from 117.4 MB" in selection, selection  # 112 MiB
+            assert "copied one by one" in selection
+            await press_button(pilot, "#next")
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "SummaryScreen")
+            summary = pilot.app.screen
+            await wait_for(pilot, lambda: summary.prepared is not None or bool(summary.error))
+            assert not summary.error, summary.error
+            assert "shrunk from 112.0 MiB" in str(summary.query_one("#status").render())
+            await press_button(pilot, "#finish")
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "FinishedScreen",
+                           timeout=180)
+            assert app.state.outcome is not None and app.state.outcome.ok, app.state.outcome
+
+    try:
+        run_async(walk())
+    finally:
+        services.close()
+    check_restored(target, tmp_path)

@@ -83,6 +83,8 @@ class FixtureServices:
     calls: list[tuple] = field(default_factory=list)
     watchers: list[Callable[[], None]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # search_problems() answers these
+    # shrink_note() per disk path: a text, or an error it raises (TargetTooSmallError)
+    shrink_answers: dict[str, str | Exception] = field(default_factory=dict)
 
     def find_images(self, locations: list[str], media: bool = True) -> list[ImageEntry]:
         self.calls.append(("find_images", tuple(locations)) if media
@@ -97,6 +99,12 @@ class FixtureServices:
 
     def compatibility(self, image: ImageEntry, disk: DiskEntry | None = None) -> VerdictView:
         return self.verdict
+
+    def shrink_note(self, image: ImageEntry, disk: DiskEntry, disk_index: int = 0) -> str:
+        answer = self.shrink_answers.get(disk.path, "")
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def prepare_restore(self, image: ImageEntry, disk: DiskEntry,
                         options: RestoreChoices, others=()) -> Prepared:

@@ -34,6 +34,10 @@ class TargetScreen(WizardScreen):
         self.error = ""
         self.notice = ""  # what a hot-plug did to the choice, until the next choice
         self.reloaded = False  # the disks were listed once already
+        # a disk smaller than the image's: what the restore will shrink (path -> text),
+        # or why it does not fit even so; looked up when such a disk is chosen
+        self.shrinks: dict[str, str] = {}
+        self.too_small: dict[str, str] = {}
         self.media = MediaWatch(self, lambda changed: self.services.watch_media(changed),
                                 self.load)
 
@@ -79,7 +83,15 @@ class TargetScreen(WizardScreen):
         return {d.path: n for n, d in enumerate(earlier, start=1)}
 
     def usable(self, disk: DiskEntry) -> bool:
-        return disk.eligible and disk.path not in self.taken()
+        return (disk.eligible and disk.path not in self.taken()
+                and disk.path not in self.too_small)
+
+    def smaller(self, disk: DiskEntry) -> bool:
+        image = self.state.image
+        if image is None:
+            return False
+        sizes = image.disk_sizes or (image.disk_bytes,)
+        return len(sizes) > self.disk_index and disk.size_bytes < sizes[self.disk_index]
 
     def body(self) -> ComposeResult:
         first = self.disk_index == 0
@@ -107,7 +119,9 @@ class TargetScreen(WizardScreen):
         )
 
     def ready(self) -> bool:
-        return self.chosen is not None and self.state.options.repartition
+        chosen = self.chosen
+        return (chosen is not None and self.state.options.repartition
+                and (not self.smaller(chosen) or chosen.path in self.shrinks))
 
     def selection_text(self) -> str:
         if self.error:
@@ -124,8 +138,42 @@ class TargetScreen(WizardScreen):
         if target is None:
             return self.notice or _("Several disks are available: choose one and press "
                                     "Enter.")
-        return _("Selected: {disk} ({model}, {size})").format(
+        selected = _("Selected: {disk} ({model}, {size})").format(
             disk=target.path, model=target.model or "-", size=format_size(target.size_bytes))
+        if self.smaller(target):
+            note = self.shrinks.get(target.path)
+            if note is None:
+                return selected + "\n" + _("It is smaller than the image's disk: checking "
+                                           "whether the data fits…")
+            return selected + "\n" + note
+        return selected
+
+    def check_fit(self, disk: DiskEntry) -> None:
+        """A disk smaller than the image's was chosen: find out what shrinks."""
+        if self.smaller(disk) and disk.path not in self.shrinks:
+            self.run_worker(lambda: self._fit(disk), thread=True, group="fit")
+
+    def _fit(self, disk: DiskEntry) -> None:
+        image = self.state.image
+        assert image is not None
+        try:
+            note = self.services.shrink_note(image, disk, self.disk_index) or _(
+                "The image's partitions fit on it as they are.")
+            error = ""
+        except Exception as exc:  # noqa: BLE001 - TargetTooSmallError: its sentence
+            note, error = "", describe_error(exc)
+        self.app.call_from_thread(self.fitted, disk, note, error)
+
+    def fitted(self, disk: DiskEntry, note: str, error: str) -> None:
+        if error:
+            self.too_small[disk.path] = error
+            chosen = self.chosen
+            if chosen is not None and chosen.path == disk.path:
+                self.choose(None)
+                self.notice = error
+        else:
+            self.shrinks[disk.path] = note
+        self.fill()
 
     def on_mount(self) -> None:
         self.choose(None)
@@ -199,10 +247,13 @@ class TargetScreen(WizardScreen):
             self.choose(usable[0])
             if self.disk_index == 0:
                 self.load_verdict()  # now for this disk's bus and driver
+        if self.chosen is not None:
+            self.check_fit(self.chosen)
         self.fill()
 
     def fill(self) -> None:
         table = self.query_one("#disks", DataTable)
+        row = table.cursor_row  # kept where nothing is chosen (a refused disk stays under it)
         table.clear()
         chosen, taken = self.chosen, self.taken()
         for disk in self.disks:
@@ -213,10 +264,11 @@ class TargetScreen(WizardScreen):
                 f"{mark} {disk.name}", format_size(disk.size_bytes), state,
                 disk.model or "-", disk.serial or "-", key=disk.path,
             )
-        if chosen is not None:
-            paths = [d.path for d in self.disks]
-            if chosen.path in paths:
-                table.move_cursor(row=paths.index(chosen.path))
+        paths = [d.path for d in self.disks]
+        if chosen is not None and chosen.path in paths:
+            table.move_cursor(row=paths.index(chosen.path))
+        elif paths:
+            table.move_cursor(row=min(max(row, 0), len(paths) - 1))
         self.query_one("#selection", Static).update(self.selection_text())
         self.query_one("#next", Button).disabled = not self.ready()
 
@@ -224,8 +276,8 @@ class TargetScreen(WizardScreen):
     def highlighted(self, event: DataTable.RowHighlighted) -> None:
         disk = self.disk_at(event.cursor_row)
         if disk is not None and not self.usable(disk):
-            reason = disk.reason if not disk.eligible else _(
-                "it receives the image's disk {n}").format(n=self.taken()[disk.path])
+            reason = disk.reason if not disk.eligible else self.too_small.get(disk.path) or _(
+                "it receives the image's disk {n}").format(n=self.taken().get(disk.path, 0))
             lines = [_("{disk} cannot be chosen: {reason}").format(
                 disk=disk.path, reason=reason)]
             if not any(self.usable(d) for d in self.disks):
@@ -244,6 +296,7 @@ class TargetScreen(WizardScreen):
             return
         self.choose(disk)
         self.notice = ""
+        self.check_fit(disk)
         if self.disk_index == 0:
             self.load_verdict()
         self.fill()
