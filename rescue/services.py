@@ -91,7 +91,9 @@ __all__ = [
     "shrink_preview",
     "verify_image",
     # rescue mount | umount | extract
+    "CopyReport",
     "ExtractResult",
+    "copy_out",
     "ImageMount",
     "PartitionView",
     "extract_files",
@@ -225,11 +227,7 @@ def prepare_restore(
             reader = repo
         else:
             reader = held.enter_context(open_repository(repo, runner=runner))
-        manifest, signature = reader.load_signed(
-            image_ref, trust if trust is not None else trust_store())
-        refusal = signature.refusal(manifest.id)
-        if refusal:
-            raise SignatureRefusedError(refusal)
+        manifest, signature = _load_trusted(reader, image_ref, trust)
         # a repository on a web server lives on no local disk that needs protecting
         targets = [probe_target(d, reader.local_folder, runner) for d in disks]
         verdict = hardware_verdict(manifest, disks[0] if disks else None)
@@ -274,6 +272,19 @@ def shrink_preview(where: RepositoryReader | Where, image_ref: str, target_disk:
     ss = plan.sector_size
     return [Shrink(p.number, p.filesystem or "", p.source_size * ss, p.size * ss)
             for p in plan.partitions if p.rebuild]
+
+
+def _load_trusted(reader: RepositoryReader, image_ref: str, trust: TrustStore | None
+                  ) -> tuple[Manifest, SignatureVerdict]:
+    """The image's manifest and the verdict on its signature (against *trust*, or the
+    machine's store): a bad signature, or with trusted keys an image they did not sign,
+    is refused (:class:`SignatureRefusedError`, exit code 12)."""
+    manifest, signature = reader.load_signed(
+        image_ref, trust if trust is not None else trust_store())
+    refusal = signature.refusal(manifest.id)
+    if refusal:
+        raise SignatureRefusedError(refusal)
+    return manifest, signature
 
 
 def trust_store(extra: Sequence[str] = ()) -> TrustStore:
@@ -397,6 +408,9 @@ def run_backup(
 ImageMount = _browse.ImageMount
 PartitionView = _browse.PartitionView
 ExtractResult = _browse.ExtractResult
+CopyReport = _browse.CopyReport
+#: copy files and folders out of a mounted image, metadata kept where the target allows
+copy_out = _browse.copy_out
 
 
 @contextlib.contextmanager
@@ -411,11 +425,7 @@ def opened_image(where: RepositoryReader | Where, image_ref: str,
             reader = where
         else:
             reader = stack.enter_context(open_repository(where, runner=runner))
-        manifest, signature = reader.load_signed(
-            image_ref, trust if trust is not None else trust_store())
-        refusal = signature.refusal(manifest.id)
-        if refusal:
-            raise SignatureRefusedError(refusal)
+        manifest, _signature = _load_trusted(reader, image_ref, trust)
         yield reader, manifest
 
 
