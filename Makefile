@@ -55,6 +55,7 @@ test-unit: setup
 
 bench: setup
 	$(PY) bench/run.py
+	$(PY) bench/browse.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -292,11 +292,18 @@ device; page cache dropped before each timed run.
 Medians of {len(r['runs']['backup'])} rounds; every round: {json.dumps(r['runs'])}.
 Restored filesystem passes `e2fsck -fn`: {s['restored_fsck_clean']}.
 <!-- bench:end -->"""
+    put_section(doc, "bench", table, "## Backup and restore (make bench)\n\n")
+
+
+def put_section(doc: Path, name: str, block: str, intro: str) -> None:
+    """Replace the generated block ``<!-- name:start ... <!-- name:end -->`` of *doc* with
+    *block* (which carries both markers), or append *intro* and *block* when it has none."""
     text = doc.read_text() if doc.exists() else "# Performance\n\n"
-    if "<!-- bench:start" in text:
-        text = re.sub(r"<!-- bench:start.*?<!-- bench:end -->", table, text, flags=re.S)
+    if f"<!-- {name}:start" in text:
+        text = re.sub(rf"<!-- {name}:start.*?<!-- {name}:end -->", lambda _m: block, text,
+                      flags=re.S)
     else:
-        text = text.rstrip() + "\n\n## Backup and restore (make bench)\n\n" + table + "\n"
+        text = text.rstrip() + "\n\n" + intro + block + "\n"
     doc.write_text(text)
 
 

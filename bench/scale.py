@@ -71,7 +71,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from run import web_server  # noqa: E402  (bench/run.py: one web server for both)
+from run import put_section, web_server  # noqa: E402  (bench/run.py: one of each)
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -1101,20 +1101,7 @@ def _load(results: dict[str, Any]) -> str:
 
 
 def write_doc(doc: Path, results: dict[str, Any]) -> None:
-    block = render(results)
-    text = doc.read_text() if doc.exists() else "# Performance\n\n"
-    if "<!-- scale:start" in text:
-        text = re.sub(r"<!-- scale:start.*?<!-- scale:end -->", lambda _m: block, text,
-                      flags=re.S)
-    else:
-        intro = SCALE_INTRO
-        marker = "<!-- bench:end -->"
-        if marker in text:
-            at = text.index(marker) + len(marker)
-            text = text[:at] + "\n\n" + intro + block + "\n" + text[at:]
-        else:
-            text = text.rstrip() + "\n\n" + intro + block + "\n"
-    doc.write_text(text)
+    put_section(doc, "scale", render(results), SCALE_INTRO)
 
 
 SCALE_INTRO = """## Scale (make bench, bench/scale.py)
