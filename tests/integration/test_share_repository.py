@@ -148,3 +148,21 @@ def test_delete_and_prune_leave_no_folder_behind_in_a_share(tmp_path: Path,
         assert repo.image_ids() == []
     assert (served / "no-such-folder" / "rescue-repository.json").is_file()
     assert _nothing_mounted()
+
+
+def test_extract_from_a_repository_in_a_share(gpt_backup: BackedUp, tmp_path: Path) -> None:
+    """Issue 13 on a share: the repository is reached through the share backend (a real
+    mount: a bind mount standing in for the SMB server, as above), the image mounted
+    through FUSE, a file copied out with its metadata; nothing stays mounted."""
+    served = tmp_path / "served"
+    shutil.copytree(gpt_backup.repo, served / "pc1", symlinks=True)
+    runner = _BindMountRunner(served)
+    to = tmp_path / "out"
+    with services.opened_image("smb://nas/backups/pc1", "latest", runner) as (repo, m):
+        result = services.extract_files(repo, m, "/etc/hostname", to, runner=runner)
+        image = m.id
+    assert result is not None
+    assert (to / "hostname").read_text().strip() == "demo-pc"
+    assert _nothing_mounted()
+    with open("/proc/self/mountinfo") as f:
+        assert f"rescue:{image}" not in f.read()  # no FUSE image left behind
