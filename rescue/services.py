@@ -39,6 +39,7 @@ from rescue.engine.usbstick import (
 )
 from rescue.errors import RescueError, SignatureRefusedError, TargetTooSmallError
 from rescue.events import Sink, null_sink
+from rescue.fs import registry
 from rescue.hardware.compat import Verdict, compare
 from rescue.hardware.profile import HardwareProfile, collect_profile, firmware_type
 from rescue.image.manifest import Manifest
@@ -88,6 +89,7 @@ __all__ = [
     "run_backup",
     "run_restore",
     "Shrink",
+    "encryption",
     "shrink_preview",
     "verify_image",
     # rescue mount | umount | extract
@@ -108,6 +110,8 @@ __all__ = [
     "UsbWriter",
     "boot_medium",
 ]
+
+encryption = registry.encryption  # "LUKS", "BitLocker" for an encrypted volume's type
 
 #: a repository's location as the technician gave it
 Where = str | os.PathLike[str] | Location

@@ -16,6 +16,7 @@ from rescue.devices.eligibility import assess
 from rescue.devices.inventory import Disk, Inventory, probe_inventory, repo_devices
 from rescue.devices.monitor import DeviceEvent, DiskMonitor
 from rescue.events import human_bytes
+from rescue.fs import registry
 from rescue.hardware.machine import Machine
 
 
@@ -84,6 +85,9 @@ def format_inventory(inv: Inventory) -> list[str]:
             )
         for p in d.partitions:
             where = f" mounted on {', '.join(p.mountpoints)}" if p.mountpoints else ""
+            kind = registry.encryption(p.fstype)
+            if kind:
+                where += f" (encrypted: {kind})"
             lines.append(
                 f"    {p.path:<18} {human_bytes(p.size):>10}  {p.fstype or '-':<8}"
                 f" label={p.label or '-'} uuid={p.uuid or '-'} partuuid={p.partuuid or '-'}{where}"

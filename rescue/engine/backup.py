@@ -126,6 +126,11 @@ class PreparedBackup:
                     line = _("partition {number}: {filesystem}, {size}, {method}").format(
                         **fields)
                 lines.append("  " + line)
+                kind = registry.encryption(p.filesystem)
+                if kind:
+                    lines.append("    " + _(
+                        "encrypted ({kind}): copied whole, every byte (its used blocks "
+                        "cannot be read without its key)").format(kind=kind))
         lines.append(_("Repository {path}").format(path=self.repo.location))
         if self.options.signer is not None:
             key = self.options.signer.public

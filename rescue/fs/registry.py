@@ -68,6 +68,9 @@ The columns, as fields of :class:`FsTraits`:
 * ``start_field`` its boot sector records the partition's start (rescue.fs.bootsector).
 * ``outside_map`` the name of the function in rescue.fs.regions that lists the regions
   it keeps outside its allocation map.
+* ``encrypted`` an encrypted volume (LUKS, BitLocker): copied whole (its used blocks
+  cannot be read without the key); the summaries say so, and a BitLocker restore warns
+  that Windows may ask for the recovery key on other hardware.
 
 Pure and cheap: no imports beyond the standard library, nothing run at import time (the
 planner imports it)."""
@@ -102,6 +105,7 @@ class FsTraits:
     shrink: str | None = None  # function name (none can shrink today)
     rebuild: str | None = None  # function name in rescue.engine.rebuild
     min_bytes: int = 0  # the smallest filesystem of this type mkfs makes
+    encrypted: str | None = None  # an encrypted volume: its kind, as a technician names it
     linux_root: bool = False
     root_container: bool = False
     start_field: bool = False  # boot sector records the partition start
@@ -154,6 +158,10 @@ RECORDS: tuple[FsTraits, ...] = (
     FsTraits("iso9660", ro_options=("ro",)),
     FsTraits("udf", ro_options=("ro",)),
     FsTraits("swap", recreate=True),
+    # encrypted volumes: their used blocks cannot be read without the key, so they are
+    # copied whole, every byte, and restored as they were (the key unchanged)
+    FsTraits("crypto_LUKS", encrypted="LUKS"),
+    FsTraits("BitLocker", encrypted="BitLocker"),
     # not a filesystem: an LVM physical volume, whose linear LVs may hold the root
     FsTraits(LVM_PV, grow="grow_lvm_pv", root_container=True),
 )
@@ -181,6 +189,12 @@ FAT_TYPES = names_where(used_blocks=FAT)
 
 def growable() -> frozenset[str]:
     return frozenset(name for t in RECORDS if t.grow for name in t.names)
+
+
+def encryption(fstype: str | None) -> str | None:
+    """"LUKS", "BitLocker" for an encrypted volume's blkid TYPE; None otherwise."""
+    t = traits(fstype)
+    return t.encrypted if t is not None else None
 
 
 def rebuildable() -> frozenset[str]:

@@ -195,6 +195,18 @@ class RestorePlan:
                 line = _("{number}: {what} {size} at sector {sector}").format(**fields)
             lines.append("  " + line)
         lines.append(_("Data to write: {size}").format(size=human_bytes(self.data_bytes)))
+        for p in self.partitions:
+            kind = registry.encryption(p.filesystem)
+            if kind == "BitLocker":
+                lines.append(_(
+                    "Partition {number} is encrypted with BitLocker: restored as it was, but "
+                    "Windows may ask for the BitLocker recovery key when it starts on other "
+                    "hardware. Have the key at hand (the Microsoft account or the printout)."
+                ).format(number=p.number))
+            elif kind:
+                lines.append(_(
+                    "Partition {number} is encrypted ({kind}): restored as it was, its "
+                    "passphrase unchanged.").format(number=p.number, kind=kind))
         level = self.compatibility.get("level")
         if level:
             text = _(HARDWARE_LEVELS[level]) if level in HARDWARE_LEVELS else level

@@ -60,7 +60,7 @@ def test_names_are_unique_and_resolve() -> None:
     for t in RECORDS:
         for n in t.names:
             assert traits(n) is t
-    assert traits(None) is None and traits("") is None and traits("crypto_LUKS") is None
+    assert traits(None) is None and traits("") is None and traits("zfs_member") is None
 
 
 def test_derived_sets_match_the_modules_that_use_them() -> None:
@@ -108,7 +108,8 @@ def test_choose_method_asks_the_registry() -> None:
 
     assert method("ext4") == method("vfat") == method("msdos") == METHOD_USED_BLOCKS
     assert method("swap") == METHOD_RECREATE
-    assert method("crypto_LUKS") == method("LVM2_member") == method("iso9660") == METHOD_WHOLE
+    assert method("crypto_LUKS") == method("BitLocker") == method("LVM2_member") == \
+        method("iso9660") == METHOD_WHOLE
     assert method("ext4", kind="extended") == METHOD_NONE
 
 
