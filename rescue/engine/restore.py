@@ -581,6 +581,8 @@ class Restorer:
                 detail = rebuild.rebuild_partition(
                     self.repo, self.manifest, self.plan.disk_index, pp.number,
                     nodes[pp.number], self.runner, self.sink, self.cancel)
+                # its files were written too, not only the blocks of write-data
+                self.report.bytes_written += pp.data_bytes
                 self._step("rebuild-filesystems", "done", detail)
 
     def _grow(self, nodes: dict[int, str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,10 @@ def test_ext4_root_onto_a_disk_half_the_size(debian_like: dict, blank_disk,
     assert "shrunk from 700.0 MiB" in dry.stdout and "one by one" in dry.stdout
     proc = _restore(debian_like["repo"], target)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the summary counts the files copied one by one, not only the blocks written
+    planned = re.search(r"Data to write: (.+)", dry.stdout)
+    written = re.search(r": (.+) written in", proc.stdout)
+    assert planned and written and written.group(1) == planned.group(1), proc.stdout
     parts = sfdisk_json(target)["partitions"]
     assert len(parts) == 3
     assert parts[1]["size"] * 512 < 400 * MiB  # the root shrank

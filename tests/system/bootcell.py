@@ -15,9 +15,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import qemu_harness
-from testsystem import TestSystem, loop_device, refresh_partitions
+from testsystem import LAYOUT_RECIPE, TestSystem, loop_device, refresh_partitions
 
 from rescue.engine.bootfix import FixupResult
 from rescue.image.repository import Repository
@@ -29,6 +30,12 @@ FULL_ONLY = "full boot matrix only (TCG boots are slow): run `make boot-matrix`"
 
 MiB = 1024 * 1024
 LARGER_BY = 512 * MiB
+# "smaller" (issue 13): a 672 MiB target for the 1 GiB test system. Its ext4 root (1021 MiB
+# on bios-gpt, 958 MiB on uefi-gpt after the 64 MiB ESP) holds about 300 MiB of files, so
+# the planner must shrink it to 669 MiB (66%) / 606 MiB (63%): the root is made anew with
+# the source's UUID, label and features and its files are copied one by one from the image.
+SMALLER_BY = 352 * MiB
+SIZES = ("same", "larger", "smaller")
 
 # What the hardware profile of the target VM reports as its boot-disk driver chain
 # (rescue.hardware: HardwareProfile.storage_modules()); the plan adds companions (sd_mod).
@@ -39,7 +46,7 @@ BUS_DISK = {"virtio": "vda", "ahci": "sda", "nvme": "nvme0n1"}
 @dataclass
 class CellResult:
     layout: str
-    size: str  # "same" | "larger"
+    size: str  # "same" | "larger" | "smaller"
     bus: str
     fixups: bool  # False: some or all fix-ups were skipped
     booted: bool
@@ -50,6 +57,8 @@ class CellResult:
     marker_line: str
     fixup_results: list[FixupResult] = field(default_factory=list)
     console_tail: str = ""
+    plan_lines: list[str] = field(default_factory=list)  # the restore's plan, as printed
+    root_uuid: str = ""  # blkid of the restored root partition, before the boot
 
     def marker_field(self, key: str) -> str:
         for word in self.marker_line.split():
@@ -78,6 +87,20 @@ def backup(ts: TestSystem, repo: Path) -> str:
     return Repository.open(repo).resolve("latest")
 
 
+def target_bytes(ts: TestSystem, size: str) -> int:
+    """The size of the blank target disk of a *size* cell."""
+    return ts.size + {"same": 0, "larger": LARGER_BY, "smaller": -SMALLER_BY}[size]
+
+
+class Restored(NamedTuple):
+    restore_seconds: float
+    fixup_seconds: float
+    results: list[FixupResult]
+    logs: list[str]
+    plan_lines: list[str]  # what `rescue restore` printed (the plan, then the outcome)
+    root_uuid: str  # the restored root filesystem's UUID (blkid)
+
+
 def restore_and_fix(
     ts: TestSystem,
     repo: Path,
@@ -88,12 +111,12 @@ def restore_and_fix(
     bus: str,
     fixups: bool = True,
     skip: set[str] | None = None,
-) -> tuple[float, float, list[FixupResult], list[str]]:
+) -> Restored:
     """Restore onto a blank sparse *target* file with `rescue restore`, which runs the boot
     fix-ups as the live system would on a *bus* machine with the test system's firmware
-    (--firmware, --add-driver). Returns (restore s, fix-up s, results, log lines)."""
+    (--firmware, --add-driver)."""
     with open(target, "wb") as f:
-        f.truncate(ts.size + (LARGER_BY if size == "larger" else 0))
+        f.truncate(target_bytes(ts, size))
     logs: list[str] = []
     with loop_device(target) as dev:
         report_path = target.with_suffix(".report.json")
@@ -106,7 +129,7 @@ def restore_and_fix(
             argv += ["--skip-fixup", name]
         log_path = target.with_suffix(".events.jsonl")
         started = time.monotonic()
-        rescue_cli(*argv, "--log-json", str(log_path))
+        printed = rescue_cli(*argv, "--log-json", str(log_path))
         restore_s = time.monotonic() - started
         report = json.loads(report_path.read_text())
         results = [FixupResult(s["name"], s["status"], s["detail"]) for s in report["steps"]
@@ -117,7 +140,12 @@ def restore_and_fix(
                        and str(e.get("stage", "")).startswith("fixup-")]
         fixup_s = (max(fixup_times) - min(fixup_times)) if fixup_times else 0.0
         os.sync()
-    return restore_s, fixup_s, results, logs
+        refresh_partitions(dev, expect=ts.root_partition)
+        root_uuid = subprocess.run(
+            ["blkid", "-p", "-o", "value", "-s", "UUID", f"{dev}p{ts.root_partition}"],
+            capture_output=True, text=True,
+        ).stdout.strip()
+    return Restored(restore_s, fixup_s, results, logs, printed.splitlines(), root_uuid)
 
 
 def run_cell(
@@ -136,7 +164,7 @@ def run_cell(
     variant = "fix" if fixups and not skip else ("skip-" + "-".join(sorted(skip or {"all"})))
     target = workdir / f"{ts.layout}-{size}-{bus}-{variant}.img"
     try:
-        restore_s, fixup_s, results, _ = restore_and_fix(
+        restored = restore_and_fix(
             ts, repo, image_id, target, size=size, bus=bus, fixups=fixups, skip=skip
         )
         logdir = Path(os.environ.get("RESCUE_BOOT_LOGS", "/var/cache/rescue-tests/boot-logs"))
@@ -156,11 +184,13 @@ def run_cell(
             booted=res.booted,
             reason=res.reason,
             boot_seconds=res.seconds,
-            restore_seconds=round(restore_s, 1),
-            fixup_seconds=round(fixup_s, 1),
+            restore_seconds=round(restored.restore_seconds, 1),
+            fixup_seconds=round(restored.fixup_seconds, 1),
             marker_line=res.marker_line,
-            fixup_results=results,
+            fixup_results=restored.results,
             console_tail=res.tail(),
+            plan_lines=restored.plan_lines,
+            root_uuid=restored.root_uuid,
         )
     finally:
         target.unlink(missing_ok=True)
@@ -172,9 +202,15 @@ def render_markdown(cells: list[CellResult], build_seconds: dict[str, float],
     """The results section of docs/BOOT-MATRIX.md for one boot-matrix run."""
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = os.getloadavg()[0]
+    disk_mib = LAYOUT_RECIPE["disk_mib"]
     lines = [
         f"Last run: {when}, `make boot-matrix`, {os.cpu_count()} cores, TCG, load average"
         f" {load:.1f} at the end (other test suites share the machine, so boot times vary).",
+        f"Target disk: same ({disk_mib} MiB), larger ({disk_mib + LARGER_BY // MiB} MiB: the"
+        " root filesystem grown), smaller",
+        f"({disk_mib - SMALLER_BY // MiB} MiB: the ext4 root shrunk, made anew with the"
+        " source's UUID, its files copied one",
+        "by one from the image).",
         "Boot s: QEMU start to marker (or to the failure line). Restore s: `rescue restore`",
         "wall time. Fix-ups s: `run_fixups` wall time (the initramfs rebuild dominates).",
         "",

@@ -80,9 +80,9 @@ def test_nvram_entry_created_in_uefi_firmware_and_boots(backups, scratch, tmp_pa
     vars_file = scratch / "nvram-vars.fd"
     logs = Path(os.environ.get("RESCUE_BOOT_LOGS", "/var/cache/rescue-tests/boot-logs"))
     try:
-        _, _, results, _ = bootcell.restore_and_fix(ts, repo, image_id, target, size="same",
-                                                    bus="virtio")
-        by = {r.name: r for r in results}
+        restored = bootcell.restore_and_fix(ts, repo, image_id, target, size="same",
+                                            bus="virtio")
+        by = {r.name: r for r in restored.results}
         assert by["uefi-fallback-loader"].status == "done"
         assert by["uefi-nvram-entry"].status == "skipped"  # the host has no UEFI NVRAM
         manifest = Repository.open(repo).load_manifest(image_id)
