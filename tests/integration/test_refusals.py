@@ -254,3 +254,20 @@ def test_read_only_target_refused(gpt_backup: BackedUp, tmp_path: Path) -> None:
     assert proc.returncode == 21
     assert "read-only" in proc.stderr
     assert file_is_zero(backing)
+
+
+def test_a_4kn_disk_is_listed_with_its_size_and_refused_for_a_512_byte_image(
+        gpt_backup: BackedUp, tmp_path: Path) -> None:
+    """Issue 14: a disk with 4096-byte logical sectors (4Kn) appears with its true size
+    and sector size; an image made on a 512-byte-sector disk is refused onto it with a
+    sentence, before anything is written (its layout is in 512-byte sectors)."""
+    with loop_device(tmp_path / "4kn.img", SRC_SIZE, sector_size=4096) as target:
+        listed = json.loads(rescue_cli("devices", "--include-loop", "--json",
+                                       check=True).stdout)
+        disks = listed["disks"] if isinstance(listed, dict) else listed
+        mine = next(d for d in disks if d["path"] == target)
+        assert mine["size"] == SRC_SIZE and mine["logical_sector_size"] == 4096, mine
+        proc = _restore(gpt_backup.repo, gpt_backup.image_id, target)
+        assert proc.returncode == 21, proc.stdout + proc.stderr
+        assert "4096-byte sectors" in proc.stderr and "512-byte sectors" in proc.stderr
+        assert file_is_zero(tmp_path / "4kn.img")
