@@ -60,9 +60,11 @@ def test_boot_menus_have_the_entries_a_version_and_a_timeout(iso_path: Path,
                                                              tmp_path: Path) -> None:
     isolinux = extract(iso_path, "/isolinux/isolinux.cfg", tmp_path / "i.cfg").read_text()
     grub = extract(iso_path, "/boot/grub/grub.cfg", tmp_path / "g.cfg").read_text()
-    for label in ("^Rescue", "Rescue (^safe graphics)", "Rescue to a ^shell"):
+    for label in ("^Rescue", "Rescue (^safe graphics)", "Rescue (se^rial console)",
+                  "Rescue to a ^shell"):
         assert f"menu label {label}\n" in isolinux
-    for title in ('"Rescue"', '"Rescue (safe graphics)"', '"Rescue to a shell"'):
+    for title in ('"Rescue"', '"Rescue (safe graphics)"', '"Rescue (serial console)"',
+                  '"Rescue to a shell"'):
         assert f"menuentry {title}" in grub
     assert "@" not in isolinux.replace("@tty", "") and "@" not in grub, "unfilled placeholder"
     m = re.search(r"^timeout (\d+)$", isolinux, re.M)
@@ -74,6 +76,7 @@ def test_boot_menus_have_the_entries_a_version_and_a_timeout(iso_path: Path,
     assert version and f"rescue {version.group(1)}" in grub
     assert "rescue_console=shell" in isolinux and "rescue_console=shell" in grub
     assert "nomodeset" in isolinux and "nomodeset" in grub
+    assert "console=ttyS0,115200n8" in isolinux and "console=ttyS0,115200n8" in grub
     assert "include custom.cfg" in isolinux and "/boot/grub/custom.cfg" in grub
 
 
