@@ -17,6 +17,7 @@ from rescue import services
 from rescue.commands.image_commands import REPO_HELP, TRUST_HELP
 from rescue.errors import Cancelled, UsageError
 from rescue.events import human_bytes
+from rescue.repo.location import FOLDER, Location
 from rescue.runner import CommandRunner
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -151,11 +152,17 @@ def _background(args: argparse.Namespace) -> int:
     return once it is ready, or with its error when it stopped."""
     log = services.mount_log_path(args.dir)
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # the process runs in / (it must keep no folder busy, the technician's current one
+    # may be on a stick to unplug), so every local path it gets is absolute
+    repo = args.repo
+    if Location.parse(repo).kind == FOLDER:
+        repo = os.path.abspath(repo)
     argv = [sys.executable, "-m", "rescue", "mount", "--repo", "-", "--image", args.image,
-            "--cache", str(args.cache), *[f"--trust={t}" for t in args.trust], args.dir]
+            "--cache", str(args.cache),
+            *[f"--trust={os.path.abspath(t)}" for t in args.trust], os.path.abspath(args.dir)]
     with open(log, "w") as out:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                 env={**os.environ, REPO_ENV: args.repo},
+                                 env={**os.environ, REPO_ENV: repo}, cwd="/",
                                  start_new_session=True)
     deadline = time.monotonic() + BACKGROUND_TIMEOUT
     try:

@@ -20,6 +20,7 @@ that was killed. ``rescue extract`` mounts the same way in a private folder and 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ from rescue.devices.catalog import kernel_filesystems
 from rescue.devices.inroot import resolve_in_root
 from rescue.engine.imagefs import PARTS_DIR, FuseServer, ImageFilesystem
 from rescue.engine.imageread import DEFAULT_CACHE_BYTES, ChunkCache, RangeReader
-from rescue.errors import DeviceError, RescueError, UsageError
+from rescue.errors import DeviceError, RescueError, UsageError, from_oserror
 from rescue.fs import registry
 from rescue.i18n import _
 from rescue.image.manifest import METHOD_NONE, Manifest
@@ -512,3 +513,242 @@ def _chosen(image: ImageMount, number: int | None) -> PartitionView:
                             "{why}").format(id=image.manifest.id, why="; ".join(
                                 f"{v.name}: {v.note}" for v in image.views)))
     return root
+
+
+# -- the wizard's "Browse files in a system image": copy marked files out ------------
+
+COPY_BLOCK = 1024 * 1024
+#: what a target filesystem may refuse to keep; the copy goes on without it
+KEPT_OWNERS, KEPT_MODES, KEPT_XATTRS, KEPT_LINKS, KEPT_SPECIAL = (
+    "owners", "permissions", "extended attributes", "symbolic links", "device nodes")
+
+
+@dataclass
+class CopyReport:
+    """What :func:`copy_out` did: counts, what failed (first few, with the reason),
+    what the target filesystem did not keep, and whether it stopped early."""
+
+    files: int = 0
+    folders: int = 0
+    bytes: int = 0
+    total_bytes: int = 0
+    failures: int = 0
+    failed: list[str] = field(default_factory=list)  # "path: reason", the first 5
+    not_kept: set[str] = field(default_factory=set)  # KEPT_* names
+    stopped: str = ""  # why the copy stopped before the end (full, cancelled...)
+    cancelled: bool = False
+
+
+def measure(sources: list[str]) -> tuple[int, int]:
+    """(entries, bytes of regular files) of *sources* and everything below them."""
+    entries = size = 0
+    for src in sources:
+        with contextlib.suppress(OSError):
+            for _path, info in _walk(src):
+                entries += 1
+                size += info.st_size if stat.S_ISREG(info.st_mode) else 0
+    return entries, size
+
+
+class _Stop(Exception):
+    """The copy cannot go on (the target is full or gone, or it was cancelled)."""
+
+
+def copy_out(pairs: list[tuple[str, str]],
+             progress: Callable[[int, int], None] | None = None,
+             cancel: object | None = None) -> CopyReport:
+    """Copy each ``(source, destination)`` (a file, link or folder of a mounted image,
+    and the path it becomes) keeping owners, permissions, times, extended attributes,
+    symbolic and hard links and holes where the destination's filesystem keeps them
+    (what it refuses is named in ``not_kept``; the copy goes on). Existing files are
+    never replaced (counted as failed). A read error fails that file only; a full or
+    read-only destination, or *cancel* (a ``threading.Event``) being set, stops it.
+    *progress* gets (bytes done, bytes in all) now and then."""
+    report = CopyReport()
+    _entries, report.total_bytes = measure([src for src, _dest in pairs])
+    links: dict[tuple[int, int], str] = {}
+    last = [0.0]
+
+    def tick(force: bool = False) -> None:
+        now = time.monotonic()
+        if progress is not None and (force or now - last[0] >= 0.1):
+            last[0] = now
+            progress(report.bytes, report.total_bytes)
+
+    def fail(path: str, why: str) -> None:
+        report.failures += 1
+        if len(report.failed) < 5:
+            report.failed.append(f"{path}: {why}")
+
+    def check_cancel() -> None:
+        if cancel is not None and getattr(cancel, "is_set", lambda: False)():
+            report.cancelled = True
+            raise _Stop(_("the copy was cancelled"))
+
+    def fatal(exc: OSError) -> bool:
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENODEV,
+                             errno.ENXIO, errno.ESHUTDOWN)
+
+    def metadata(src: str, dest: str, info: os.stat_result) -> None:
+        link = stat.S_ISLNK(info.st_mode)
+        try:
+            os.chown(dest, info.st_uid, info.st_gid, follow_symlinks=False)
+        except OSError:
+            if not link or info.st_uid or info.st_gid:
+                report.not_kept.add(KEPT_OWNERS)
+        if not link:
+            try:
+                os.chmod(dest, stat.S_IMODE(info.st_mode))
+                if stat.S_IMODE(os.stat(dest).st_mode) != stat.S_IMODE(info.st_mode):
+                    report.not_kept.add(KEPT_MODES)
+            except OSError:
+                report.not_kept.add(KEPT_MODES)
+            with contextlib.suppress(OSError):
+                for name in os.listxattr(src, follow_symlinks=False):
+                    try:
+                        os.setxattr(dest, name, os.getxattr(src, name, follow_symlinks=False),
+                                    follow_symlinks=False)
+                    except OSError:
+                        report.not_kept.add(KEPT_XATTRS)
+        with contextlib.suppress(OSError, NotImplementedError):
+            os.utime(dest, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
+
+    def copy_file(src: str, dest: str, info: os.stat_result) -> None:
+        key = (info.st_dev, info.st_ino)
+        if info.st_nlink > 1 and key in links:
+            try:
+                os.link(links[key], dest)
+                report.files += 1
+                return
+            except OSError:
+                pass  # no hard links there: a copy of its own
+        fd_in = fd_out = -1
+        try:
+            fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600)
+            pos = 0
+            while True:
+                check_cancel()
+                try:
+                    block = os.read(fd_in, COPY_BLOCK)
+                except OSError as exc:
+                    raise _ReadError(exc) from exc
+                if not block:
+                    break
+                if block.count(0) == len(block):  # a hole: skipped, kept by the truncate
+                    os.lseek(fd_out, len(block), os.SEEK_CUR)
+                else:
+                    view = memoryview(block)
+                    while view:
+                        view = view[os.write(fd_out, view):]
+                pos += len(block)
+                report.bytes += len(block)
+                tick()
+            os.ftruncate(fd_out, pos)
+        except BaseException:
+            if fd_out >= 0:
+                os.close(fd_out)
+                fd_out = -1
+                with contextlib.suppress(OSError):
+                    os.unlink(dest)
+            raise
+        finally:
+            if fd_in >= 0:
+                os.close(fd_in)
+            if fd_out >= 0:
+                os.close(fd_out)
+        metadata(src, dest, info)
+        if info.st_nlink > 1:
+            links[key] = dest
+        report.files += 1
+
+    def copy_one(src: str, dest: str, info: os.stat_result) -> bool:
+        """One entry (not what is below a folder); False when it failed."""
+        mode = info.st_mode
+        if os.path.lexists(dest) and not (stat.S_ISDIR(mode) and os.path.isdir(dest)
+                                          and not os.path.islink(dest)):
+            fail(src, _("already there, not replaced"))
+            return False
+        try:
+            if stat.S_ISDIR(mode):
+                if not os.path.isdir(dest):
+                    os.mkdir(dest, 0o700)
+                report.folders += 1
+            elif stat.S_ISREG(mode):
+                copy_file(src, dest, info)
+            elif stat.S_ISLNK(mode):
+                try:
+                    os.symlink(os.readlink(src), dest)
+                except OSError as exc:
+                    if fatal(exc):
+                        raise
+                    report.not_kept.add(KEPT_LINKS)
+                    fail(src, _("the destination cannot hold symbolic links"))
+                    return False
+                metadata(src, dest, info)
+                report.files += 1
+            else:  # FIFO, device node, socket
+                try:
+                    if stat.S_ISFIFO(mode):
+                        os.mkfifo(dest, stat.S_IMODE(mode))
+                    else:
+                        os.mknod(dest, mode, info.st_rdev)
+                except OSError as exc:
+                    if fatal(exc):
+                        raise
+                    report.not_kept.add(KEPT_SPECIAL)
+                    fail(src, _("the destination cannot hold device nodes or FIFOs"))
+                    return False
+                metadata(src, dest, info)
+                report.files += 1
+        except _ReadError as exc:
+            fail(src, _("read error ({why})").format(why=exc.error.strerror))
+            return False
+        except OSError as exc:
+            if fatal(exc):
+                raise _Stop(str(from_oserror(exc, _("Writing {path}").format(
+                    path=dest)))) from None
+            fail(src, exc.strerror or str(exc))
+            return False
+        return True
+
+    def copy_tree(src: str, dest: str) -> None:
+        try:
+            info = os.lstat(src)
+        except OSError as exc:
+            fail(src, exc.strerror or str(exc))
+            return
+        check_cancel()
+        if not copy_one(src, dest, info):
+            return
+        if not stat.S_ISDIR(info.st_mode):
+            return
+        try:
+            names = sorted(os.listdir(src))
+        except OSError as exc:
+            fail(src, _("read error ({why})").format(why=exc.strerror))
+            names = []
+        for name in names:
+            copy_tree(os.path.join(src, name), os.path.join(dest, name))
+        metadata(src, dest, info)  # after its content: the folder's times stay
+
+    try:
+        for src, dest in pairs:
+            parent = os.path.dirname(dest)
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as exc:
+                raise _Stop(str(from_oserror(exc, _("Writing {path}").format(path=parent))
+                                )) from None
+            copy_tree(src, dest)
+    except _Stop as stop:
+        report.stopped = str(stop)
+    tick(force=True)
+    return report
+
+
+class _ReadError(Exception):
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -176,14 +176,23 @@ class FuseServer:
             except BaseException as exc:  # reported by start() or stop()
                 self._error = exc
 
-        self._thread = threading.Thread(target=serve, name="rescue-fuse", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.fs.ready.wait(0.05):
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise DeviceError(_(
-                    "The image could not be mounted on {path} with FUSE ({why}).").format(
-                        path=self.where, why=self._error or _("libfuse gave up")))
+        # libfuse moves the whole process to / while it sets up (even in the foreground);
+        # the caller's working folder is given back once the filesystem answers
+        cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self._thread = threading.Thread(target=serve, name="rescue-fuse", daemon=True)
+            self._thread.start()
+            deadline = time.monotonic() + START_TIMEOUT
+            while not self.fs.ready.wait(0.05):
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    raise DeviceError(_(
+                        "The image could not be mounted on {path} with FUSE ({why}).").format(
+                            path=self.where, why=self._error or _("libfuse gave up")))
+        finally:
+            try:
+                os.fchdir(cwd)
+            finally:
+                os.close(cwd)
         self._tune_read_ahead()
 
     def _tune_read_ahead(self) -> None:

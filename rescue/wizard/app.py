@@ -148,19 +148,27 @@ class RescueApp(App[int]):
         except Exception as exc:  # noqa: BLE001 - e.g. SuspendNotSupported in tests
             self.notify(describe_error(exc), severity="warning")
 
+    async def choose_medium(self, copy: bool = False) -> LogMedium | str | None:
+        """A writable filesystem on an attached disk (a USB stick) or a typed folder, for
+        the logs or (*copy*) for files copied out of an image; None: cancelled."""
+        # Never offer a restore target: its partitions are being (or were) rewritten.
+        exclude = [disk.path for disk in self.state.targets()]
+        destination = await self.push_screen_wait(SaveLogsDialog(exclude, copy))
+        if destination == FOLDER:
+            question = (_("Copy the files to which folder? Type the folder of a mounted "
+                          "disk.") if copy else
+                        _("Save the logs in which folder? Type the folder of a mounted "
+                          "disk."))
+            destination = await self.push_screen_wait(
+                InputDialog(question, placeholder="/media/usb"))
+        return destination if isinstance(destination, str | LogMedium) else None
+
     @work(group="logs")
     async def save_logs(self) -> None:
         """Save logs: choose a USB stick (or type a folder), then the service mounts it,
         writes the file and unmounts it again, in a worker thread."""
-        # Never offer a restore target: its partitions are being (or were) rewritten.
-        exclude = [disk.path for disk in self.state.targets()]
-        destination = await self.push_screen_wait(SaveLogsDialog(exclude))
-        if destination == FOLDER:
-            destination = await self.push_screen_wait(
-                InputDialog(_("Save the logs in which folder? Type the folder of a mounted "
-                              "disk."), placeholder="/media/usb")
-            )
-        if not isinstance(destination, str | LogMedium):
+        destination = await self.choose_medium()
+        if destination is None:
             return
         self.notify(_("Saving the logs…"), timeout=5)
         try:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rescue import services as facade
+from rescue import sysmount
 from rescue.devices.catalog import FoundImage, open_catalog
 from rescue.devices.disks import KIND_DISK, KIND_LOOP, Disk, Inventory
+from rescue.devices.inroot import resolve_in_root
 from rescue.devices.inventory import probe_inventory
 from rescue.devices.monitor import DiskMonitor
 from rescue.devices.mounts import current_mounts
@@ -36,9 +39,12 @@ from rescue.repo.location import redact
 from rescue.runner import CommandRunner
 from rescue.wizard import logsave
 from rescue.wizard.model import (
+    CopyResult,
     DiskEntry,
+    FileEntry,
     ImageEntry,
     LogMedium,
+    OpenedImage,
     Outcome,
     Prepared,
     RestoreChoices,
@@ -69,6 +75,14 @@ class Services(Protocol):
     def check_disk(self, disk: DiskEntry) -> list[str]: ...
     def log_media(self, exclude: list[str]) -> list[LogMedium]: ...
     def save_logs(self, destination: LogMedium | str) -> str: ...
+    # "Browse files in a system image": the image mounted read-only while the tool is open
+    def open_image(self, image: ImageEntry) -> OpenedImage: ...
+    def list_folder(self, opened: OpenedImage, part: str, path: str) -> list[FileEntry]: ...
+    def copy_media(self, exclude: list[str]) -> list[LogMedium]: ...
+    def copy_files(self, opened: OpenedImage, marked: Sequence[FileEntry],
+                   destination: LogMedium | str, progress: Callable[[int, int], None],
+                   cancel: threading.Event) -> CopyResult: ...
+    def close_image(self, opened: OpenedImage) -> None: ...
 
 
 #: the wizard log (the restore report beside it): in a folder only root can enter, never a
@@ -95,6 +109,15 @@ def _aware(value: Any) -> datetime:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
     return datetime.fromtimestamp(0, UTC)
+
+
+class _Browsing:
+    """An image open in the browse tool: its mount (and the repository) until closed."""
+
+    def __init__(self, stack: contextlib.ExitStack, mount: Any, image: ImageEntry) -> None:
+        self.stack, self.mount, self.image = stack, mount, image
+        self.lock = threading.Lock()  # held while a copy reads from the image
+        self.cancel = threading.Event()
 
 
 class EngineServices:
@@ -133,9 +156,13 @@ class EngineServices:
         # the last prepared restore or backup: it holds its repository open (a share
         # mounted) until it has run
         self._held: facade.PreparedRestore | facade.PreparedBackup | None = None
+        self._browsing: dict[str, _Browsing] = {}  # images open in the browse tool
 
     def close(self) -> None:
-        """Unmount what the image search mounted (read-only)."""
+        """Unmount the images open for browsing, then what the image search mounted
+        (read-only; a browsed image is read from there)."""
+        for handle in list(self._browsing):
+            self._close_browsing(handle)
         with self._lock:
             if self._catalog is not None:
                 self._catalog.close()
@@ -471,6 +498,193 @@ class EngineServices:
         return _("Logs saved to {medium} as {file}; you can remove the stick.").format(
             medium=medium.short, file=path.name)
 
+    # -- browse files in a system image ------------------------------------------------
+    def open_image(self, image: ImageEntry) -> OpenedImage:
+        """Mount *image* read-only in a private folder (``/run/rescue-browse-*``): its
+        partitions as files, each readable filesystem mounted; until :meth:`close_image`
+        (or :meth:`close`, when the wizard ends)."""
+        stack = contextlib.ExitStack()
+        try:
+            repo, manifest = stack.enter_context(facade.opened_image(
+                image.location, image.id, self.runner,
+                facade.trust_store(self.trusted_keys)))
+            top = stack.enter_context(sysmount.private_dir("browse"))
+            # libfuse's daemonize moves the whole process to / (right for `rescue mount`,
+            # which serves in the background); the wizard keeps its working folder
+            cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                mount = stack.enter_context(facade.ImageMount(repo, manifest, top,
+                                                              self.runner))
+            finally:
+                with contextlib.suppress(OSError):
+                    os.fchdir(cwd)
+                os.close(cwd)
+        except BaseException:
+            stack.close()
+            raise
+        handle = f"{image.id}@{top}"
+        self._browsing[handle] = _Browsing(stack, mount, image)
+        labels = {(v.disk + 1, v.number): v.label for v in image.volumes}
+        parts = []
+        for view in mount.views:
+            label = labels.get((view.disk, view.number), "")
+            name = " ".join(x for x in (f"{view.name}:", view.fstype or "?",
+                                        f"'{label}'" if label else "") if x)
+            parts.append(FileEntry(view.name, "", name, "part", view.size,
+                                   note="" if view.mounted else view.note))
+        self._log(f"browse: image {image.id} mounted read-only on {top}: " + ", ".join(
+            f"{v.name} {v.mounted or v.note}" for v in mount.views))
+        return OpenedImage(handle, image, tuple(parts))
+
+    def _session(self, opened: OpenedImage) -> _Browsing:
+        session = self._browsing.get(opened.handle)
+        if session is None or not session.mount.alive:
+            raise DeviceError(_("The image is not open any more; open it again from the "
+                                "repair options."))
+        return session
+
+    def _source(self, session: _Browsing, part: str, path: str) -> str:
+        """The real path of *path* in partition *part*, no symbolic link on the way."""
+        view = next((v for v in session.mount.views if v.name == part and v.mounted), None)
+        names = [n for n in path.split("/") if n]
+        if view is None or view.mounted is None or any(n in (".", "..") for n in names):
+            raise UsageError(_("{path} is not in this image.").format(path=f"{part}/{path}"))
+        plain = os.path.join(view.mounted, *names)
+        found = resolve_in_root(view.mounted, path, follow_last=False)
+        if found is None or str(found) != plain.rstrip("/"):
+            raise UsageError(_("{path} is not in this image.").format(path=f"{part}/{path}"))
+        return plain
+
+    def list_folder(self, opened: OpenedImage, part: str, path: str) -> list[FileEntry]:
+        """The folder *path* of partition *part* (folders first, then by name); links
+        are shown, never followed."""
+        folder = self._source(self._session(opened), part, path)
+        entries = []
+        try:
+            with os.scandir(folder) as it:
+                for item in it:
+                    try:
+                        info = item.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    mode = info.st_mode
+                    kind = ("dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode)
+                            else "link" if stat.S_ISLNK(mode) else "other")
+                    entries.append(FileEntry(
+                        part, "/".join(x for x in (path.strip("/"), item.name) if x),
+                        item.name, kind, info.st_size if kind == "file" else 0,
+                        datetime.fromtimestamp(info.st_mtime, UTC).astimezone()))
+        except OSError as exc:
+            raise DeviceError(_("The folder {path} of the image cannot be read: {why}"
+                                ).format(path=f"{part}/{path}", why=exc.strerror)) from exc
+        entries.sort(key=lambda e: (e.kind != "dir", e.name.casefold(), e.name))
+        return entries
+
+    def copy_media(self, exclude: list[str]) -> list[LogMedium]:
+        """The writable filesystems files can be copied to: as for the logs, except
+        that the image search's read-only mounts are kept (a browsed image is read
+        from one of them), so those sticks are not offered."""
+        inv = self._inventory(self.include_loop)
+        return logsave.writable_media(inv, exclude, logsave.rw_mountpoints(current_mounts()))
+
+    def copy_files(self, opened: OpenedImage, marked: Sequence[FileEntry],
+                   destination: LogMedium | str, progress: Callable[[int, int], None],
+                   cancel: threading.Event) -> CopyResult:
+        """Copy the *marked* files and folders into ``rescue-files-<image id>/<partition>/
+        <path>`` on *destination* (a filesystem from :meth:`copy_media`, mounted
+        read-write for the copy and unmounted after, or a folder), metadata kept where
+        its filesystem allows. Returns the sentences to show."""
+        session = self._session(opened)
+        if not marked:
+            raise UsageError(_("Mark files or folders with Space first."))
+        with session.lock:
+            session.cancel = cancel
+            sources = [(self._source(session, e.part, e.path), e) for e in marked]
+            if isinstance(destination, str):
+                folder = Path(destination)
+                if not folder.is_dir():
+                    raise UsageError(_("{folder} is not a folder; type the folder of a "
+                                       "mounted disk or USB stick.").format(folder=destination))
+                if any(os.path.realpath(folder) == p or os.path.realpath(folder).startswith(
+                        p.rstrip("/") + "/") for p in self._browse_tops()):
+                    raise UsageError(_("{folder} is inside the image, which is read-only; "
+                                       "choose another folder.").format(folder=destination))
+                report = self._copy(session, sources, folder, progress, cancel)
+                os.sync()
+                return self._copy_result(opened, report, str(folder), "", removable=False)
+            inv = self._inventory(self.include_loop)
+            medium = logsave.recheck(destination, inv,
+                                     logsave.rw_mountpoints(current_mounts()), files=True)
+            with logsave.mounted_rw(medium, self.runner, files=True) as folder:
+                report = self._copy(session, sources, folder, progress, cancel)
+                os.sync()
+            return self._copy_result(opened, report, medium.short, medium.fstype,
+                                     removable=not medium.mountpoint)
+
+    def _browse_tops(self) -> list[str]:
+        return [os.path.realpath(s.mount.where) for s in self._browsing.values()]
+
+    def _copy(self, session: _Browsing, sources: list[tuple[str, FileEntry]], folder: Path,
+              progress: Callable[[int, int], None],
+              cancel: threading.Event) -> facade.CopyReport:
+        top = folder / f"rescue-files-{session.image.id}"
+        pairs = [(src, str(top.joinpath(e.part, *[n for n in e.path.split("/") if n])))
+                 for src, e in sources]
+        self._log(f"browse: copying {[f'{e.part}/{e.path}' for _s, e in sources]} to {top}")
+        report = facade.copy_out(pairs, progress, cancel)
+        self._log(f"browse: copied {report.files} files, {report.folders} folders, "
+                  f"{report.bytes} bytes; {report.failures} failed; not kept: "
+                  f"{sorted(report.not_kept)}; stopped: {report.stopped or 'no'}")
+        return report
+
+    def _copy_result(self, opened: OpenedImage, report: facade.CopyReport, where: str,
+                     fstype: str, removable: bool) -> CopyResult:
+        folder = f"rescue-files-{opened.image.id}"
+        lines = [_("Copied to {where}, in the folder {folder}: {files} file(s), "
+                   "{folders} folder(s), {size}.").format(
+                       where=where, folder=folder, files=report.files,
+                       folders=report.folders, size=format_size(report.bytes))]
+        names = {
+            "owners": _("owners"), "permissions": _("permissions"),
+            "extended attributes": _("extended attributes"),
+            "symbolic links": _("symbolic links"), "device nodes": _("device nodes"),
+        }
+        if report.not_kept:
+            kept = ", ".join(names.get(n, n) for n in sorted(report.not_kept))
+            lines.append(_("The filesystem there ({fstype}) cannot keep {what}; the files "
+                           "were copied without them.").format(
+                               fstype=fstype or _("unknown"), what=kept))
+        if report.failures:
+            lines.append(_("{count} could not be copied:").format(count=report.failures))
+            lines += [f"  {line}" for line in report.failed]
+            if report.failures > len(report.failed):
+                lines.append("  …")
+        if report.stopped:
+            lines.append(_("The copy stopped: {why}. What was copied stays there.").format(
+                why=report.stopped))
+        elif removable:
+            lines.append(_("You can remove the stick."))
+        ok = not report.failures and not report.stopped
+        return CopyResult(ok, tuple(lines), report.files, report.bytes, report.failures)
+
+    def close_image(self, opened: OpenedImage) -> None:
+        """Unmount the image opened by :meth:`open_image` (a copy running from it is
+        cancelled first)."""
+        self._close_browsing(opened.handle)
+
+    def _close_browsing(self, handle: str) -> None:
+        session = self._browsing.pop(handle, None)
+        if session is None:
+            return
+        session.cancel.set()
+        got = session.lock.acquire(timeout=60)
+        try:
+            session.stack.close()
+        finally:
+            if got:
+                session.lock.release()
+        self._log(f"browse: image {session.image.id} unmounted")
+
 
 def _logging_sink(sink: Sink, log: Callable[[str], None]) -> Sink:
     def forward(event: Any) -> None:
@@ -485,6 +699,8 @@ def _disk_entry(d: Disk) -> DiskEntry:
     parts = tuple(
         " ".join(x for x in (p.name, p.fstype, f"'{p.label}'" if p.label else "",
                              human_bytes(p.size)) if x)
+        + (" " + _("(encrypted: {kind})").format(kind=kind)
+           if (kind := facade.encryption(p.fstype)) else "")
         for p in d.partitions
     )
     if not parts and d.fstype:

@@ -11,9 +11,9 @@ app (``rescue.wizard.app``) opens the next screen of the job being done
   screen with ``STAYS = False`` (progress) is replaced instead of covered, so Back never
   returns to it.
 - Choosing the job ("Restore a system image", "Back up this computer": on the start screen
-  or in the repair options) opens its flow's first step after ``COMMON``; the start
-  screen's "Back up this computer" thus skips the repair options, whose number the backup
-  flow keeps.
+  or in the repair options; "Browse files in a system image" in the repair options)
+  opens its flow's first step after ``COMMON``; the start screen's "Back up this
+  computer" thus skips the repair options, whose number the backup flow keeps.
 - Back (Escape) returns to the screen underneath; "Start over" to ``HOME``.
 """
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from rescue.wizard.screens.backup import BackupDestinationScreen, BackupSourceScreen
 from rescue.wizard.screens.base import WizardScreen
+from rescue.wizard.screens.browse import BrowseScreen
 from rescue.wizard.screens.finished import FinishedScreen
 from rescue.wizard.screens.language import LanguageScreen
 from rescue.wizard.screens.progress import ProgressScreen
@@ -37,7 +38,7 @@ Steps = tuple[type[WizardScreen], ...]
 
 @dataclass(frozen=True)
 class Flow:
-    action: str  # the job, WizardState.action: "restore" | "backup"
+    action: str  # the job, WizardState.action: "restore" | "backup" | "browse"
     steps: Steps
     entry: int  # index of the first step of its own: where choosing the job leads
 
@@ -78,6 +79,12 @@ FLOWS: dict[str, Flow] = {
         SummaryScreen,
         ProgressScreen,
         FinishedScreen,
+    ),
+    # a repair tool: the image mounted read-only while BrowseScreen is open
+    "browse": _flow(
+        "browse",
+        SelectImageScreen,
+        BrowseScreen,  # walk folders, mark with Space, copy to a USB stick
     ),
 }
 

@@ -46,6 +46,7 @@ from rescue.wizard.model import LogMedium
 log = logging.getLogger(__name__)
 
 PURPOSE = "logs"  # private mount points are /run/rescue-logs-XXXX
+FILES_PURPOSE = "files"  # ... and /run/rescue-files-XXXX for files copied out of an image
 DMESG_LINES = 500
 
 
@@ -99,9 +100,11 @@ def writable_media(
                                         order[m.device]))
 
 
-def recheck(medium: LogMedium, inventory: Inventory, rw_mounts: dict[str, str]) -> LogMedium:
+def recheck(medium: LogMedium, inventory: Inventory, rw_mounts: dict[str, str],
+            files: bool = False) -> LogMedium:
     """The chosen *medium* as it is now (its current mountpoint), or a sentence why the
-    logs cannot go there any more (pulled out, another stick, mounted read-only...)."""
+    logs (*files*: files copied out of an image) cannot go there any more (pulled out,
+    another stick, mounted read-only...)."""
     found = inventory.locate(medium.device)
     if found is None:
         raise DeviceError(_("{medium} is not attached any more; plug the USB stick in again "
@@ -114,6 +117,9 @@ def recheck(medium: LogMedium, inventory: Inventory, rw_mounts: dict[str, str]) 
     now = next((m for m in writable_media(inventory, (), rw_mounts)
                 if m.device == medium.device), None)
     if now is None:
+        if files:
+            raise DeviceError(_("The files cannot be copied to {medium}: it is read-only, "
+                                "mounted read-only or in use.").format(medium=medium.short))
         raise DeviceError(_("The logs cannot be written to {medium}: it is read-only, "
                             "mounted read-only or in use.").format(medium=medium.short))
     return now
@@ -129,11 +135,12 @@ def _mount_is_rw(mountpoint: str) -> bool | None:
 
 @contextlib.contextmanager
 def mounted_rw(
-    medium: LogMedium, runner: CommandRunner, base: str | None = None
+    medium: LogMedium, runner: CommandRunner, base: str | None = None, files: bool = False
 ) -> Iterator[Path]:
     """The folder of *medium* mounted read-write: its own mountpoint when it is already
     mounted read-write (left mounted), otherwise a private directory under /run that is
-    unmounted and removed on leaving the block, also after an error."""
+    unmounted and removed on leaving the block, also after an error. *files*: for files
+    copied out of an image (``/run/rescue-files-*``; the sentences say so)."""
     if medium.mountpoint:
         yield Path(medium.mountpoint)
         return
@@ -144,11 +151,20 @@ def mounted_rw(
         try:
             private = stack.enter_context(sysmount.mounted(
                 medium.device, medium.fstype, mode=sysmount.RW, runner=runner,
-                purpose=PURPOSE, base=base))
+                purpose=FILES_PURPOSE if files else PURPOSE, base=base))
         except sysmount.MountError as exc:
+            if files:
+                raise DeviceError(_("{medium} ({fstype}) could not be mounted to copy the "
+                                    "files: {why}. Try another USB stick, or type a "
+                                    "folder.").format(medium=medium.short,
+                                                      fstype=medium.fstype,
+                                                      why=exc.detail or exc)) from exc
             raise DeviceError(_("{medium} ({fstype}) could not be mounted to save the logs: "
                                 "{why}. Try another USB stick, or type a folder.").format(
                 medium=medium.short, fstype=medium.fstype, why=exc.detail or exc)) from exc
+        if _mount_is_rw(str(private)) is not True and files:
+            raise DeviceError(_("{medium} is read-only (is the stick's write-protect switch "
+                                "on?); nothing was copied.").format(medium=medium.short))
         if _mount_is_rw(str(private)) is not True:
             raise DeviceError(_("{medium} is read-only (is the stick's write-protect switch "
                                 "on?); the logs were not saved.").format(medium=medium.short))

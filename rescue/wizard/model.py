@@ -98,6 +98,49 @@ class LogMedium:
 
 
 @dataclass(frozen=True)
+class FileEntry:
+    """One row of "Browse files in a system image": a partition of the image (at the
+    top) or a file or folder of its filesystem."""
+
+    part: str  # the partition's name in the image: "p2" ("d2p1" with several disks)
+    path: str  # inside that partition's filesystem: "" (its top), "home/anna"
+    name: str  # what the row shows
+    kind: str  # "part" | "dir" | "file" | "link" | "other"
+    size: int = 0  # bytes (files, partitions)
+    modified: datetime | None = None
+    note: str = ""  # a partition that cannot be opened: why
+
+    @property
+    def opens(self) -> bool:
+        """Enter opens it (a folder, or a partition whose filesystem is mounted)."""
+        return self.kind == "dir" or (self.kind == "part" and not self.note)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.part, self.path)
+
+
+@dataclass(frozen=True)
+class OpenedImage:
+    """An image mounted read-only for browsing; *handle* names it to the services."""
+
+    handle: str
+    image: ImageEntry
+    partitions: tuple[FileEntry, ...]
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """The end of a copy out of an image: a title and sentences for a dialog."""
+
+    ok: bool
+    lines: tuple[str, ...]
+    files: int = 0
+    bytes: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
 class VerdictView:
     """The hardware compatibility verdict as the wizard shows it (boot-critical vs other
     differences); :class:`rescue.hardware.compat.Verdict` is the engine's."""
@@ -152,7 +195,7 @@ class WizardState:
     language: str = "en"
     region: str = "en_US"
     keymap: str = "us"
-    action: str = ""  # "restore" | "backup"
+    action: str = ""  # "restore" | "backup" | "browse"
     locations: list[str] = field(default_factory=list)
     image: ImageEntry | None = None
     use_latest: bool = True

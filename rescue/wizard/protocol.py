@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 from textual.screen import Screen
 
 from rescue.wizard.backend import Services
-from rescue.wizard.model import WizardState
+from rescue.wizard.model import LogMedium, WizardState
 
 T = TypeVar("T")
 
@@ -58,3 +58,7 @@ class Wizard(Protocol):
 
     def save_logs(self) -> object:
         """Save logs: choose a USB stick (or a folder), write, say the result."""
+
+    async def choose_medium(self, copy: bool = False) -> LogMedium | str | None:
+        """The Save logs choice: a writable filesystem (a USB stick) or a typed folder;
+        *copy*: for files copied out of an image. None when cancelled."""

@@ -151,9 +151,27 @@ def summary_error(repo: Path, target: str, tmp: Path) -> str:
 
 
 def test_target_too_small_is_refused_with_numbers(real_backup, loops, tmp_path):
-    target = loops(64 * MiB, "small")
-    error = summary_error(real_backup.repo, target, tmp_path)
-    assert "Target disk" in error and "need" in error, error
+    """Too small even with shrinking: the target screen says so with the numbers (the
+    planner's sentence) and the disk cannot be chosen, so Next stays off."""
+    target = loops(48 * MiB, "small")
+    services = services_for([target], tmp_path)
+    app = RescueApp(services, WizardState(locations=[str(real_backup.repo)]),
+                    restart_countdown=0)
+
+    async def walk() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await to_target(pilot)
+            screen = pilot.app.screen
+            await wait_for(pilot, lambda: target in screen.too_small, what="the refusal")
+            error = screen.too_small[target]
+            assert "Target disk" in error and "need" in error, error
+            assert "Use a disk at least that large" in error
+            assert app.state.target is None and screen.query_one("#next").disabled
+
+    try:
+        run_async(walk())
+    finally:
+        services.close()
 
 
 def test_corrupt_image_is_refused(real_backup, loops, tmp_path):

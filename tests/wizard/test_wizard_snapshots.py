@@ -21,7 +21,7 @@ from rescue.wizard.model import Outcome, Prepared, WizardState
 SCREENS = [
     "language", "start", "repair", "select_image", "target", "summary", "confirm",
     "progress", "finished", "finished_failed", "backup_source", "backup_destination",
-    "save_logs", "second_target",
+    "save_logs", "second_target", "browse_top", "browse",
 ]
 GB = 1000**3
 
@@ -106,6 +106,18 @@ async def goto(pilot, key: str) -> None:
         screen = TargetScreen(disk_index=1)
         await app.push_screen(screen)
         await wait_for(pilot, lambda: screen.loaded)
+    elif key in ("browse_top", "browse"):  # "Browse files in a system image"
+        from rescue.wizard.screens.browse import BrowseScreen
+
+        st.action, st.image = "browse", IMAGES[0]
+        screen = BrowseScreen()
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: screen.loaded)
+        if key == "browse":
+            screen.go("p2", "home/anna")
+            await wait_for(pilot, lambda: screen.path == "home/anna" and not screen.listing)
+            await pilot.press("down", "space", "space")  # photos/ and .bashrc marked
+            await pilot.press("up")
     elif key == "save_logs":
         from rescue.wizard.screens.save_logs import SaveLogsDialog
 

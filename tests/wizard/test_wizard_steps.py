@@ -62,7 +62,7 @@ def screen_modules() -> list[Path]:
 # -- the table ---------------------------------------------------------------------------
 
 def test_every_step_is_a_screen_of_its_own_module():
-    assert set(flow.FLOWS) == {"restore", "backup"}
+    assert set(flow.FLOWS) == {"restore", "backup", "browse"}
     for action, steps in flow.FLOWS.items():
         assert steps.action == action
         assert steps.steps[: len(flow.COMMON)] == flow.COMMON
@@ -85,7 +85,7 @@ def doc_flows() -> dict[str, list[str]]:
     flows: dict[str, list[str]] = {}
     current = None
     for line in DOC.read_text(encoding="utf-8").splitlines():
-        start = re.match(r"^\s{4,}(restore|backup):\s+(.*)$", line)
+        start = re.match(r"^\s{4,}(restore|backup|browse):\s+(.*)$", line)
         more = re.match(r"^\s{4,}->\s+(.*)$", line)
         if start:
             current = start.group(1)
@@ -209,7 +209,7 @@ def make_app() -> RescueApp:
                      clock=lambda: 100.0, default_backup_name="web01")
 
 
-@pytest.mark.parametrize("action", ["restore", "backup"])
+@pytest.mark.parametrize("action", ["restore", "backup", "browse"])
 def test_each_screen_shows_its_number_from_the_table(action):
     steps = flow.FLOWS[action].steps
     ready = {  # what each screen loads before Next can be pressed
@@ -222,17 +222,18 @@ def test_each_screen_shows_its_number_from_the_table(action):
     async def run() -> None:
         async with make_app().run_test(size=(80, 24)) as pilot:
             await on(pilot, steps[0].__name__)
-            assert f"Step 1 of {len(steps)}" in title(pilot)
+            # before a job is chosen, the common steps count in the default flow
+            assert f"Step 1 of {len(flow.flow_of('').steps)}" in title(pilot)
             await to_repair(pilot)
-            await pilot.press("enter" if action == "restore" else "down")
-            if action == "backup":
-                await pilot.press("enter")
+            # the repair options: restore, back up, browse
+            await pilot.press(*{"restore": [], "backup": ["down"],
+                                "browse": ["down", "down"]}[action], "enter")
             for number, screen in enumerate(steps[flow.FLOWS[action].entry:],
                                             start=flow.FLOWS[action].entry + 1):
                 await on(pilot, screen.__name__)
                 assert f"Step {number} of {len(steps)}" in title(pilot), name(pilot)
-                if screen.__name__ == "SummaryScreen":
-                    break  # the rest runs the job: test_wizard_flow.py
+                if screen.__name__ in ("SummaryScreen", "BrowseScreen"):
+                    break  # the rest runs the job: test_wizard_flow.py, _browse.py
                 check = ready[screen.__name__]
                 await wait_for(pilot, lambda c=check: c(pilot.app.screen))
                 if screen.__name__ == "BackupDestinationScreen":

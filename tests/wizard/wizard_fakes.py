@@ -14,9 +14,12 @@ from datetime import datetime, timedelta, timezone
 from rescue.errors import Cancelled, RescueError
 from rescue.events import LogMessage, Progress, Sink, StageFinished, StageStarted
 from rescue.wizard.model import (
+    CopyResult,
     DiskEntry,
+    FileEntry,
     ImageEntry,
     LogMedium,
+    OpenedImage,
     Outcome,
     Prepared,
     RestoreChoices,
@@ -67,6 +70,26 @@ LOG_MEDIA = [
 ]
 LOG_FILE_NAME = "rescue-logs-20261130T101500Z.txt"
 
+# "Browse files in a system image": the image's partitions and a small tree in p2.
+WHEN = datetime(2026, 10, 30, 17, 42, tzinfo=CET)
+PARTITIONS = (
+    FileEntry("p1", "", "p1: vfat 'EFI'", "part", 536_870_912),
+    FileEntry("p2", "", "p2: ext4 'root'", "part", 40 * GB),
+    FileEntry("p3", "", "p3: swap", "part", 4 * GB,
+              note="swap: nothing of it is stored (recreated on restore)"),
+)
+TREE: dict[tuple[str, str], list[tuple[str, str, int]]] = {  # (name, kind, size)
+    ("p1", ""): [("EFI", "dir", 0)],
+    ("p1", "EFI"): [],
+    ("p2", ""): [("etc", "dir", 0), ("home", "dir", 0), ("vmlinuz", "link", 0)],
+    ("p2", "etc"): [("fstab", "file", 712), ("hostname", "file", 6)],
+    ("p2", "home"): [("anna", "dir", 0)],
+    ("p2", "home/anna"): [("Documents", "dir", 0), ("photos", "dir", 0),
+                          (".bashrc", "file", 3_771), ("thesis.odt", "file", 2_481_152)],
+    ("p2", "home/anna/Documents"): [("letter.txt", "file", 1_024)],
+    ("p2", "home/anna/photos"): [("beach.jpg", "file", 3_500_000)],
+}
+
 
 @dataclass
 class FixtureServices:
@@ -85,6 +108,14 @@ class FixtureServices:
     problems: list[str] = field(default_factory=list)  # search_problems() answers these
     # shrink_note() per disk path: a text, or an error it raises (TargetTooSmallError)
     shrink_answers: dict[str, str | Exception] = field(default_factory=dict)
+    # browse: errors to raise, the copy's answer, what is open now
+    open_error: RescueError | None = None
+    list_error: RescueError | None = None
+    copy_error: RescueError | None = None
+    copy_failed: list[str] = field(default_factory=list)  # "path: reason" of a copy
+    copy_media_found: list[LogMedium] = field(default_factory=lambda: list(LOG_MEDIA))
+    block_copy: threading.Event | None = None  # the copy waits for this (cancel tests)
+    open_images: list[str] = field(default_factory=list)
 
     def find_images(self, locations: list[str], media: bool = True) -> list[ImageEntry]:
         self.calls.append(("find_images", tuple(locations)) if media
@@ -193,3 +224,57 @@ class FixtureServices:
             return f"Logs saved to {destination}/{LOG_FILE_NAME}."
         return (f"Logs saved to {destination.short} as {LOG_FILE_NAME}; "
                 "you can remove the stick.")
+
+    # -- browse files in a system image ----------------------------------------------
+    def open_image(self, image: ImageEntry) -> OpenedImage:
+        self.calls.append(("open_image", image.id))
+        if self.open_error:
+            raise self.open_error
+        self.open_images.append(image.id)
+        return OpenedImage(f"{image.id}@fixture", image, PARTITIONS)
+
+    def list_folder(self, opened: OpenedImage, part: str, path: str) -> list[FileEntry]:
+        self.calls.append(("list_folder", part, path))
+        if self.list_error:
+            raise self.list_error
+        rows = TREE[(part, path)]
+        return [FileEntry(part, f"{path}/{name}".lstrip("/"), name, kind, size, WHEN)
+                for name, kind, size in sorted(rows, key=lambda r: (r[1] != "dir",
+                                                                    r[0].casefold()))]
+
+    def copy_media(self, exclude: list[str]) -> list[LogMedium]:
+        self.calls.append(("copy_media", tuple(exclude)))
+        return list(self.copy_media_found)
+
+    def copy_files(self, opened: OpenedImage, marked, destination, progress,
+                   cancel: threading.Event) -> CopyResult:
+        where = destination if isinstance(destination, str) else destination.short
+        self.calls.append(("copy_files", tuple(f"{e.part}/{e.path}" for e in marked),
+                           destination if isinstance(destination, str)
+                           else destination.device))
+        if self.copy_error:
+            raise self.copy_error
+        total = sum(e.size for e in marked) or 1_000_000
+        progress(total // 2, total)
+        if self.block_copy is not None:
+            for _ in range(400):
+                if cancel.is_set() or self.block_copy.wait(0.05):
+                    break
+        folder = f"rescue-files-{opened.image.id}"
+        if cancel.is_set():
+            return CopyResult(False, (f"Copied to {where}, in the folder {folder}: 1 "
+                                      "file(s), 0 folder(s), 1.0 MB.",
+                                      "The copy stopped: the copy was cancelled. What was "
+                                      "copied stays there."), 1, 1_000_000)
+        progress(total, total)
+        lines = [f"Copied to {where}, in the folder {folder}: {len(marked)} file(s), "
+                 f"0 folder(s), {total} B."]
+        if self.copy_failed:
+            lines += [f"{len(self.copy_failed)} could not be copied:",
+                      *(f"  {f}" for f in self.copy_failed)]
+        return CopyResult(not self.copy_failed, tuple(lines), len(marked), total,
+                          len(self.copy_failed))
+
+    def close_image(self, opened: OpenedImage) -> None:
+        self.calls.append(("close_image", opened.image.id))
+        self.open_images.remove(opened.image.id)

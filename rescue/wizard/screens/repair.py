@@ -27,6 +27,9 @@ class RepairScreen(WizardScreen):
                        id="restore"),
                 Option(_("Back up this computer") + "\n  "
                        + _("Make a system image of this computer's disk."), id="backup"),
+                Option(_("Browse files in a system image") + "\n  "
+                       + _("Copy files out of an image to a USB stick, without restoring."),
+                       id="browse"),
                 None,
                 Option(_("Open a shell"), id="shell"),
                 Option(_("Check a disk's filesystems"), id="check"),
@@ -43,7 +46,7 @@ class RepairScreen(WizardScreen):
     @on(OptionList.OptionSelected, "#options")
     def chosen(self, event: OptionList.OptionSelected) -> None:
         choice = event.option.id
-        if choice in ("restore", "backup"):
+        if choice in ("restore", "backup", "browse"):
             self.wizard.begin(choice)
         elif choice == "shell":
             self.wizard.open_shell()

@@ -1,6 +1,7 @@
 """Save logs: choose the USB stick (or any writable filesystem) to save the logs on.
 
-The list comes from ``Services.log_media`` in a worker thread and is refreshed when a disk
+The list comes from ``Services.log_media`` (``copy_media`` when files of an image are
+copied) in a worker thread and is refreshed when a disk
 is plugged in or pulled out; "Type a folder…" keeps the old way (a mounted folder).
 Dismisses with the chosen :class:`LogMedium`, :data:`FOLDER` or ``None`` (cancelled).
 """
@@ -27,9 +28,13 @@ FOLDER = "folder"
 
 
 class SaveLogsDialog(Dialog):
-    def __init__(self, exclude: list[str]) -> None:
+    """*copy*: the same choice for files copied out of an image (its own title and
+    question; ``Services.copy_media`` lists the filesystems)."""
+
+    def __init__(self, exclude: list[str], copy: bool = False) -> None:
         super().__init__()
         self.exclude = exclude  # disks never offered (the restore target)
+        self.copy = copy
         self.media: list[LogMedium] = []
         self.loaded = False
         self.error = ""
@@ -43,9 +48,14 @@ class SaveLogsDialog(Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(_("Save logs"), classes="dialog-title")
-            yield Static(_("Save the logs on which disk? Plug in a USB stick; it appears in "
-                           "this list."), classes="dialog-text")
+            if self.copy:
+                yield Static(_("Copy the marked files"), classes="dialog-title")
+                yield Static(_("Copy them to which disk? Plug in a USB stick; it appears "
+                               "in this list."), classes="dialog-text")
+            else:
+                yield Static(_("Save logs"), classes="dialog-title")
+                yield Static(_("Save the logs on which disk? Plug in a USB stick; it "
+                               "appears in this list."), classes="dialog-text")
             yield OptionList(Option(_("Type a folder…"), id=FOLDER), id="choices")
             yield Static(_("Looking for disks…"), id="media-status")
             with Horizontal(classes="dialog-buttons"):
@@ -85,7 +95,8 @@ class SaveLogsDialog(Dialog):
     @work(thread=True, exclusive=True, group="log-media")
     def load_media(self) -> None:
         try:
-            media = self.services.log_media(list(self.exclude))
+            media = (self.services.copy_media(list(self.exclude)) if self.copy
+                     else self.services.log_media(list(self.exclude)))
             error = ""
         except Exception as exc:  # noqa: BLE001
             media, error = [], describe_error(exc)
