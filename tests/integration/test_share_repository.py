@@ -119,7 +119,7 @@ class _BindMountRunner(CommandRunner):
 
     def run(self, argv, **kwargs):  # type: ignore[no-untyped-def]
         args = [str(a) for a in argv]
-        if args[:3] == ["mount", "-t", "cifs"]:
+        if args[:3] in (["mount", "-t", "cifs"], ["mount", "-t", "nfs"]):
             mode = "ro" if args[6].startswith("ro,") else "rw"
             result = super().run(["mount", "--bind", str(self.served), args[4]], **kwargs)
             if mode == "ro":
@@ -150,15 +150,19 @@ def test_delete_and_prune_leave_no_folder_behind_in_a_share(tmp_path: Path,
     assert _nothing_mounted()
 
 
-def test_extract_from_a_repository_in_a_share(gpt_backup: BackedUp, tmp_path: Path) -> None:
+@pytest.mark.parametrize("share", ["smb://nas/backups/pc1", "nfs://nas/srv/backups/pc1"])
+def test_extract_from_a_repository_in_a_share(gpt_backup: BackedUp, tmp_path: Path,
+                                              share: str) -> None:
     """Issue 13 on a share: the repository is reached through the share backend (a real
-    mount: a bind mount standing in for the SMB server, as above), the image mounted
-    through FUSE, a file copied out with its metadata; nothing stays mounted."""
+    mount: a bind mount standing in for the SMB or NFS server, as above), the image
+    mounted through FUSE, a file copied out with its metadata; nothing stays mounted."""
     served = tmp_path / "served"
-    shutil.copytree(gpt_backup.repo, served / "pc1", symlinks=True)
+    # SMB mounts the share and finds the folder in it; NFS mounts the whole path
+    shutil.copytree(gpt_backup.repo, served / "pc1" if share.startswith("smb") else served,
+                    symlinks=True)
     runner = _BindMountRunner(served)
     to = tmp_path / "out"
-    with services.opened_image("smb://nas/backups/pc1", "latest", runner) as (repo, m):
+    with services.opened_image(share, "latest", runner) as (repo, m):
         result = services.extract_files(repo, m, "/etc/hostname", to, runner=runner)
         image = m.id
     assert result is not None
