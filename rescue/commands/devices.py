@@ -11,13 +11,15 @@ import argparse
 import json
 import queue
 import sys
+from collections.abc import Callable
 
 from rescue.devices.eligibility import assess
 from rescue.devices.inventory import Disk, Inventory, probe_inventory, repo_devices
 from rescue.devices.monitor import DeviceEvent, DiskMonitor
 from rescue.events import human_bytes
-from rescue.fs import registry
+from rescue.fs import lvm, registry
 from rescue.hardware.machine import Machine
+from rescue.runner import CommandRunner
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +63,10 @@ def _flags(disk: Disk) -> str:
     return ", ".join(out)
 
 
-def format_inventory(inv: Inventory) -> list[str]:
+def format_inventory(inv: Inventory,
+                     describe_pv: Callable[[str], str] | None = None) -> list[str]:
+    """The inventory as text; *describe_pv* names what an LVM physical volume holds
+    (its volume group and logical volumes: read from the disk, so only when asked)."""
     lines: list[str] = []
     if not inv.disks:
         lines.append("No disks found.")
@@ -88,6 +93,9 @@ def format_inventory(inv: Inventory) -> list[str]:
             kind = registry.encryption(p.fstype)
             if kind:
                 where += f" (encrypted: {kind})"
+            elif p.fstype == registry.LVM_PV:
+                vg = describe_pv(p.path) if describe_pv is not None else ""
+                where += f" (LVM {vg})" if vg else " (LVM physical volume)"
             lines.append(
                 f"    {p.path:<18} {human_bytes(p.size):>10}  {p.fstype or '-':<8}"
                 f" label={p.label or '-'} uuid={p.uuid or '-'} partuuid={p.partuuid or '-'}{where}"
@@ -138,5 +146,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(inv.to_dict(), indent=2))
     else:
-        print("\n".join(format_inventory(inv)))
+        runner = CommandRunner()
+        live = not args.machine  # a recorded machine's disks are not here to read
+        print("\n".join(format_inventory(
+            inv, (lambda node: lvm.describe_pv(node, runner)) if live else None)))
     return 0

@@ -130,6 +130,24 @@ def linear_lvs(node: str, pvs_json: str, segs_json: str) -> list[LinearLV]:
     return sorted(out, key=lambda lv: (-lv.size, lv.vg, lv.name))
 
 
+def describe_pv(node: str, runner: CommandRunner) -> str:
+    """What the PV *node* belongs to, for a listing: "volume group vg0: root, swap"; ""
+    when lvm2 is not installed or the metadata cannot be read. Reads only."""
+    if shutil.which("lvm") is None:
+        return ""
+    with private_config() as env:
+        common = ["--devices", node, "--readonly", "--reportformat", "json"]
+        pvs = _lvm_report(runner.run(["lvm", "pvs", *common, "-o", "vg_name", node],
+                                     check=False, env=env).stdout)
+        vg = pvs[0].get("vg_name", "") if pvs else ""
+        if not vg:
+            return ""
+        lvs = _lvm_report(runner.run(["lvm", "lvs", *common, "-o", "lv_name", vg],
+                                     check=False, env=env).stdout)
+    names = ", ".join(sorted(r.get("lv_name", "") for r in lvs if r.get("lv_name")))
+    return _("volume group {vg}: {lvs}").format(vg=vg, lvs=names or "-")
+
+
 def read_linear_lvs(node: str, runner: CommandRunner) -> list[LinearLV]:
     """Read the LVM metadata on the PV *node* without writing anything anywhere (nothing
     when lvm2 is not installed)."""

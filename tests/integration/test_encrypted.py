@@ -83,3 +83,33 @@ def test_luks_and_bitlocker_are_copied_whole_and_said_so(tmp_path: Path, blank_d
     opened = subprocess.run(["cryptsetup", "luksDump", restored[1]], capture_output=True,
                             text=True)
     assert opened.returncode == 0 and "pbkdf2" in opened.stdout
+
+
+def test_an_lvm_physical_volume_is_listed_with_its_volume_group(tmp_path: Path) -> None:
+    """Issue 14: `rescue devices` shows what an LVM physical volume holds (its volume
+    group and logical volumes), read with the private lvm configuration: nothing
+    activated, no device-mapper."""
+    import tempfile
+
+    from rescue.fs.lvm import LVM_CONF
+
+    conf = tempfile.mkdtemp(prefix="rescue-test-lvm-")
+    try:
+        Path(conf, "lvm.conf").write_text(LVM_CONF)
+        env = dict(os.environ, LVM_SYSTEM_DIR=conf, LVM_SUPPRESS_FD_WARNINGS="1")
+        with loop_device(tmp_path / "pv.img", 96 * MiB) as dev:
+            pv = partition(dev, "label: gpt\nsize=80M, type=E6D6D379-F507-44C2-A23C-"
+                                "238F2A3DF928\n")[0]
+            for argv in (["pvcreate", "-q", pv], ["vgcreate", "-q", "techvg", pv],
+                         ["lvcreate", "-q", "-an", "-Zn", "-L", "16M", "-n", "root",
+                          "techvg"],
+                         ["lvcreate", "-q", "-an", "-Zn", "-L", "8M", "-n", "swap",
+                          "techvg"]):
+                subprocess.run(["lvm", argv[0], "--devices", pv, *argv[1:]], check=True,
+                               capture_output=True, env=env)
+            listed = rescue_cli("devices", "--include-loop", check=True).stdout
+            line = next(x for x in listed.splitlines() if x.strip().startswith(pv + " "))
+            assert "(LVM volume group techvg: root, swap)" in line, line
+    finally:
+        import shutil
+        shutil.rmtree(conf, ignore_errors=True)
