@@ -40,7 +40,7 @@ from rescue.errors import (
 from rescue.i18n import _
 from rescue.image.index import IndexPart
 from rescue.image.repository import IMAGE_ID_PATTERN, Repository
-from rescue.image.seal import CHUNK_FOLDERS, OPEN, SEALED
+from rescue.image.seal import CHUNK_FOLDERS, SEALED
 
 _CHUNK_FILE = re.compile(r"[0-9a-f]{64}\.zst")
 _TMP_FILE = re.compile(r"[\w.-]+\.[0-9]+\.[0-9a-f]{8}")  # what a writer leaves in tmp/
@@ -154,10 +154,8 @@ def prune(repo: Repository, dry_run: bool = False, on_remove: OnRemove | None = 
     started = time.time()
     result = PruneResult(dry_run)
     ids = repo.image_ids()
-    if not dry_run:  # an interrupted prune keeps what the seal vouched for: it only
-        seal = repo.read_seal()  # takes away chunks no image uses
-        base = seal.carried_over(repo.folder_stamps()) if seal is not None else frozenset()
-        repo.write_seal(OPEN, base & frozenset(ids))
+    if not dry_run:  # an interrupted prune keeps what the seal vouched for
+        repo.open_seal()
     referenced = _referenced(repo, ids, cancel)
     result.images = len(ids)
     missing: set[int] = set()

@@ -557,14 +557,20 @@ class Repository(RepositoryReader):
             return False
         return True
 
-    def start_image(self) -> None:
-        """Before a writer's first chunk: clean up its leftovers and open the seal,
-        carrying over the images it vouched for (the writer adds chunks only)."""
-        self.clean_tmp()
+    def open_seal(self) -> frozenset[str]:
+        """Before a writer changes a chunk folder (a backup adds chunks, a prune takes
+        away chunks no image uses): mark the seal open, carrying over the images it
+        vouched for; returns them."""
         seal = self.read_seal()
         base = seal.carried_over(self.folder_stamps()) if seal is not None else frozenset()
-        self._seal_base = base & frozenset(self.image_ids())
-        self.write_seal(OPEN, self._seal_base)
+        base &= frozenset(self.image_ids())
+        self.write_seal(OPEN, base)
+        return base
+
+    def start_image(self) -> None:
+        """Before a writer's first chunk: clean up its leftovers and open the seal."""
+        self.clean_tmp()
+        self._seal_base = self.open_seal()
 
     def seal_image(self, image_id: str) -> bool:
         """After the manifest of *image_id* is published (its chunks durable): seal

@@ -281,7 +281,7 @@ def test_images_appear_when_a_disk_with_a_repository_is_plugged_in(real_backup, 
         async with app.run_test(size=(80, 24)) as pilot:
             await to_select_image(pilot)
             screen = pilot.app.screen
-            await wait(pilot, lambda: screen.loaded and screen._stop_watch is not None)
+            await wait(pilot, lambda: screen.loaded and screen.media.watching)
             assert screen.query_one("#images").row_count == 0
             dev = subprocess.run(["losetup", "-f", "--show", str(stick)], check=True,
                                  capture_output=True, text=True).stdout.strip()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.timer import Timer
 from textual.widgets import Button, DataTable, RadioSet, Static
 
 from rescue.i18n import _, format_datetime, format_size
 from rescue.wizard.backend import describe_error
+from rescue.wizard.mediawatch import MediaWatch
 from rescue.wizard.model import ImageEntry
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import InputDialog
@@ -25,9 +23,8 @@ class SelectImageScreen(WizardScreen):
         self.images: list[ImageEntry] = []
         self.error = ""
         self.loaded = False
-        self.stale = False
-        self._stop_watch: Callable[[], None] | None = None
-        self._debounce: Timer | None = None
+        self.media = MediaWatch(self, lambda changed: self.services.watch_media(changed),
+                                self.load_images)
 
     def heading(self) -> str:
         return _("Select a system image")
@@ -80,39 +77,18 @@ class SelectImageScreen(WizardScreen):
         self.fill()
         self.query_one("#mode", RadioSet).focus()
         self.load_images()
-        self._stop_watch = None
-        self.start_watch()
+        self.media.start()
 
     def refill(self) -> None:
         self.fill()
 
     def on_screen_resume(self) -> None:
-        if self.stale:
-            self.stale = False
-            self.load_images()
+        # not on screen when media changed (a later step, maybe a restore reading from
+        # the catalog's mount): reloaded now, never underneath a restore
+        self.media.resume()
 
     def on_unmount(self) -> None:
-        if self._stop_watch:
-            self._stop_watch()
-
-    @work(thread=True, group="watch")
-    def start_watch(self) -> None:
-        stop = self.services.watch_media(self.media_changed)
-        self._stop_watch = stop
-
-    def media_changed(self) -> None:
-        """Called from the hot-plug thread."""
-        self.app.call_from_thread(self._schedule_reload)
-
-    def _schedule_reload(self) -> None:
-        if self.app.screen is not self:
-            # Not on screen (a later step, maybe a restore reading from the catalog's
-            # mount): reload when the technician comes back, never underneath a restore.
-            self.stale = True
-            return
-        if self._debounce:
-            self._debounce.stop()
-        self._debounce = self.set_timer(0.5, self.load_images)
+        self.media.stop()
 
     @work(thread=True, exclusive=True, group="images")
     def load_images(self) -> None:
