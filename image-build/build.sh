@@ -59,8 +59,8 @@ lb config \
 	--mode debian \
 	--distribution bookworm \
 	--architecture amd64 \
-	--archive-areas main \
-	--parent-archive-areas main \
+	--archive-areas "main non-free-firmware" \
+	--parent-archive-areas "main non-free-firmware" \
 	--mirror-bootstrap "$MIRROR" \
 	--mirror-chroot "$MIRROR" \
 	--mirror-binary "$MIRROR" \
@@ -75,6 +75,7 @@ lb config \
 	--updates true \
 	--binary-image iso-hybrid \
 	--bootloaders "syslinux,grub-efi" \
+	--uefi-secure-boot enable \
 	--debian-installer none \
 	--memtest none \
 	--firmware-chroot false \
@@ -82,7 +83,8 @@ lb config \
 	--apt-recommends false \
 	--apt-indices false \
 	--linux-flavours amd64 \
-	--chroot-squashfs-compression-type xz \
+	--chroot-squashfs-compression-type zstd \
+	--chroot-squashfs-compression-level 19 \
 	--iso-application "rescue $VERSION" \
 	--iso-publisher "rescue project" \
 	--iso-volume "RESCUE ${BASE_VERSION}" \
@@ -134,3 +136,6 @@ cat >"$OUT/build.json" <<JSON
 {"version": "$VERSION", "iso": "$FINAL", "size_bytes": $size, "build_seconds": $elapsed, "date": "$BUILD_DATE"}
 JSON
 echo "== $FINAL: $((size / 1024 / 1024)) MiB, built in ${elapsed}s"
+echo "== what the parts cost (iso/out/size-report.json)"
+bash "$ROOT/image-build/size-report.sh" "$BUILD" "$FINAL" "$OUT/size-report.json" ||
+	echo "build.sh: the size report failed (the image is fine)" >&2

@@ -39,3 +39,20 @@ def iso_path() -> Path:
 @pytest.fixture(scope="session")
 def iso_out() -> Path:
     return Path(os.environ.get("RESCUE_ISO_OUT", REPO_ROOT / "iso/out")).resolve()
+
+
+SERIAL = "console=ttyS0,115200n8"
+
+
+@pytest.fixture(scope="session")
+def serial_iso(iso_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ISO with a custom default entry that adds the serial console (the mechanism
+    users use: rescue make-usb --iso-only --append), so the shipped menus boot."""
+    from rescue.engine.usbstick import UsbJob, UsbWriter
+    from rescue.runner import CommandRunner
+
+    out = tmp_path_factory.mktemp("serial") / "rescue-serial.iso"
+    UsbWriter(CommandRunner(), say=lambda _m: None).write(
+        UsbJob(iso=str(iso_path), target=out, append=SERIAL, title="Rescue (serial)",
+               iso_only=True))
+    return out

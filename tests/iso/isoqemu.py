@@ -19,6 +19,10 @@ from pathlib import Path
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Secure Boot: the SMM build of OVMF and variables with Microsoft's keys enrolled (PK/KEK
+# from Microsoft, db with the Windows and the third-party "UEFI CA 2011"), Secure Boot on.
+OVMF_CODE_SECBOOT = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+OVMF_VARS_MS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
 
 # CSI / OSC / two-byte escape sequences and other control characters.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -35,13 +39,15 @@ class Disk:
     path: Path
     serial: str
     readonly: bool = False
+    bus: str = "virtio"  # virtio | nvme | usb (USB mass storage on xHCI) | sd (SD card)
+    sector: int = 512  # logical = physical sector size (4096: a 4Kn disk; virtio, nvme)
 
 
 @dataclass
 class Machine:
     iso: Path | None
     workdir: Path
-    firmware: str = "bios"  # or "uefi"
+    firmware: str = "bios"  # "uefi", or "uefi-secboot" (Secure Boot, Microsoft keys)
     disks: list[Disk] = field(default_factory=list)
     memory_mb: int = 2048
     cpus: int = 2
@@ -57,20 +63,25 @@ class Machine:
         self.started_at = 0.0
 
     def command(self, *, interactive: bool = False) -> list[str]:
+        secboot = self.firmware == "uefi-secboot"
         cmd = [
             "qemu-system-x86_64",
-            "-machine", "q35,accel=tcg",
+            "-machine", "q35,accel=tcg,smm=on" if secboot else "q35,accel=tcg",
             "-cpu", "max",
             "-smp", str(self.cpus),
             "-m", str(self.memory_mb),
             "-no-reboot",
             "-nic", "user,model=virtio-net-pci",
         ]
-        if self.firmware == "uefi":
-            vars_copy = self.workdir / "OVMF_VARS.fd"
-            shutil.copyfile(OVMF_VARS, vars_copy)
+        if self.firmware in ("uefi", "uefi-secboot"):
+            code, variables = (OVMF_CODE_SECBOOT, OVMF_VARS_MS) if secboot else (
+                OVMF_CODE, OVMF_VARS)
+            vars_copy = self.workdir / f"OVMF_VARS-{self.firmware}.fd"
+            shutil.copyfile(variables, vars_copy)
+            if secboot:  # the variable store is writable only from SMM
+                cmd += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
             cmd += [
-                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
                 "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
             ]
         if self.boot_disk is not None:
@@ -83,12 +94,26 @@ class Machine:
                 "-drive", f"if=none,id=cd,media=cdrom,readonly=on,file={self.iso}",
                 "-device", "ide-cd,drive=cd,bootindex=0",
             ]
+        xhci = self.boot_disk is not None
         for i, disk in enumerate(self.disks):
             ro = ",readonly=on" if disk.readonly else ""
-            cmd += [
-                "-drive", f"if=none,id=d{i},format=raw,file={disk.path}{ro}",
-                "-device", f"virtio-blk-pci,drive=d{i},serial={disk.serial}",
-            ]
+            cmd += ["-drive", f"if=none,id=d{i},format=raw,file={disk.path}{ro}"]
+            sectors = (f",logical_block_size={disk.sector},physical_block_size={disk.sector}"
+                       if disk.sector != 512 else "")
+            if disk.bus == "virtio":
+                cmd += ["-device", f"virtio-blk-pci,drive=d{i},serial={disk.serial}{sectors}"]
+            elif disk.bus == "nvme":
+                cmd += ["-device", f"nvme,drive=d{i},serial={disk.serial}{sectors}"]
+            elif disk.bus == "usb":
+                if not xhci:
+                    cmd += ["-device", "qemu-xhci"]
+                    xhci = True
+                cmd += ["-device", f"usb-storage,drive=d{i},serial={disk.serial}"]
+            elif disk.bus == "sd":  # the mmc block driver, as for eMMC (mmcblkN)
+                cmd += ["-device", f"sdhci-pci,id=sdhci{i}",
+                        "-device", f"sd-card,drive=d{i}"]
+            else:
+                raise ValueError(f"unknown disk bus {disk.bus!r}")
         if interactive:
             cmd += ["-serial", "mon:stdio"]
         else:
@@ -149,6 +174,35 @@ class Machine:
         assert self._proc is not None and self._proc.stdin is not None
         self._proc.stdin.write(data.encode())
         self._proc.stdin.flush()
+
+    def shell(self, command: str, timeout: float = 120) -> str:
+        """Run *command* in the root shell that has the serial console and return what it
+        printed (the text between the typed line and an end marker that the typed line
+        itself cannot match: the shell computes it)."""
+        self._marks = getattr(self, "_marks", 0) + 1
+        mark = f"@@{self._marks}-42@@"
+        start = len(self.text())
+        self.send(f"{command}; echo @@{self._marks}-$((40+2))@@\r")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.text()[start:]
+            if mark in out:
+                body = out[:out.index(mark)]
+                typed = body.find("$((40+2))@@")
+                return body[typed + len("$((40+2))@@"):] if typed >= 0 else body
+            if self._proc is not None and self._proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        raise TimeoutError(f"{command!r} did not finish on the serial shell within "
+                           f"{timeout:.0f}s; last output:\n{self.text()[-3000:]}")
+
+    def quit_wizard_to_shell(self, timeout: float = 60) -> None:
+        """Close the wizard on the serial console (Ctrl+Q): rescue-console gives a root
+        shell there."""
+        self.send("\x11")
+        self.wait_for(r"This is a root shell", self.elapsed() + timeout)
+        time.sleep(2)
+        self.send("\r")
 
     def wait_exit(self, timeout: float) -> int:
         assert self._proc is not None

@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.qemu
 
-MAX_ISO_BYTES = 450 * 1000 * 1000  # the issue's bar: under 450 MB
+MAX_ISO_BYTES = 600 * 1000 * 1000  # issue 14's budget with firmware: at most 600 MB
 
 
 def xorriso(iso: Path, *args: str) -> str:
@@ -28,7 +28,7 @@ def extract(iso: Path, path: str, dest: Path) -> Path:
 
 def test_iso_size_is_under_the_bar(iso_path: Path) -> None:
     size = iso_path.stat().st_size
-    assert size < MAX_ISO_BYTES, f"ISO is {size / 1e6:.0f} MB; the bar is 450 MB"
+    assert size < MAX_ISO_BYTES, f"ISO is {size / 1e6:.0f} MB; the budget is 600 MB"
 
 
 def test_iso_holds_kernel_initrd_squashfs_and_both_boot_loaders(iso_path: Path) -> None:
@@ -111,6 +111,17 @@ def squashfs_listing(iso_path: Path, tmp_path_factory: pytest.TempPathFactory) -
     "/usr/sbin/update-initramfs", "/usr/bin/zstd", "/usr/bin/xorriso", "/usr/sbin/dmidecode",
     "/usr/bin/lspci", "/usr/sbin/ip", "/usr/sbin/mount.nfs", "/usr/sbin/mount.cifs",
     "/usr/bin/curl", "/usr/bin/ssh",
+    # Wi-Fi (rescue wifi, the wizard's "Join a Wi-Fi network")
+    "/usr/sbin/wpa_supplicant", "/usr/sbin/wpa_cli", "/usr/sbin/iw",
+    "/usr/lib/firmware/regulatory.db",
+    # firmware of common NICs and Wi-Fi adapters (docs/ISO.md, "Firmware")
+    "/usr/lib/firmware/rtl_nic/rtl8168h-2.fw", "/usr/lib/firmware/bnx2/bnx2-mips-09-6.2.1b.fw",
+    "/usr/lib/firmware/ath10k/QCA6174/hw3.0/board-2.bin",
+    # Secure Boot: the image's own signed chain, also used by the boot fix-ups
+    "/usr/lib/shim/shimx64.efi.signed", "/usr/lib/shim/mmx64.efi.signed",
+    "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+    # the filesystem drivers are loaded beside the boot, not before the consoles
+    "/etc/systemd/system/rescue-modules.service", "/etc/rescue/modules.conf",
 ])
 def test_live_root_has(squashfs_listing: set[str], path: str) -> None:
     candidates = {path, path.replace("/usr/sbin/", "/sbin/"), path.replace("/usr/bin/", "/bin/")}
@@ -123,3 +134,81 @@ def test_live_root_has_no_compiler_or_manuals(squashfs_listing: set[str]) -> Non
     site = [p for p in squashfs_listing if "/opt/rescue/venv/lib/python3.11/site-packages/" in p]
     for pkg in ("textual", "pyudev", "parted", "zstandard", "blake3", "rescue"):
         assert any(f"/site-packages/{pkg}/" in p for p in site), f"{pkg} missing from the venv"
+
+
+def test_live_root_has_firmware_families(squashfs_listing: set[str]) -> None:
+    """Each firmware family the docs promise is there (file names change per release)."""
+    for prefix in ("/usr/lib/firmware/iwlwifi-", "/usr/lib/firmware/bnx2x/",
+                   "/usr/lib/firmware/brcm/", "/usr/lib/firmware/ath11k/",
+                   "/usr/lib/firmware/i915/", "/usr/lib/firmware/mediatek/"):
+        assert any(p.startswith(prefix) for p in squashfs_listing), f"no {prefix}* firmware"
+
+
+# Services the live system does not run (docs/PERFORMANCE.md, "Boot time"): masked units
+# are links in /etc/systemd/system; live-config is not installed at all.
+MASKED = ("networking.service", "ifupdown-pre.service", "rpcbind.service", "rpcbind.socket",
+          "nfs-client.target", "wpa_supplicant.service", "smartmontools.service",
+          "lvm2-monitor.service", "e2scrub_reap.service", "nvmf-autoconnect.service",
+          "systemd-binfmt.service")
+
+
+def test_live_root_runs_no_services_it_does_not_need(squashfs_listing: set[str]) -> None:
+    for unit in MASKED:
+        assert f"/etc/systemd/system/{unit}" in squashfs_listing, f"{unit} is not masked"
+    assert not any(p.startswith("/lib/live/config") or p.startswith("/usr/lib/live/config")
+                   for p in squashfs_listing), "live-config is in the image"
+    assert "/etc/modules-load.d/rescue.conf" not in squashfs_listing
+
+
+def initrd_names(data: bytes) -> list[str]:
+    """File names of an initramfs: concatenated newc cpio archives (the first ones
+    uncompressed: early microcode), the last one compressed (zstd, gzip or xz)."""
+    import lzma
+    import zlib
+
+    import zstandard
+
+    names: list[str] = []
+    pos = 0
+    while pos < len(data):
+        if data[pos:pos + 6] == b"070701":
+            namesize = int(data[pos + 94:pos + 102], 16)
+            filesize = int(data[pos + 54:pos + 62], 16)
+            name = data[pos + 110:pos + 110 + namesize - 1].decode("utf-8", "replace")
+            pos = (pos + 110 + namesize + 3) & ~3
+            pos = (pos + filesize + 3) & ~3
+            if name != "TRAILER!!!":
+                names.append(name)
+            continue
+        if data[pos:pos + 4] == b"\0\0\0\0":
+            pos += 4
+            continue
+        rest = data[pos:]
+        if rest[:4] == b"\x28\xb5\x2f\xfd":
+            inner = zstandard.ZstdDecompressor().stream_reader(rest, read_across_frames=True).read()
+        elif rest[:2] == b"\x1f\x8b":
+            inner = zlib.decompress(rest, 16 + zlib.MAX_WBITS)
+        elif rest[:6] == b"\xfd7zXZ\x00":
+            inner = lzma.decompress(rest)
+        else:
+            raise AssertionError(f"unknown data at offset {pos} of the initrd: {rest[:8]!r}")
+        return names + initrd_names(inner)
+    return names
+
+
+def test_initrd_finds_storage_and_carries_no_network_or_firmware(iso_path: Path,
+                                                               tmp_path: Path) -> None:
+    """vmd (Intel RST/VMD laptops: the NVMe disk is behind it) and the storage drivers are
+    in the initrd; network, graphics and firmware are left to the live root (smaller
+    initrd, faster boot)."""
+    initrd = extract(iso_path, "/live/initrd.img", tmp_path / "initrd.img")
+    names = initrd_names(initrd.read_bytes())
+    modules = [n for n in names if n.endswith(".ko") or ".ko." in n]
+    assert len(modules) > 100, f"only {len(modules)} modules in the initrd"
+    for needed in ("/pci/controller/vmd.ko", "/nvme/host/nvme.ko", "/ata/ahci.ko",
+                   "/md/raid1.ko", "/usb/storage/usb-storage.ko", "/mmc/host/sdhci-pci.ko",
+                   "/squashfs", "/fs/overlayfs/overlay.ko"):
+        assert any(needed in n for n in names), f"{needed} missing from the initrd"
+    assert not any("/kernel/drivers/net/" in n for n in names)
+    assert not any("/kernel/drivers/gpu/" in n for n in names)
+    assert not any("/lib/firmware/" in n for n in names)
