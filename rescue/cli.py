@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "rescue.commands.devices",
     "rescue.commands.compat",
     "rescue.commands.wizard",
+    "rescue.commands.wifi",
 ]
 
 

@@ -39,6 +39,7 @@ from rescue.engine.usbstick import (
 )
 from rescue.errors import RescueError, SignatureRefusedError, TargetTooSmallError
 from rescue.events import Sink, null_sink
+from rescue.fs import lvm as _lvm
 from rescue.fs import registry
 from rescue.hardware.compat import Verdict, compare
 from rescue.hardware.profile import HardwareProfile, collect_profile, firmware_type
@@ -52,6 +53,7 @@ from rescue.image.signature import (
     load_public_key,
     load_signer,
 )
+from rescue.net import wifi as _wifi
 from rescue.plan.fixups import FIXUP_NAMES
 from rescue.plan.restore import RestoreOptions, RestorePlan, plan_restore, plan_restore_set
 from rescue.repo import Location, RepositoryReader, RepositoryWriter, open_repository
@@ -90,6 +92,8 @@ __all__ = [
     "run_restore",
     "Shrink",
     "encryption",
+    "LVM_PV",
+    "lvm_volume_group",
     "shrink_preview",
     "verify_image",
     # rescue mount | umount | extract
@@ -112,6 +116,9 @@ __all__ = [
 ]
 
 encryption = registry.encryption  # "LUKS", "BitLocker" for an encrypted volume's type
+# "volume group vg0: root, swap" for an LVM physical volume (read-only, nothing activated)
+lvm_volume_group = _lvm.describe_pv
+LVM_PV = registry.LVM_PV
 
 #: a repository's location as the technician gave it
 Where = str | os.PathLike[str] | Location
@@ -447,3 +454,18 @@ def extract_files(repo: RepositoryReader, manifest: Manifest, path: str,
                   report: Any = None) -> ExtractResult:
     """Copy a file or folder out of the image, metadata kept (see rescue.engine.browse)."""
     return _browse.extract(repo, manifest, path, to, partition, overwrite, runner, report)
+
+
+# -- Wi-Fi (docs/WIFI.md): the CLI and the wizard reach rescue.net only through here ----
+
+def wifi(runner: CommandRunner | None = None) -> _wifi.Wifi:
+    """Wi-Fi on this machine (interfaces, scan, join, status) through wpa_supplicant."""
+    return _wifi.Wifi(runner or CommandRunner())
+
+
+Wifi = _wifi.Wifi
+WifiError = _wifi.WifiError
+WifiNetwork = _wifi.Network
+WifiStatus = _wifi.Status
+WifiJoin = _wifi.JoinResult
+show_ssid = _wifi.show_ssid

@@ -13,6 +13,7 @@ import queue
 import sys
 from collections.abc import Callable
 
+from rescue.devices.disks import raid_member_kind
 from rescue.devices.eligibility import assess
 from rescue.devices.inventory import Disk, Inventory, probe_inventory, repo_devices
 from rescue.devices.monitor import DeviceEvent, DiskMonitor
@@ -63,6 +64,31 @@ def _flags(disk: Disk) -> str:
     return ", ".join(out)
 
 
+def _raid_note(fstype: str, member_of: str) -> str:
+    """" (member of md126)" for a member of an assembled array, " (RAID member: Linux
+    md, not assembled)" for one whose array is not running, else ""."""
+    if member_of:
+        return f" (member of {member_of})"
+    kind = raid_member_kind(fstype)
+    return f" (RAID member: {kind}, not assembled)" if kind else ""
+
+
+def _note(node: str, fstype: str, member_of: str,
+          describe_pv: Callable[[str], str] | None) -> str:
+    """What a disk or partition holds beyond its TYPE: RAID membership, encryption, the
+    LVM volume group; "" for a plain filesystem."""
+    raid = _raid_note(fstype, member_of)
+    if raid:
+        return raid
+    kind = registry.encryption(fstype)
+    if kind:
+        return f" (encrypted: {kind})"
+    if fstype == registry.LVM_PV:
+        vg = describe_pv(node) if describe_pv is not None else ""
+        return f" (LVM {vg})" if vg else " (LVM physical volume)"
+    return ""
+
+
 def format_inventory(inv: Inventory,
                      describe_pv: Callable[[str], str] | None = None) -> list[str]:
     """The inventory as text; *describe_pv* names what an LVM physical volume holds
@@ -83,19 +109,20 @@ def format_inventory(inv: Inventory,
             lines.append(f"    {d.by_id}")
         if d.backing_file:
             lines.append(f"    backing file {d.backing_file}")
-        if d.fstype:
+        if d.raid_level or d.raid_members:
+            lines.append(f"    md array {d.raid_level or 'inactive'}, metadata "
+                         f"{d.raid_metadata or '-'}"
+                         + (f" in container {d.raid_container}" if d.raid_container else "")
+                         + f", members: {', '.join(d.raid_members) or '-'}")
+        if d.fstype or d.member_of:
             lines.append(
-                f"    (whole disk) {d.fstype} label={d.label or '-'} uuid={d.uuid or '-'}"
+                f"    (whole disk) {d.fstype or '-'} label={d.label or '-'} uuid={d.uuid or '-'}"
                 + (f" mounted on {', '.join(d.mountpoints)}" if d.mountpoints else "")
+                + _note(d.path, d.fstype, d.member_of, describe_pv)
             )
         for p in d.partitions:
             where = f" mounted on {', '.join(p.mountpoints)}" if p.mountpoints else ""
-            kind = registry.encryption(p.fstype)
-            if kind:
-                where += f" (encrypted: {kind})"
-            elif p.fstype == registry.LVM_PV:
-                vg = describe_pv(p.path) if describe_pv is not None else ""
-                where += f" (LVM {vg})" if vg else " (LVM physical volume)"
+            where += _note(p.path, p.fstype, p.member_of, describe_pv)
             lines.append(
                 f"    {p.path:<18} {human_bytes(p.size):>10}  {p.fstype or '-':<8}"
                 f" label={p.label or '-'} uuid={p.uuid or '-'} partuuid={p.partuuid or '-'}{where}"

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from rescue import sysmount
+from rescue.devices.disks import raid_member_kind
 from rescue.devices.inventory import Inventory
 from rescue.errors import RescueError, UsageError
 from rescue.events import LogMessage, Sink, human_bytes, null_sink
@@ -57,6 +58,8 @@ _NOT_FILESYSTEMS = {
     "swap": N_("it is swap space"),
     "LVM2_member": N_("it is an LVM physical volume (activate LVM to search its volumes)"),
     "linux_raid_member": N_("it is a software RAID member (assemble the array to search it)"),
+    "isw_raid_member": N_("it is an Intel RST RAID member (assemble the array to search it)"),
+    "ddf_raid_member": N_("it is a DDF RAID member (assemble the array to search it)"),
     "crypto_LUKS": N_("it is encrypted (unlock it to search it)"),
     "BitLocker": N_("it is encrypted with BitLocker"),
 }
@@ -107,6 +110,7 @@ class _Source:
     transport: str
     mountpoints: list[str]
     name: str
+    member_of: str = ""  # on a member of this assembled md array: searched there instead
 
 
 @dataclass
@@ -140,10 +144,14 @@ def _sources(inventory: Inventory) -> list[_Source]:
                 _Source(disk.path, disk.fstype, disk.label, disk.uuid, disk.transport,
                         list(disk.mountpoints), disk.name)
             )
+        # a firmware-RAID (IMSM/DDF) member disk shows the volume's partitions too: they
+        # are searched on the array, never through one member
+        on_member = disk.member_of or (
+            raid_member_kind(disk.fstype) and disk.fstype)
         for p in disk.partitions:
             out.append(
                 _Source(p.path, p.fstype, p.label, p.uuid, disk.transport, list(p.mountpoints),
-                        p.name)
+                        p.name, member_of=p.member_of or on_member)
             )
     return out
 
@@ -254,6 +262,10 @@ def open_catalog(
         have = kernel_filesystems()
         tried: set[str] = set()  # filesystem modules modprobe was asked for
         for src in _sources(inventory):
+            if src.member_of and src.fstype not in _NOT_FILESYSTEMS:
+                skip(src.device, _("it is on a RAID member ({array}): the array is searched "
+                                   "instead").format(array=src.member_of))
+                continue
             if src.fstype in _NOT_FILESYSTEMS:
                 skip(src.device, _(_NOT_FILESYSTEMS[src.fstype]))
                 continue

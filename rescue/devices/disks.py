@@ -23,6 +23,18 @@ KIND_RAM = "ram"
 KIND_MD = "md"
 KIND_DM = "dm"
 
+# blkid's TYPE of a disk or partition carrying a RAID member superblock, and what it is.
+RAID_MEMBER_TYPES = {
+    "linux_raid_member": "Linux md",
+    "isw_raid_member": "Intel RST (IMSM)",
+    "ddf_raid_member": "DDF",
+}
+
+
+def raid_member_kind(fstype: str) -> str:
+    """"Linux md", "Intel RST (IMSM)", "DDF" for a RAID member's blkid TYPE, else ""."""
+    return RAID_MEMBER_TYPES.get(fstype, "")
+
 
 def devstr(devnum: int) -> str:
     """``"MAJ:MIN"`` for an ``os.makedev`` device number."""
@@ -52,6 +64,8 @@ class Partition:
     mountpoints: list[str] = field(default_factory=list)
     swap: bool = False
     holders: list[str] = field(default_factory=list)
+    # the assembled md array (or IMSM/DDF container) it belongs to: "md126"
+    member_of: str = ""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Partition:
@@ -86,6 +100,14 @@ class Disk:
     swap: bool = False
     holders: list[str] = field(default_factory=list)
     backing_file: str = ""  # loop devices
+    # md arrays: "raid1", "raid0", "raid10", "linear"...; their members' kernel names;
+    # the metadata ("1.2", "0.90", "imsm", "ddf"); the IMSM/DDF container ("md127")
+    raid_level: str = ""
+    raid_members: list[str] = field(default_factory=list)
+    raid_metadata: str = ""
+    raid_container: str = ""
+    # a disk that is itself an md member (whole-disk members, IMSM/DDF): the array
+    member_of: str = ""
     partitions: list[Partition] = field(default_factory=list)
     # Filled by rescue.devices.eligibility.assess:
     eligible: bool = True

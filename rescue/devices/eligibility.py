@@ -14,6 +14,8 @@ reference protects its whole disk.
 
 A disk is never a target when it: is the boot medium or holds the current root; holds
 the repository; has a mounted partition, a swap in use or a holder (RAID, LVM, dm-crypt);
+is, or has a partition that is, a RAID member (md, Intel RST/IMSM, DDF: assembled or
+not, the sentence names the array and how to release the member);
 is read-only; is an optical drive, a zram/RAM disk or a dm/md volume; has no medium.
 Loop devices are eligible (they only appear when asked for with ``include_loop``).
 """
@@ -31,6 +33,7 @@ from rescue.devices.disks import (
     KIND_ZRAM,
     Disk,
     Inventory,
+    raid_member_kind,
 )
 from rescue.i18n import _
 
@@ -49,6 +52,26 @@ def _resolve(inventory: Inventory, refs: Iterable[str]) -> set[str]:
         elif ":" in str(ref):
             out.add(str(ref))
     return out
+
+
+def raid_member_reason(path: str, fstype: str, label: str, uuid: str,
+                       member_of: str) -> str:
+    """Why a RAID member (a disk or partition of an md, Intel RST or DDF array) is no
+    target, naming the array; "" for anything else. A member is protected also when its
+    array is not assembled: writing to it destroys the array (a mirror's other half
+    loses its partner, a stripe set all its data)."""
+    if member_of:
+        return _("{device} is a RAID member of {array}: restoring onto it would destroy "
+                 "the array").format(device=path, array=member_of)
+    kind = raid_member_kind(fstype)
+    if not kind:
+        return ""
+    array = " ".join(x for x in (f"'{label}'" if label else "",
+                                 f"UUID {uuid}" if uuid else "") if x) or _("unknown")
+    return _("{device} is a RAID member ({kind}) of the array {array}, not assembled now: "
+             "restoring onto it destroys that array. If the array is no longer needed, "
+             "erase the member's RAID signature first: mdadm --zero-superblock {device}"
+             ).format(device=path, kind=kind, array=array)
 
 
 def reasons_for(
@@ -79,6 +102,15 @@ def reasons_for(
         reasons.append(_("it is read-only (write-protect switch or firmware lock)"))
     uses = [(disk.path, disk.mountpoints, disk.swap, disk.holders)]
     uses += [(p.path, p.mountpoints, p.swap, p.holders) for p in disk.partitions]
+    members = [(disk.path, disk.fstype, disk.label, disk.uuid, disk.member_of)]
+    members += [(p.path, p.fstype, p.label, p.uuid, p.member_of) for p in disk.partitions]
+    arrays: set[str] = set()
+    for path, fstype, label, uuid, member_of in members:
+        reason = raid_member_reason(path, fstype, label, uuid, member_of)
+        if reason:
+            reasons.append(reason)
+        if member_of:
+            arrays.add(member_of)
     for path, mountpoints, swap, holders in uses:
         for mp in mountpoints:
             reasons.append(_("{device} is mounted on {mountpoint}").format(
@@ -86,6 +118,8 @@ def reasons_for(
         if swap:
             reasons.append(_("{device} is in use as swap").format(device=path))
         for h in holders:
+            if h in arrays or (arrays and h.startswith("md")):
+                continue  # said above, with the array's name (a container is no news)
             reasons.append(_("{device} is in use by {holder} (RAID, LVM or encryption)").format(
                 device=path, holder=h))
     return reasons, roles

@@ -12,6 +12,10 @@ Public API::
     repo_devices(paths) -> list[str]      # whole disks ("MAJ:MIN") holding those paths
     boot_medium_devices() -> list[str]    # whole disks behind /run/live/medium and /
 
+md arrays are folded in by :mod:`rescue.devices.md` (one row per array with its level
+and members, containers of Intel RST/DDF firmware RAID left out, members marked with
+``member_of``).
+
 ``Disk.eligible`` and ``Disk.ineligible_reasons`` are filled by
 :func:`rescue.devices.eligibility.assess` (``probe_inventory`` calls it; call it again
 with the selected repository's devices once the technician picked one).
@@ -50,6 +54,7 @@ from rescue.devices.disks import (
     devstr,
 )
 from rescue.devices.eligibility import assess
+from rescue.devices.md import apply_md, read_md_arrays
 from rescue.runner import CommandRunner
 
 LIVE_MEDIUM = "/run/live/medium"
@@ -235,6 +240,8 @@ def _probe_disk(
     vendor = vendor or _read(sysdir / "device/vendor")
     if vendor.startswith("0x"):  # a PCI/virtio vendor id, not a name
         vendor = {"0x1af4": "Virtio"}.get(vendor, "")
+    if kind == KIND_DM and not model:
+        model = dm_title(_read(sysdir / "dm/name"), _read(sysdir / "dm/uuid"), props)
     return Disk(
         name=name,
         path=node,
@@ -262,6 +269,20 @@ def _probe_disk(
         holders=_holders(sysdir),
         backing_file=_read(sysdir / "loop/backing_file") if kind == KIND_LOOP else "",
     )
+
+
+def dm_title(name: str, uuid: str, props: dict[str, str]) -> str:
+    """What a device-mapper volume is, from its dm name and uuid (and udev's DM_VG_NAME
+    / DM_LV_NAME): "LVM logical volume vg0/root", "unlocked LUKS volume cr_home",
+    "device-mapper volume NAME"."""
+    if uuid.startswith("LVM-"):
+        vg, lv = props.get("DM_VG_NAME", ""), props.get("DM_LV_NAME", "")
+        return f"LVM logical volume {vg}/{lv}" if vg and lv else f"LVM logical volume {name}"
+    if uuid.startswith("CRYPT-"):
+        kind = uuid.split("-")[1] if uuid.count("-") >= 2 else "dm-crypt"
+        kind = {"LUKS1": "LUKS", "LUKS2": "LUKS", "BITLK": "BitLocker"}.get(kind, kind)
+        return f"unlocked {kind} volume {name}".rstrip()
+    return f"device-mapper volume {name}".rstrip()
 
 
 def _whole_disks_of_devnum(devnum: int, seen: set[int] | None = None) -> set[str]:
@@ -372,8 +393,10 @@ def probe_inventory(
             disks[parent_name].partitions.append(part)
     for disk in disks.values():
         disk.partitions.sort(key=lambda p: p.number)
+    # md arrays: one row each, IMSM/DDF containers left out, members marked
+    listed = apply_md(list(disks.values()), read_md_arrays())
     inv = Inventory(
-        disks=sorted(disks.values(), key=_disk_order),
+        disks=sorted(listed, key=_disk_order),
         boot_devices=boot_medium_devices(),
         include_loop=include_loop,
         collected_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

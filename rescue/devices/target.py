@@ -16,6 +16,7 @@ from rescue.devices.blockdev import (
     require_block_device,
     sysfs_attr,
 )
+from rescue.devices.eligibility import raid_member_reason
 from rescue.devices.inventory import boot_medium_devices, repo_devices
 from rescue.devices.mounts import (
     devnum_of,
@@ -24,6 +25,8 @@ from rescue.devices.mounts import (
     parent_disk_devnum,
     sysfs_block_dir,
 )
+from rescue.errors import TargetRefusedError
+from rescue.i18n import _
 from rescue.plan.restore import TargetInfo
 from rescue.runner import CommandRunner
 
@@ -124,6 +127,24 @@ def target_roles(path: str, repo_path: str | None) -> tuple[bool, bool]:
     return me in set(boot_medium_devices()), me in repo_disks
 
 
+def raid_member_refusal(path: str, info: dict[str, str], partitions: list[int],
+                        runner: CommandRunner) -> str:
+    """The sentence refusing *path* when it or one of its *partitions* (device numbers)
+    carries a RAID member superblock (md, Intel RST, DDF) of an array that is not
+    assembled: writing to it would destroy that array. "" otherwise."""
+    found = [(path, info)]
+    for devnum in partitions:
+        node = "/dev/" + sysfs_block_dir(devnum).name
+        found.append((node, blkid_probe(node, runner)))
+    for node, fields in found:
+        reason = raid_member_reason(node, fields.get("TYPE", ""), fields.get("LABEL", ""),
+                                    fields.get("UUID", ""), "")
+        if reason:
+            return _("{path} cannot be a restore target: {reason}. Nothing was written."
+                     ).format(path=path, reason=reason)
+    return ""
+
+
 def probe_target(path: str, repo_path: str | None, runner: CommandRunner) -> TargetInfo:
     require_block_device(path)
     facts = device_facts(path)
@@ -147,6 +168,10 @@ def probe_target(path: str, repo_path: str | None, runner: CommandRunner) -> Tar
     finally:
         os.close(fd)
     info = blkid_probe(path, runner)
+    if not use.busy:  # an assembled array's members are busy: the planner says so
+        refusal = raid_member_refusal(path, info, sorted(nums - {whole}), runner)
+        if refusal:
+            raise TargetRefusedError(refusal)
     signatures = [info["TYPE"]] if "TYPE" in info else []
     existing_id = ""
     existing_layout: list[list[str | int]] = []

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1]
 # Packages (directories, walked recursively) and single modules, relative to rescue/.
 SOURCES = (
     "wizard", "i18n",
-    "engine", "plan", "devices", "hardware", "fs", "image", "repo",
+    "engine", "plan", "devices", "net", "hardware", "fs", "image", "repo",
     "errors.py", "runner.py", "services.py", "unattended.py", "sysmount.py",
 )
 

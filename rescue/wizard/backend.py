@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from rescue import services as facade
 from rescue import sysmount
@@ -83,6 +83,23 @@ class Services(Protocol):
                    destination: LogMedium | str, progress: Callable[[int, int], None],
                    cancel: threading.Event) -> CopyResult: ...
     def close_image(self, opened: OpenedImage) -> None: ...
+
+
+@runtime_checkable
+class WifiServices(Protocol):
+    """Services that can reach a Wi-Fi radio ("Join a Wi-Fi network" under "Add a
+    location"). Separate from :class:`Services`: the wizard offers Wi-Fi only when its
+    services have it and the machine has a wireless interface."""
+
+    def wifi_interfaces(self) -> list[str]: ...
+    def wifi_status(self, interface: str) -> WifiStatus: ...
+    def wifi_scan(self, interface: str) -> list[WifiNetwork]: ...
+    def wifi_join(self, interface: str, ssid: bytes, passphrase: str | None) -> WifiJoin: ...
+
+
+WifiNetwork = facade.WifiNetwork
+WifiStatus = facade.WifiStatus
+WifiJoin = facade.WifiJoin
 
 
 #: the wizard log (the restore report beside it): in a folder only root can enter, never a
@@ -276,7 +293,8 @@ class EngineServices:
         # a repository in a folder here: the disk holding it is no target
         local = image is not None and Location.parse(image.location).kind == FOLDER
         inv = self._inventory(self.include_loop, [image.location] if image and local else [])
-        return [_disk_entry(d) for d in inv.disks]
+        return [_disk_entry(d, lambda node: facade.lvm_volume_group(node, self.runner))
+                for d in inv.disks]
 
     def shrink_note(self, image: ImageEntry, disk: DiskEntry, disk_index: int = 0) -> str:
         """What restoring *image* onto *disk*, smaller than the image's disk, will do, as
@@ -439,6 +457,37 @@ class EngineServices:
     def shell(self) -> None:
         shell = os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"
         subprocess.call([shell])
+
+    # -- Wi-Fi (WifiServices): the passphrase is handed on, never logged ------------------
+    wifi: facade.Wifi | None = None  # None: made with this runner at first use
+
+    def _wifi(self) -> facade.Wifi:
+        if self.wifi is None:
+            self.wifi = facade.wifi(self.runner)
+        return self.wifi
+
+    def wifi_interfaces(self) -> list[str]:
+        return self._wifi().interfaces()
+
+    def wifi_status(self, interface: str) -> WifiStatus:
+        return self._wifi().status(interface)
+
+    def wifi_scan(self, interface: str) -> list[WifiNetwork]:
+        networks = self._wifi().scan(interface)
+        self._log(f"Wi-Fi: {interface}: {len(networks)} network(s) found")
+        return networks
+
+    def wifi_join(self, interface: str, ssid: bytes, passphrase: str | None) -> WifiJoin:
+        name = facade.show_ssid(ssid)
+        self._log(f"Wi-Fi: {interface}: joining {name}"
+                  + (" with a passphrase" if passphrase else " (open network)"))
+        try:
+            result = self._wifi().join(interface, ssid, passphrase)
+        except Exception as exc:
+            self._log(f"Wi-Fi: {interface}: {name} not joined: {describe_error(exc)}")
+            raise
+        self._log(f"Wi-Fi: {result.message}")
+        return result
 
     def check_disk(self, disk: DiskEntry) -> list[str]:
         lines = []
@@ -695,16 +744,24 @@ def _logging_sink(sink: Sink, log: Callable[[str], None]) -> Sink:
     return forward
 
 
-def _disk_entry(d: Disk) -> DiskEntry:
+def _storage_note(node: str, fstype: str, describe_pv: Callable[[str], str] | None) -> str:
+    """" (encrypted: LUKS)", " (LVM volume group vg0: root, swap)" or ""."""
+    if kind := facade.encryption(fstype):
+        return " " + _("(encrypted: {kind})").format(kind=kind)
+    if fstype == facade.LVM_PV and describe_pv is not None and (vg := describe_pv(node)):
+        return f" (LVM {vg})"
+    return ""
+
+
+def _disk_entry(d: Disk, describe_pv: Callable[[str], str] | None = None) -> DiskEntry:
     parts = tuple(
         " ".join(x for x in (p.name, p.fstype, f"'{p.label}'" if p.label else "",
                              human_bytes(p.size)) if x)
-        + (" " + _("(encrypted: {kind})").format(kind=kind)
-           if (kind := facade.encryption(p.fstype)) else "")
+        + _storage_note(p.path, p.fstype, describe_pv)
         for p in d.partitions
     )
     if not parts and d.fstype:
-        parts = (f"{d.name} {d.fstype}",)
+        parts = (f"{d.name} {d.fstype}" + _storage_note(d.path, d.fstype, describe_pv),)
     model = " ".join(x for x in (d.vendor, d.model) if x) or (
         "Loop device" if d.kind == "loop" else "")
     return DiskEntry(

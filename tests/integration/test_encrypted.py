@@ -110,6 +110,15 @@ def test_an_lvm_physical_volume_is_listed_with_its_volume_group(tmp_path: Path) 
             listed = rescue_cli("devices", "--include-loop", check=True).stdout
             line = next(x for x in listed.splitlines() if x.strip().startswith(pv + " "))
             assert "(LVM volume group techvg: root, swap)" in line, line
+            # the wizard's target list says the same in the disk's state column
+            from rescue.wizard.backend import EngineServices
+            from rescue.wizard.screens.target import reason_text
+
+            disks = EngineServices(include_loop=True, log_file=tmp_path / "wizard.log",
+                                   disk_filter=lambda p: p == dev).list_disks(None, "restore")
+            entry = next(d for d in disks if d.path == dev)
+            assert reason_text(entry) == "Available (LVM volume group techvg: root, swap)", (
+                reason_text(entry), entry.partitions)
     finally:
         import shutil
         shutil.rmtree(conf, ignore_errors=True)

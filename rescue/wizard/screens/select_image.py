@@ -8,11 +8,11 @@ from textual.containers import Vertical
 from textual.widgets import Button, DataTable, RadioSet, Static
 
 from rescue.i18n import _, format_datetime, format_size
-from rescue.wizard.backend import describe_error
+from rescue.wizard.backend import WifiServices, describe_error
 from rescue.wizard.mediawatch import MediaWatch
 from rescue.wizard.model import ImageEntry
 from rescue.wizard.screens.base import WizardScreen
-from rescue.wizard.screens.dialogs import InputDialog
+from rescue.wizard.screens.dialogs import AddLocationDialog, InputDialog
 from rescue.wizard.texts import describe_location
 from rescue.wizard.widgets import Radio
 
@@ -23,6 +23,7 @@ class SelectImageScreen(WizardScreen):
         self.images: list[ImageEntry] = []
         self.error = ""
         self.loaded = False
+        self.wifi_interfaces: list[str] = []  # "Join a Wi-Fi network" when any
         self.media = MediaWatch(self, lambda changed: self.services.watch_media(changed),
                                 self.load_images)
 
@@ -98,10 +99,20 @@ class SelectImageScreen(WizardScreen):
             problems = self.services.search_problems()
         except Exception as exc:  # noqa: BLE001
             images, error, problems = [], describe_error(exc), []
+        self.wifi_interfaces = self.probe_wifi()
         self.app.call_from_thread(self.loaded_images, images, error)
         for problem in problems:
             self.app.call_from_thread(self.app.notify, problem, severity="warning",
                                       timeout=15)
+
+    def probe_wifi(self) -> list[str]:
+        """The machine's wireless interfaces, when the services can reach a radio."""
+        if not isinstance(self.services, WifiServices):
+            return []
+        try:
+            return self.services.wifi_interfaces()
+        except Exception:  # noqa: BLE001 - no Wi-Fi offered, the rest works on
+            return []
 
     def loaded_images(self, images: list[ImageEntry], error: str) -> None:
         self.images, self.error, self.loaded = images, error, True
@@ -169,11 +180,12 @@ class SelectImageScreen(WizardScreen):
                 self.fill()
                 self.load_images()
 
-        self.app.push_screen(
-            InputDialog(
-                _("Add a location: a folder (for example /mnt/backups) or a web address "
-                  "(for example http://server/backups/)."),
-                placeholder="/mnt/backups  http://server/backups/",
-            ),
-            added,
-        )
+        message = _("Add a location: a folder (for example /mnt/backups) or a web address "
+                    "(for example http://server/backups/).")
+        placeholder = "/mnt/backups  http://server/backups/"
+        if self.wifi_interfaces and isinstance(self.services, WifiServices):
+            # a machine with a Wi-Fi adapter: the location may need a Wi-Fi network first
+            self.app.push_screen(AddLocationDialog(message, placeholder, self.services,
+                                                   self.wifi_interfaces[0]), added)
+            return
+        self.app.push_screen(InputDialog(message, placeholder=placeholder), added)
