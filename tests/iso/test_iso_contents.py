@@ -211,6 +211,8 @@ def test_initrd_finds_storage_and_carries_no_network_or_firmware(iso_path: Path,
                    "/md/raid1.ko", "/usb/storage/usb-storage.ko", "/mmc/host/sdhci-pci.ko",
                    "/squashfs", "/fs/overlayfs/overlay.ko"):
         assert any(needed in n for n in names), f"{needed} missing from the initrd"
+    assert any(n.endswith("scripts/live-bottom/rescue-readahead") for n in names), (
+        "the readahead script is missing from the initrd")
     assert not any("/kernel/drivers/net/" in n for n in names)
     assert not any("/kernel/drivers/gpu/" in n for n in names)
     assert not any("/lib/firmware/" in n for n in names)
