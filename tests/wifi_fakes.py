@@ -1,5 +1,5 @@
 """A stand-in wpa_supplicant for the Wi-Fi tests: this machine has no radio and no
-mac80211_hwsim module, so the real one cannot run here (tests/iso/test_wifi.py runs it in
+mac80211_hwsim module, so the real one cannot run here (tests/iso/test_wifi_join.py runs it in
 the live ISO under QEMU, on simulated radios).
 
 :class:`FakeSupplicant` answers on a real control socket (a UNIX datagram socket, as

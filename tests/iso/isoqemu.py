@@ -233,3 +233,37 @@ class Machine:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# Scripts run in the live system (tests/iso/test_storage.py, test_wifi_join.py) report on the
+# serial console with markers: "@@BEGIN name" ... "@@END" around a listing, and
+# "@@RC name code" for a step's exit code.
+def sections(log: str) -> dict[str, str]:
+    """The listings between ``@@BEGIN name`` and ``@@END`` (the last of each name)."""
+    return {m.group(1): m.group(2)
+            for m in re.finditer(r"@@BEGIN (\S+)\n(.*?)@@END", log, re.S)}
+
+
+def codes(log: str) -> dict[str, int]:
+    """The exit code of each ``@@RC name code`` step."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"@@RC (\S+) (\d+)", log)}
+
+
+def custom_iso(iso: Path, out: Path, append: str, title: str) -> Path:
+    """A copy of *iso* whose default boot entry *title* adds the kernel parameters
+    *append* (what `rescue make-usb --iso-only --append` makes for users)."""
+    from rescue.engine.usbstick import UsbJob, UsbWriter
+    from rescue.runner import CommandRunner
+
+    UsbWriter(CommandRunner(), say=lambda _m: None).write(
+        UsbJob(iso=str(iso), target=out, append=append, title=title, iso_only=True))
+    return out
+
+
+def script_disk(path: Path, script: str, serial: str = "SCRIPT") -> Disk:
+    """A 1 MiB disk holding *script* (NUL-padded), for the live system to run with
+    ``tr -d '\\0' < /dev/disk/by-id/virtio-SCRIPT | bash``: nothing long is typed on the
+    serial line."""
+    data = script.encode()
+    path.write_bytes(data + b"\0" * (1024 * 1024 - len(data)))
+    return Disk(path, serial)

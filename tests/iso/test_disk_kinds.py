@@ -12,10 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from isoqemu import Disk, Machine
-
-from rescue.engine.usbstick import UsbJob, UsbWriter
-from rescue.runner import CommandRunner
+from isoqemu import Disk, Machine, custom_iso
 
 pytestmark = pytest.mark.qemu
 
@@ -40,10 +37,7 @@ SUMMARY = (
 
 def test_live_system_lists_each_kind_of_disk_with_its_size(iso_path: Path,
                                                            tmp_path: Path) -> None:
-    iso = tmp_path / "shell.iso"
-    UsbWriter(CommandRunner(), say=lambda _m: None).write(
-        UsbJob(iso=str(iso_path), target=iso, append=APPEND, title="Rescue (disk kinds)",
-               iso_only=True))
+    iso = custom_iso(iso_path, tmp_path / "shell.iso", APPEND, "Rescue (disk kinds)")
     disks = []
     for i, (bus, serial, size, sector, _t) in enumerate(KINDS):
         f = tmp_path / f"disk{i}.img"

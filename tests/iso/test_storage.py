@@ -29,10 +29,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from isoqemu import Disk, Machine
-
-from rescue.engine.usbstick import UsbJob, UsbWriter
-from rescue.runner import CommandRunner
+from isoqemu import Disk, Machine, codes, custom_iso, script_disk, sections
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
 
@@ -104,15 +101,6 @@ echo "@@DONE"
 """
 
 
-def sections(log: str) -> dict[str, str]:
-    """The listings between ``@@BEGIN name`` and ``@@END`` (the last of each name)."""
-    return {m.group(1): m.group(2)
-            for m in re.finditer(r"@@BEGIN (\S+)\n(.*?)@@END", log, re.S)}
-
-
-def codes(log: str) -> dict[str, int]:
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"@@RC (\S+) (\d+)", log)}
-
 
 def block(listing: str, node: str) -> str:
     """The lines of ``rescue devices`` text output about the disk *node*: its heading
@@ -136,19 +124,14 @@ def sparse(path: Path, size: int) -> Path:
 
 
 def test_storage_inventory_and_raid1_restore(iso_path: Path, tmp_path: Path) -> None:
-    iso = tmp_path / "storage.iso"
-    UsbWriter(CommandRunner(), say=lambda _m: None).write(
-        UsbJob(iso=str(iso_path), target=iso, append=APPEND, title="Rescue (storage test)",
-               iso_only=True))
-    script = tmp_path / "script.img"
-    data = SCRIPT.encode()
-    script.write_bytes(data + b"\0" * (MiB - len(data)))
+    iso = custom_iso(iso_path, tmp_path / "storage.iso", APPEND, "Rescue (storage test)")
+    script = script_disk(tmp_path / "script.img", SCRIPT)
     disks = [Disk(sparse(tmp_path / f"{serial.lower()}.img", size), serial)
              for serial, size in (("RAID-A", 256 * MiB), ("RAID-B", 256 * MiB),
                                   ("CRYPT", 64 * MiB), ("LVM", 64 * MiB),
                                   ("REPO", 512 * MiB), ("NEW-A", 256 * MiB),
                                   ("NEW-B", 256 * MiB))]
-    disks.append(Disk(script, "SCRIPT"))
+    disks.append(script)
     vm = Machine(iso=iso, workdir=tmp_path / "vm", firmware="uefi", disks=disks)
     try:
         vm.start()

@@ -4,7 +4,7 @@ passphrase in a password field, says the wait and the result, keyboard only, at 
 The Wi-Fi side is :class:`FakeWifi`, an explicit fake of the wizard's WifiServices: this
 machine has no radio (and no mac80211_hwsim module), so no real scan or join can run
 here. What the real module does with wpa_supplicant is tested in tests/unit/test_wifi.py
-(a stand-in control socket) and tests/iso/test_wifi.py (the live ISO, simulated radios);
+(a stand-in control socket) and tests/iso/test_wifi_join.py (the live ISO, simulated radios);
 what is tested here is the wizard's behaviour."""
 
 from __future__ import annotations

@@ -22,10 +22,7 @@ import re
 from pathlib import Path
 
 import pytest
-from isoqemu import Disk, Machine
-
-from rescue.engine.usbstick import UsbJob, UsbWriter
-from rescue.runner import CommandRunner
+from isoqemu import Machine, codes, custom_iso, script_disk, sections
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
 
@@ -82,26 +79,12 @@ echo "@@DONE"
 """.replace("@PASSPHRASE@", PASSPHRASE)
 
 
-def sections(log: str) -> dict[str, str]:
-    """The output between ``@@BEGIN name`` and ``@@END`` (the last of each name)."""
-    return {m.group(1): m.group(2)
-            for m in re.finditer(r"@@BEGIN (\S+)\n(.*?)@@END", log, re.S)}
-
-
-def codes(log: str) -> dict[str, int]:
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"@@RC (\S+) (\d+)", log)}
-
 
 def test_wifi_scan_and_join_on_simulated_radios(iso_path: Path, tmp_path: Path) -> None:
-    iso = tmp_path / "wifi.iso"
-    UsbWriter(CommandRunner(), say=lambda _m: None).write(
-        UsbJob(iso=str(iso_path), target=iso, append=APPEND, title="Rescue (Wi-Fi test)",
-               iso_only=True))
-    script = tmp_path / "script.img"
-    data = SCRIPT.encode()
-    script.write_bytes(data + b"\0" * (MiB - len(data)))
+    iso = custom_iso(iso_path, tmp_path / "wifi.iso", APPEND, "Rescue (Wi-Fi test)")
+    script = script_disk(tmp_path / "script.img", SCRIPT)
     vm = Machine(iso=iso, workdir=tmp_path / "vm", firmware="uefi",
-                 disks=[Disk(script, "SCRIPT")])
+                 disks=[script])
     try:
         vm.start()
         vm.wait_for(r"this is a root shell", BOOT_BUDGET)
