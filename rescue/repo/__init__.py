@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Literal, Protocol, overload
 
 from rescue.image.repository import RepositoryReader, RepositoryWriter
-from rescue.repo import folder, http, share
+from rescue.repo import folder, http, network, share
 from rescue.repo.location import FOLDER, HTTP, KINDS, NFS, SMB, Location, Share, display
 from rescue.runner import CommandRunner
 
@@ -75,4 +75,6 @@ def open_repository(location: LocationLike, write: bool = False,
     A share stays mounted until the block ends. Raises a RescueError with a sentence for
     the technician when the location names no repository that can be opened so."""
     where = Location.parse(location)
+    if where.kind != FOLDER:
+        network.wait_for_route()  # a DHCP lease may still be on its way (network.py)
     return OPENERS[where.kind](where, write, runner)

@@ -7,6 +7,9 @@ a root shell on the serial port. Eight sparse virtio disks, named by their seria
     RAID-A, RAID-B   GPT, one "Linux RAID" partition each: an md RAID1 (metadata 1.2)
                      with ext4 and a file, made by mdadm in the live system (the Debian
                      installer's layout)
+    IMSM-A, IMSM-B   Intel RST firmware RAID (IMSM metadata: a container and a RAID1
+                     volume in it), made with IMSM_NO_PLATFORM=1 (QEMU has no RST option
+                     ROM) and IMSM_DEVNAME_AS_SERIAL=1 (virtio disks give mdadm no serial)
     CRYPT            LUKS2 (cryptsetup luksFormat with a key file)
     LVM              a physical volume, volume group "vgtest", logical volume "data"
     REPO             ext4: the image repository
@@ -46,8 +49,8 @@ step() { name=$1; shift; "$@" >/tmp/step.out 2>&1; rc=$?; tail -n 15 /tmp/step.o
 listing() { echo "@@BEGIN $1"; shift; "$@" 2>&1; echo "@@RC listing-rc $?"; echo "@@END"; }
 udevadm settle
 A=$(dev RAID-A); B=$(dev RAID-B); C=$(dev CRYPT); L=$(dev LVM); R=$(dev REPO)
-NA=$(dev NEW-A); NB=$(dev NEW-B)
-echo "@@DISKS A=$A B=$B C=$C L=$L R=$R NA=$NA NB=$NB"
+NA=$(dev NEW-A); NB=$(dev NEW-B); IA=$(dev IMSM-A); IB=$(dev IMSM-B)
+echo "@@DISKS A=$A B=$B C=$C L=$L R=$R NA=$NA NB=$NB IA=$IA IB=$IB"
 for d in "$A" "$B"; do
   printf 'label: gpt\n,,R\n' | sfdisk -q "$d" >/dev/null
 done
@@ -57,6 +60,14 @@ step mdadm-create mdadm --create /dev/md0 --run --level=1 --raid-devices=2 \
 step mkfs-md mkfs.ext4 -q -F -L raidroot /dev/md0
 mkdir -p /mnt/md && mount /dev/md0 /mnt/md && echo "mirror survives" >/mnt/md/hello.txt
 umount /mnt/md
+export IMSM_NO_PLATFORM=1 IMSM_DEVNAME_AS_SERIAL=1
+step imsm-container mdadm --create /dev/md/imsm0 --run --metadata=imsm --raid-devices=2 \
+  "$IA" "$IB"
+step imsm-volume mdadm --create /dev/md/vol0 --run --level=1 --raid-devices=2 \
+  --assume-clean /dev/md/imsm0
+udevadm settle
+echo "@@IMSM $(readlink -f /dev/md/vol0) $(readlink -f /dev/md/imsm0)"
+cat /proc/mdstat
 head -c 64 /dev/urandom >/tmp/luks.key
 step luks cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 \
   --pbkdf-force-iterations 1000 --key-file /tmp/luks.key "$C"
@@ -130,7 +141,8 @@ def test_storage_inventory_and_raid1_restore(iso_path: Path, tmp_path: Path) -> 
              for serial, size in (("RAID-A", 256 * MiB), ("RAID-B", 256 * MiB),
                                   ("CRYPT", 64 * MiB), ("LVM", 64 * MiB),
                                   ("REPO", 512 * MiB), ("NEW-A", 256 * MiB),
-                                  ("NEW-B", 256 * MiB))]
+                                  ("NEW-B", 256 * MiB), ("IMSM-A", 128 * MiB),
+                                  ("IMSM-B", 128 * MiB))]
     disks.append(script)
     vm = Machine(iso=iso, workdir=tmp_path / "vm", firmware="uefi", disks=disks)
     try:
@@ -149,8 +161,8 @@ def test_storage_inventory_and_raid1_restore(iso_path: Path, tmp_path: Path) -> 
                     or line.startswith(" ")).replace("\r", "")
     rcs = codes(out)
     print(out[-12000:])
-    for step in ("mdadm-create", "mkfs-md", "luks", "pvcreate", "vgcreate", "lvcreate",
-                 "mkfs-lv", "mdadm-stop", "mkfs-repo"):
+    for step in ("mdadm-create", "mkfs-md", "imsm-container", "imsm-volume", "luks",
+                 "pvcreate", "vgcreate", "lvcreate", "mkfs-lv", "mdadm-stop", "mkfs-repo"):
         assert rcs.get(step) == 0, f"setup step {step} failed in the live system:\n{out}"
     disk_of = dict(item.split("=", 1) for item in
                    re.search(r"@@DISKS (.*)", out).group(1).split())  # type: ignore[union-attr]
@@ -171,6 +183,15 @@ def test_storage_inventory_and_raid1_restore(iso_path: Path, tmp_path: Path) -> 
     assert "LVM logical volume vgtest" in running, running  # the dm-0 row
     assert "eligible as a restore target" in block(running, disk_of["NA"]), running
     assert '"raid_level": "raid1"' in lists["devices-json"], lists["devices-json"][:3000]
+    # Intel RST: the volume is one disk row, the container is not listed, its member
+    # disks are protected and say which array they belong to
+    volume, container = re.search(r"@@IMSM (\S+) (\S+)", out).groups()  # type: ignore[union-attr]
+    vol = block(running, volume)
+    assert "RAID1" in vol and "IMSM" in vol, running
+    assert not block(running, container), f"the IMSM container {container} is listed:\n{running}"
+    for member in (disk_of["IA"], disk_of["IB"]):
+        text = block(running, member)
+        assert "not a restore target" in text and "member of" in text, text
 
     # 2. Stopped: no md row, the members still refused, naming the array.
     stopped = lists["devices-stopped"]
