@@ -64,6 +64,13 @@ def test_boots_to_the_wizard_on_serial(serial_iso: Path, iso_out: Path, tmp_path
         times.update(systemd_account(vm))
         failed = vm.shell("systemctl --failed --no-legend --plain --no-pager")
         assert "failed" not in failed, f"units failed during the boot:\n{failed}"
+        # the wired interface got its address from QEMU's DHCP (udev started
+        # rescue-dhcp@IF.service when the interface appeared)
+        address = vm.shell("for i in $(seq 60); do ip -4 -o addr show scope global | "
+                           "grep -q inet && break; sleep 1; done; ip -4 -o addr show "
+                           "scope global; systemctl list-units --no-legend 'rescue-dhcp@*'",
+                           120)
+        assert "10.0.2.15" in address, f"no DHCP address on the wired interface:\n{address}"
     finally:
         vm.stop()
     record(iso_out, firmware, times)

@@ -123,7 +123,7 @@ def squashfs_listing(iso_path: Path, tmp_path_factory: pytest.TempPathFactory) -
     # the filesystem drivers are loaded beside the boot, not before the consoles
     "/etc/systemd/system/rescue-modules.service", "/etc/rescue/modules.conf",
     # DHCP per wired interface as it appears (the initrd has no network drivers)
-    "/etc/udev/rules.d/80-rescue-dhcp.rules", "/etc/systemd/system/rescue-dhcp@.service",
+    "/etc/udev/rules.d/99-rescue-dhcp.rules", "/etc/systemd/system/rescue-dhcp@.service",
 ])
 def test_live_root_has(squashfs_listing: set[str], path: str) -> None:
     candidates = {path, path.replace("/usr/sbin/", "/sbin/"), path.replace("/usr/bin/", "/bin/")}
