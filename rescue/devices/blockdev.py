@@ -61,6 +61,14 @@ def partition_node(disk: str, number: int) -> str:
     return f"{base}{sep}{number}"
 
 
+def read_sys(path: Path, default: str = "") -> str:
+    """One sysfs attribute as text (stripped); *default* when it cannot be read."""
+    try:
+        return path.read_text(errors="replace").strip()
+    except OSError:
+        return default
+
+
 def sysfs_attr(disk: str, attr: str) -> str:
     name = Path(os.path.realpath(disk)).name
     try:

@@ -40,6 +40,7 @@ import pyudev
 
 from rescue.devices import mounts as _mounts
 from rescue.devices.blockdev import blkid_probe, disk_bus
+from rescue.devices.blockdev import read_sys as _read
 from rescue.devices.disks import (
     KIND_CDROM,
     KIND_DISK,
@@ -58,13 +59,6 @@ from rescue.devices.md import apply_md, read_md_arrays
 from rescue.runner import CommandRunner
 
 LIVE_MEDIUM = "/run/live/medium"
-
-def _read(path: Path, default: str = "") -> str:
-    try:
-        return path.read_text(errors="replace").strip()
-    except OSError:
-        return default
-
 
 def _read_int(path: Path, default: int = 0) -> int:
     try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rescue.devices.blockdev import read_sys as _read
 from rescue.devices.disks import KIND_MD, Disk
 
 SYS_BLOCK = Path("/sys/block")
@@ -44,13 +45,6 @@ class MdArray:
     def is_container(self) -> bool:
         return self.level == "container" or (
             self.metadata in FIRMWARE_METADATA and not self.container)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace").strip()
-    except OSError:
-        return ""
 
 
 def parse_metadata(text: str) -> tuple[str, str]:
