@@ -48,30 +48,17 @@ class WifiError(DeviceError):
 # -- reading wpa_supplicant's text --------------------------------------------------
 
 
+# wpa_supplicant's one-letter escapes (printf_encode / printf_decode), both directions
+_SIMPLE = {"\\": 0x5C, '"': 0x22, "n": 0x0A, "r": 0x0D, "t": 0x09, "e": 0x1B}
+_ESCAPE = {byte: "\\" + letter for letter, byte in _SIMPLE.items()}
+
+
 def encode_ssid(ssid: bytes) -> str:
     """*ssid* escaped the way wpa_supplicant prints it (its ``printf_encode``)."""
-    out = []
-    for b in ssid:
-        if b == 0x22:
-            out.append('\\"')
-        elif b == 0x5C:
-            out.append("\\\\")
-        elif b == 0x1B:
-            out.append("\\e")
-        elif b == 0x0A:
-            out.append("\\n")
-        elif b == 0x0D:
-            out.append("\\r")
-        elif b == 0x09:
-            out.append("\\t")
-        elif 32 <= b <= 126:
-            out.append(chr(b))
-        else:
-            out.append(f"\\x{b:02x}")
-    return "".join(out)
+    return "".join(_ESCAPE.get(b) or (chr(b) if 32 <= b <= 126 else f"\\x{b:02x}")
+                   for b in ssid)
 
 
-_SIMPLE = {"\\": 0x5C, '"': 0x22, "n": 0x0A, "r": 0x0D, "t": 0x09, "e": 0x1B}
 _HEX = "0123456789abcdefABCDEF"
 
 
