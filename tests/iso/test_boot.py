@@ -68,7 +68,8 @@ def test_boots_to_the_wizard_on_serial(serial_iso: Path, iso_out: Path, tmp_path
         # rescue-dhcp@IF.service when the interface appeared)
         address = vm.shell("for i in $(seq 60); do ip -4 -o addr show scope global | "
                            "grep -q inet && break; sleep 1; done; ip -4 -o addr show "
-                           "scope global; systemctl list-units --no-pager --no-legend 'rescue-dhcp@*'",
+                           "scope global; systemctl list-units --no-pager --no-legend "
+                           "'rescue-dhcp@*'",
                            120)
         assert "10.0.2.15" in address, f"no DHCP address on the wired interface:\n{address}"
     finally:
