@@ -164,13 +164,20 @@ def _props(device: Any) -> dict[str, str]:
         return {}
 
 
-def _udev_knows(props: dict[str, str], use_udev: bool) -> bool:
+def _udev_knows(props: dict[str, str], use_udev: bool, partition: bool = False) -> bool:
     """Trust the udev database for a device's filesystem and table fields only when udev
     has processed it and recorded what is on it. Right after mkfs or a new partition
-    table (a stick just prepared, a test) the database can lag behind the disk: a device
-    it records as holding nothing is probed with blkid instead."""
-    return (use_udev and "USEC_INITIALIZED" in props
-            and ("ID_FS_TYPE" in props or "ID_PART_TABLE_TYPE" in props))
+    table (a stick just prepared, a test), or after ``mdadm --stop`` released a member,
+    the database can lag behind the disk: a device it records as holding nothing is
+    probed with blkid instead, so nothing is called blank on udev's word alone.
+
+    A partition's record always carries its parent's ID_PART_TABLE_TYPE, so for a
+    partition only a filesystem type (or signature type) counts as "recorded"."""
+    if not (use_udev and "USEC_INITIALIZED" in props):
+        return False
+    if props.get("ID_FS_TYPE"):
+        return True
+    return not partition and bool(props.get("ID_PART_TABLE_TYPE"))
 
 
 def _probe_partition(
@@ -181,7 +188,7 @@ def _probe_partition(
     sysdir = Path(device.sys_path)
     dev = _read(sysdir / "dev")
     node = device.device_node or f"/dev/{device.sys_name}"
-    blk = None if _udev_knows(props, use_udev) else _blkid(runner, node)
+    blk = None if _udev_knows(props, use_udev, partition=True) else _blkid(runner, node)
     fs = _fs_fields(props, blk)
     return Partition(
         name=device.sys_name,

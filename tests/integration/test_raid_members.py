@@ -158,3 +158,33 @@ def test_zeroed_superblock_makes_the_disk_a_target_again(tmp_path: Path) -> None
         disk = find(probe_inventory(include_loop=True).disks, c)
         assert disk.eligible, disk.ineligible_reasons
         assert probe_target(c, None, CommandRunner()).path == c
+
+
+def test_member_the_udev_database_has_not_seen_is_still_refused(tmp_path: Path) -> None:
+    """After ``mdadm --stop`` (or any write udev has not processed yet) the udev database
+    can still record a member partition as holding nothing, while the partition record
+    carries its disk's ID_PART_TABLE_TYPE. Found on the live ISO: a stopped array's
+    member listed as blank and eligible. udev's event queue is held here so its database
+    stays stale while the superblock is on the disk; the inventory must probe the
+    partition itself and refuse the disk."""
+    with loop_device(tmp_path / "d.img", 48 * MiB) as d:
+        _drop_partitions(d)
+        (part,) = partition(d, f"label: gpt\nsize=40MiB, type={LINUX_RAID}\n")
+        _refresh(d, part)
+        import pyudev
+
+        props = pyudev.Devices.from_device_file(pyudev.Context(), part).properties
+        assert not props.get("ID_FS_TYPE") and props.get("ID_PART_TABLE_TYPE") == "gpt"
+        subprocess.run(["udevadm", "control", "--stop-exec-queue"], check=True)
+        try:
+            write_member(part, 0)
+            stale = pyudev.Devices.from_device_file(pyudev.Context(), part).properties
+            assert not stale.get("ID_FS_TYPE"), "udev processed the write; nothing tested"
+            disk = find(probe_inventory(include_loop=True, use_udev=True).disks, d)
+            assert disk.partitions[0].fstype == "linux_raid_member"
+            assert not disk.eligible
+            assert "RAID member (Linux md)" in disk.ineligible_reasons[0]
+        finally:
+            subprocess.run(["udevadm", "control", "--start-exec-queue"], check=True)
+            settle()
+        _drop_partitions(d)
