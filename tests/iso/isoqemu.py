@@ -52,6 +52,9 @@ class Machine:
     memory_mb: int = 2048
     cpus: int = 2
     boot_disk: Path | None = None  # boot from this raw image (USB stick) instead of the ISO
+    # QEMU's CPU model: "max" (all TCG can emulate), or RESCUE_QEMU_CPU (e.g. "max,-erms",
+    # see docs/PERFORMANCE.md "Boot time" for why that one matters under TCG)
+    cpu: str = field(default_factory=lambda: os.environ.get("RESCUE_QEMU_CPU", "max"))
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +70,7 @@ class Machine:
         cmd = [
             "qemu-system-x86_64",
             "-machine", "q35,accel=tcg,smm=on" if secboot else "q35,accel=tcg",
-            "-cpu", "max",
+            "-cpu", self.cpu,
             "-smp", str(self.cpus),
             "-m", str(self.memory_mb),
             "-no-reboot",
