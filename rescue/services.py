@@ -40,7 +40,6 @@ from rescue.engine.usbstick import (
 from rescue.errors import RescueError, SignatureRefusedError, TargetTooSmallError
 from rescue.events import Sink, null_sink
 from rescue.fs import lvm as _lvm
-from rescue.fs import registry
 from rescue.hardware.compat import Verdict, compare
 from rescue.hardware.profile import HardwareProfile, collect_profile, firmware_type
 from rescue.image.manifest import Manifest
@@ -91,8 +90,6 @@ __all__ = [
     "run_backup",
     "run_restore",
     "Shrink",
-    "encryption",
-    "LVM_PV",
     "lvm_volume_group",
     "shrink_preview",
     "verify_image",
@@ -115,10 +112,8 @@ __all__ = [
     "boot_medium",
 ]
 
-encryption = registry.encryption  # "LUKS", "BitLocker" for an encrypted volume's type
 # "volume group vg0: root, swap" for an LVM physical volume (read-only, nothing activated)
 lvm_volume_group = _lvm.describe_pv
-LVM_PV = registry.LVM_PV
 
 #: a repository's location as the technician gave it
 Where = str | os.PathLike[str] | Location

@@ -13,12 +13,12 @@ import queue
 import sys
 from collections.abc import Callable
 
-from rescue.devices.disks import raid_member_kind
 from rescue.devices.eligibility import assess
 from rescue.devices.inventory import Disk, Inventory, probe_inventory, repo_devices
 from rescue.devices.monitor import DeviceEvent, DiskMonitor
+from rescue.devices.notes import ENCRYPTED, LVM, MEMBER, RAID, storage_note
 from rescue.events import human_bytes
-from rescue.fs import lvm, registry
+from rescue.fs import lvm
 from rescue.hardware.machine import Machine
 from rescue.runner import CommandRunner
 
@@ -64,29 +64,19 @@ def _flags(disk: Disk) -> str:
     return ", ".join(out)
 
 
-def _raid_note(fstype: str, member_of: str) -> str:
-    """" (member of md126)" for a member of an assembled array, " (RAID member: Linux
-    md, not assembled)" for one whose array is not running, else ""."""
-    if member_of:
-        return f" (member of {member_of})"
-    kind = raid_member_kind(fstype)
-    return f" (RAID member: {kind}, not assembled)" if kind else ""
-
-
 def _note(node: str, fstype: str, member_of: str,
           describe_pv: Callable[[str], str] | None) -> str:
-    """What a disk or partition holds beyond its TYPE: RAID membership, encryption, the
-    LVM volume group; "" for a plain filesystem."""
-    raid = _raid_note(fstype, member_of)
-    if raid:
-        return raid
-    kind = registry.encryption(fstype)
-    if kind:
-        return f" (encrypted: {kind})"
-    if fstype == registry.LVM_PV:
-        vg = describe_pv(node) if describe_pv is not None else ""
-        return f" (LVM {vg})" if vg else " (LVM physical volume)"
-    return ""
+    """" (member of md126)", " (RAID member: Linux md, not assembled)", " (encrypted:
+    LUKS)", " (LVM volume group vg0: root)" or "" (rescue.devices.notes decides which)."""
+    note = storage_note(node, fstype, member_of, describe_pv)
+    if note is None:
+        return ""
+    return {
+        MEMBER: f" (member of {note.detail})",
+        RAID: f" (RAID member: {note.detail}, not assembled)",
+        ENCRYPTED: f" (encrypted: {note.detail})",
+        LVM: f" (LVM {note.detail})" if note.detail else " (LVM physical volume)",
+    }[note.kind]
 
 
 def format_inventory(inv: Inventory,

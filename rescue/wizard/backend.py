@@ -29,6 +29,7 @@ from rescue.devices.inroot import resolve_in_root
 from rescue.devices.inventory import probe_inventory
 from rescue.devices.monitor import DiskMonitor
 from rescue.devices.mounts import current_mounts
+from rescue.devices.notes import ENCRYPTED, LVM, StorageNote, storage_note
 from rescue.errors import DeviceError, RescueError, UsageError
 from rescue.events import LogMessage, Sink, StageStarted, human_bytes
 from rescue.hardware.compat import BOOT_CRITICAL, Difference, compare
@@ -744,24 +745,38 @@ def _logging_sink(sink: Sink, log: Callable[[str], None]) -> Sink:
     return forward
 
 
-def _storage_note(node: str, fstype: str, describe_pv: Callable[[str], str] | None) -> str:
-    """" (encrypted: LUKS)", " (LVM volume group vg0: root, swap)" or ""."""
-    if kind := facade.encryption(fstype):
-        return " " + _("(encrypted: {kind})").format(kind=kind)
-    if fstype == facade.LVM_PV and describe_pv is not None and (vg := describe_pv(node)):
-        return f" (LVM {vg})"
+def _row_suffix(note: StorageNote | None) -> str:
+    """What a partition row adds: " (encrypted: LUKS)", " (LVM volume group vg0: root)"."""
+    if note is not None and note.kind == ENCRYPTED:
+        return " " + _("(encrypted: {kind})").format(kind=note.detail)
+    if note is not None and note.kind == LVM and note.detail:
+        return f" (LVM {note.detail})"
     return ""
 
 
+def _note_text(note: StorageNote) -> str:
+    """The note in the target list: "encrypted: LUKS", "LVM ...", "RAID member"."""
+    if note.kind == ENCRYPTED:
+        return _("encrypted: {kind}").format(kind=note.detail)
+    if note.kind == LVM:
+        return f"LVM {note.detail}" if note.detail else _("LVM physical volume")
+    return _("RAID member")
+
+
 def _disk_entry(d: Disk, describe_pv: Callable[[str], str] | None = None) -> DiskEntry:
-    parts = tuple(
-        " ".join(x for x in (p.name, p.fstype, f"'{p.label}'" if p.label else "",
-                             human_bytes(p.size)) if x)
-        + _storage_note(p.path, p.fstype, describe_pv)
-        for p in d.partitions
-    )
-    if not parts and d.fstype:
-        parts = (f"{d.name} {d.fstype}" + _storage_note(d.path, d.fstype, describe_pv),)
+    rows: list[str] = []
+    notes: list[str] = []
+    devices = [(p.name, p.path, p.fstype, p.member_of,
+                " ".join(x for x in (p.name, p.fstype, f"'{p.label}'" if p.label else "",
+                                     human_bytes(p.size)) if x))
+               for p in d.partitions]
+    if not devices and d.fstype:
+        devices = [(d.name, d.path, d.fstype, d.member_of, f"{d.name} {d.fstype}")]
+    for _name, node, fstype, member_of, row in devices:
+        note = storage_note(node, fstype, member_of, describe_pv)
+        rows.append(row + _row_suffix(note))
+        if note is not None and _note_text(note) not in notes:
+            notes.append(_note_text(note))
     model = " ".join(x for x in (d.vendor, d.model) if x) or (
         "Loop device" if d.kind == "loop" else "")
     return DiskEntry(
@@ -774,7 +789,8 @@ def _disk_entry(d: Disk, describe_pv: Callable[[str], str] | None = None) -> Dis
         transport=d.transport,
         eligible=d.eligible,
         reason="; ".join(d.ineligible_reasons),
-        partitions=parts,
+        partitions=tuple(rows),
+        notes=tuple(notes),
         has_data=bool(d.partitions or d.table_type or d.fstype),
     )
 

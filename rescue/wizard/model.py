@@ -60,6 +60,8 @@ class DiskEntry:
     reason: str = ""  # why not eligible, a sentence
     partitions: tuple[str, ...] = ()  # "sda1 ext4 'root' 20 GB" descriptions
     has_data: bool = False
+    # what it holds beyond filesystems, each once: "encrypted: LUKS", "RAID member"
+    notes: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:

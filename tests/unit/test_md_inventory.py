@@ -19,9 +19,10 @@ from rescue.devices.disks import KIND_MD, Disk, Inventory, Partition
 from rescue.devices.eligibility import assess
 from rescue.devices.md import MdArray, apply_md, md_title, parse_metadata, read_md_arrays
 from rescue.wizard.model import DiskEntry
-from rescue.wizard.screens.target import reason_text, storage_notes
+from rescue.wizard.screens.target import reason_text
 
 GiB = 1024**3
+MiB = 1024**2
 
 
 def md_dir(root: Path, name: str, level: str, metadata: str, slaves: list[str],
@@ -202,20 +203,28 @@ def test_image_search_skips_member_partitions(tmp_path: Path) -> None:
     assert sources["/dev/md0"].member_of == ""
 
 
-def entry(*partitions: str, eligible: bool = True) -> DiskEntry:
-    return DiskEntry("/dev/vdc", "vdc", "", "", GiB, eligible=eligible,
-                     reason="" if eligible else "it is busy", partitions=partitions)
+def entry(*fstypes: str, eligible: bool = True, member_of: str = "") -> DiskEntry:
+    """The wizard's entry for a disk whose partitions have these blkid TYPEs."""
+    from rescue.wizard.backend import _disk_entry
+
+    disk = Disk(name="vdc", path="/dev/vdc", dev="252:32", kind="disk", size=GiB,
+                eligible=eligible, ineligible_reasons=[] if eligible else ["it is busy"],
+                partitions=[Partition(name=f"vdc{i}", path=f"/dev/vdc{i}", dev=f"252:{32 + i}",
+                                      number=i, start=i * MiB, size=64 * MiB, fstype=t,
+                                      member_of=member_of)
+                            for i, t in enumerate(fstypes, 1)])
+    return _disk_entry(disk)
 
 
 def test_wizard_rows_name_encryption_lvm_and_raid() -> None:
-    assert storage_notes(entry("vdc1 crypto_LUKS 64.0 MiB (encrypted: LUKS)",
-                               "vdc2 BitLocker 1.0 GiB")) == \
-        ["encrypted: LUKS", "encrypted: BitLocker"]
-    assert reason_text(entry("vdd LVM2_member")) == "Available (LVM physical volume)"
-    assert reason_text(entry("vda1 linux_raid_member 'host:0' 1.0 GiB")) == \
+    assert entry("crypto_LUKS", "BitLocker", "crypto_LUKS").notes == \
+        ("encrypted: LUKS", "encrypted: BitLocker")
+    assert reason_text(entry("LVM2_member")) == "Available (LVM physical volume)"
+    assert reason_text(entry("linux_raid_member")) == "Available (RAID member)"
+    assert reason_text(entry("isw_raid_member", member_of="md126")) == \
         "Available (RAID member)"
-    assert reason_text(entry("sda1 ext4 'root' 20 GB")) == "Available"
-    assert reason_text(entry("sda1 ext4", eligible=False)) == "Protected: it is busy"
+    assert reason_text(entry("ext4")) == "Available"
+    assert reason_text(entry("ext4", eligible=False)) == "Protected: it is busy"
 
 
 def test_device_mapper_volumes_say_what_they_are() -> None:
@@ -229,3 +238,39 @@ def test_device_mapper_volumes_say_what_they_are() -> None:
         "unlocked LUKS volume cr_home"
     assert dm_title("bl", "CRYPT-BITLK-0123-bl", {}) == "unlocked BitLocker volume bl"
     assert dm_title("mpatha", "mpath-3600", {}) == "device-mapper volume mpatha"
+
+
+def test_one_note_worded_for_the_cli_and_the_wizard() -> None:
+    """rescue.devices.notes decides what a device holds; ``rescue devices`` and the
+    wizard's rows and target list say the same thing (the wizard translated)."""
+    from rescue.commands.devices import _note
+    from rescue.devices.notes import ENCRYPTED, LVM, MEMBER, RAID, StorageNote, storage_note
+    from rescue.wizard.backend import _disk_entry
+
+    assert storage_note("/dev/a", "ext4") is None
+    assert storage_note("/dev/a", "linux_raid_member", "md126") == StorageNote(MEMBER, "md126")
+    assert storage_note("/dev/a", "isw_raid_member") == StorageNote(RAID, "Intel RST (IMSM)")
+    assert storage_note("/dev/a", "BitLocker") == StorageNote(ENCRYPTED, "BitLocker")
+    asked: list[str] = []
+    assert storage_note("/dev/a", "LVM2_member", describe_pv=lambda n: asked.append(n) or
+                        "volume group vg0: root") == StorageNote(LVM, "volume group vg0: root")
+    assert asked == ["/dev/a"]
+    assert storage_note("/dev/b", "xfs", describe_pv=lambda n: asked.append(n) or "x") is None
+    assert asked == ["/dev/a"], "only a physical volume is read"
+    assert _note("/dev/a", "crypto_LUKS", "", None) == " (encrypted: LUKS)"
+    assert _note("/dev/a", "linux_raid_member", "", None) == \
+        " (RAID member: Linux md, not assembled)"
+    assert _note("/dev/a", "LVM2_member", "", None) == " (LVM physical volume)"
+
+    disk = Disk(name="vdc", path="/dev/vdc", dev="252:32", kind="disk", size=GiB,
+                partitions=[Partition(name="vdc1", path="/dev/vdc1", dev="252:33", number=1,
+                                      start=MiB, size=64 * MiB, fstype="crypto_LUKS"),
+                            Partition(name="vdc2", path="/dev/vdc2", dev="252:34", number=2,
+                                      start=65 * MiB, size=64 * MiB, fstype="LVM2_member"),
+                            Partition(name="vdc3", path="/dev/vdc3", dev="252:35", number=3,
+                                      start=129 * MiB, size=64 * MiB, fstype="crypto_LUKS")])
+    entry_ = _disk_entry(disk, lambda node: "volume group vg0: root")
+    assert entry_.partitions[0] == "vdc1 crypto_LUKS 64.0 MiB (encrypted: LUKS)"
+    assert entry_.partitions[1].endswith("(LVM volume group vg0: root)")
+    assert entry_.notes == ("encrypted: LUKS", "LVM volume group vg0: root")
+    assert reason_text(entry_) == "Available (encrypted: LUKS; LVM volume group vg0: root)"

@@ -6,15 +6,11 @@ chosen for an earlier one is not offered again)."""
 
 from __future__ import annotations
 
-import re
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Button, Checkbox, DataTable, Static
 
-from rescue.devices.disks import RAID_MEMBER_TYPES
-from rescue.fs import registry
 from rescue.i18n import _, format_size
 from rescue.wizard.backend import describe_error
 from rescue.wizard.mediawatch import MediaWatch
@@ -24,34 +20,10 @@ from rescue.wizard.texts import verdict_text
 from rescue.wizard.widgets import Check
 
 
-def storage_notes(disk: DiskEntry) -> list[str]:
-    """What the disk holds that is more than a filesystem, from its partition rows
-    ("vdc1 crypto_LUKS 64.0 MiB ..."): "encrypted: LUKS", "LVM physical volume", "RAID
-    member" (each once). Plain filesystems say nothing here."""
-    notes: list[str] = []
-    for row in disk.partitions:
-        words = row.split()
-        fstype = words[1] if len(words) > 1 else ""
-        kind = registry.encryption(fstype)
-        if kind:
-            note = _("encrypted: {kind}").format(kind=kind)
-        elif fstype == registry.LVM_PV:
-            # the backend adds " (LVM volume group vg0: root, swap)" when it could read it
-            vg = re.search(r"\(LVM ([^)]*)\)", row)
-            note = f"LVM {vg.group(1)}" if vg else _("LVM physical volume")
-        elif fstype in RAID_MEMBER_TYPES:
-            note = _("RAID member")
-        else:
-            continue
-        if note not in notes:
-            notes.append(note)
-    return notes
-
-
 def reason_text(disk: DiskEntry) -> str:
     if not disk.eligible:
         return _("Protected: {reason}").format(reason=disk.reason)
-    notes = storage_notes(disk)
+    notes = disk.notes
     return _("Available") + (f" ({'; '.join(notes)})" if notes else "")
 
 
