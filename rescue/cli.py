@@ -12,7 +12,6 @@ import traceback
 
 from rescue import __version__, i18n
 from rescue.errors import RescueError, from_oserror
-from rescue.repo.location import redact
 
 # Each module registers one or more subcommands (see rescue/commands/__init__.py).
 COMMAND_MODULES = [
@@ -82,6 +81,9 @@ def _save_crash_log() -> str:
     repository's address), to a new file only root can read: in :data:`CRASH_LOG_DIR`,
     or in a private folder (0700) made for it in the temporary directory. Never follows
     a link or reuses a file another user could have put there."""
+    # imported here: the repo package is large and every command would load it at start
+    from rescue.repo.location import redact
+
     text = redact(" ".join(sys.argv) + "\n\n" + traceback.format_exc())
     name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     try:

@@ -16,15 +16,18 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rescue import i18n, unattended
 from rescue.errors import UsageError
 from rescue.runner import CommandRunner, DryRunRunner, Result
 from rescue.unattended import Answers
-from rescue.wizard import headless
-from rescue.wizard.backend import LOG_FILE, EngineServices
+from rescue.wizard.deferred import DeferredServices
 from rescue.wizard.model import WizardState
+from rescue.wizard.ports import Services
+
+if TYPE_CHECKING:
+    from rescue.wizard.backend import EngineServices
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -70,6 +73,8 @@ class _PrintingDryRun(DryRunRunner):
 
 def build_services(args: argparse.Namespace, interactive_free: bool) -> EngineServices:
     """The real services; *interactive_free*: no TUI, so simulated power actions print."""
+    from rescue.wizard.backend import LOG_FILE, EngineServices  # loads the engine
+
     wanted = {os.path.realpath(d) for d in args.disk}
     return EngineServices(
         runner=CommandRunner(),
@@ -113,12 +118,19 @@ def boot_answers(cmdline: str) -> tuple[Answers | None, Answers | None]:
 
 def run(args: argparse.Namespace) -> int:
     answers, presets = _cmdline_answers(args)
-    services = build_services(args, interactive_free=answers is not None)
-    try:
-        if answers is not None:
+    if answers is not None:
+        from rescue.wizard import headless
+
+        engine = build_services(args, interactive_free=True)
+        try:
             answers.repos = [*answers.repos, *args.repo]
-            outcome = headless.run(answers, services)
+            outcome = headless.run(answers, engine)
             return 0 if outcome.ok else 1
+        finally:
+            engine.close()
+    # the interactive wizard: its first screen is drawn before the engine is loaded
+    services = DeferredServices(lambda: build_services(args, interactive_free=False))
+    try:
         from rescue.wizard.app import RescueApp  # loads textual: only when the wizard opens
 
         state = WizardState(locations=list(args.repo))
@@ -135,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
                 state.region = presets.format
             state.keymap = presets.keymap or state.keymap
             state.locations += [r for r in presets.repos if r not in state.locations]
-        app = RescueApp(services, state, restart_countdown=args.restart_countdown)
+        app = RescueApp(cast(Services, services), state,
+                        restart_countdown=args.restart_countdown)
         return app.run() or 0
     finally:
         services.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -18,8 +19,8 @@ from textual.worker import WorkerFailed
 from rescue import i18n
 from rescue.i18n import _
 from rescue.wizard import flow
-from rescue.wizard.backend import Services, describe_error
 from rescue.wizard.model import LogMedium, WizardState
+from rescue.wizard.ports import Services, describe_error
 from rescue.wizard.protocol import Wizard
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import ConfirmDialog, InputDialog, TextDialog
@@ -63,6 +64,14 @@ class RescueApp(App[int]):
 
     def on_mount(self) -> None:
         self.push_screen(flow.FIRST.for_flow(self.state.action))
+        self.call_after_refresh(self._warm_up)
+
+    def _warm_up(self) -> None:
+        """Services that are built on first use (rescue.wizard.deferred) are built now, in
+        a thread, while the first screen is read: not before it is drawn."""
+        warm_up = getattr(self.services, "warm_up", None)
+        if callable(warm_up):
+            threading.Thread(target=warm_up, name="services-warm-up", daemon=True).start()
 
     # -- language --------------------------------------------------------------------
     async def change_language(self, lang: str, region: str) -> None:

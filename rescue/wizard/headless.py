@@ -21,8 +21,8 @@ from rescue.i18n import _, format_datetime, format_size
 from rescue.repo import FOLDER, Location
 from rescue.terminal import TerminalProgress
 from rescue.unattended import Answers, validate
-from rescue.wizard.backend import Services
 from rescue.wizard.model import DiskEntry, ImageEntry, Outcome, RestoreChoices
+from rescue.wizard.ports import Services
 
 NETWORK_WAIT = 120.0  # seconds a web address may take to answer after boot (DHCP, links)
 NETWORK_RETRY = 5.0

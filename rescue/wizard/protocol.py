@@ -14,8 +14,8 @@ from typing import Any, Protocol, TypeVar
 
 from textual.screen import Screen
 
-from rescue.wizard.backend import Services
 from rescue.wizard.model import LogMedium, WizardState
+from rescue.wizard.ports import Services
 
 T = TypeVar("T")
 

@@ -537,3 +537,32 @@ def test_blocked_verdict_offers_restore_anyway():
             assert "Restore anyway" in str(pilot.app.screen.query_one("#summary").render())
 
     run_async(run())
+
+
+def test_wizard_on_services_built_in_the_background():
+    """``rescue wizard`` gives the app services built after the first screen is drawn
+    (rescue/wizard/deferred.py): the warm-up builds them once, and a whole restore walk
+    to the summary works through them."""
+    from typing import cast
+
+    from rescue.wizard.deferred import DeferredServices
+    from rescue.wizard.ports import Services
+
+    built: list[FixtureServices] = []
+
+    def build() -> FixtureServices:
+        built.append(FixtureServices())
+        return built[-1]
+
+    deferred = DeferredServices(build)
+
+    async def run() -> None:
+        app = RescueApp(cast(Services, deferred), WizardState(), clock=lambda: 100.0,
+                        default_backup_name="web01", restart_countdown=0)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await on(pilot, "LanguageScreen")
+            await wait_for(pilot, lambda: deferred.built)  # the warm-up thread
+            await to_summary(pilot)
+
+    run_async(run())
+    assert len(built) == 1

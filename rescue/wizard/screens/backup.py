@@ -13,8 +13,8 @@ from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from rescue.i18n import _, format_size
-from rescue.wizard.backend import describe_error
 from rescue.wizard.model import DiskEntry
+from rescue.wizard.ports import describe_error
 from rescue.wizard.screens.base import WizardScreen
 
 

@@ -16,8 +16,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Static
 
 from rescue.i18n import _
-from rescue.wizard.backend import Services
 from rescue.wizard.model import WizardState
+from rescue.wizard.ports import Services
 from rescue.wizard.protocol import Wizard
 
 

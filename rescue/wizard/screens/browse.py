@@ -19,8 +19,8 @@ from textual.timer import Timer
 from textual.widgets import Button, DataTable, ProgressBar, Static
 
 from rescue.i18n import _, format_datetime, format_size
-from rescue.wizard.backend import describe_error
 from rescue.wizard.model import FileEntry, ImageEntry, OpenedImage
+from rescue.wizard.ports import describe_error
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import TextDialog
 

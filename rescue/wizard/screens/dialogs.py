@@ -9,7 +9,7 @@ from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from rescue.i18n import _
-from rescue.wizard.backend import WifiNetwork, WifiServices, describe_error
+from rescue.wizard.ports import WifiNetwork, WifiServices, describe_error
 from rescue.wizard.screens.base import Dialog
 
 

@@ -11,7 +11,7 @@ from textual.widgets import Button, Label, Select, Static
 
 from rescue import i18n
 from rescue.i18n import _
-from rescue.wizard.backend import describe_error
+from rescue.wizard.ports import describe_error
 from rescue.wizard.screens.base import WizardScreen
 
 

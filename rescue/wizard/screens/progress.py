@@ -10,8 +10,8 @@ from textual.widgets import Button, Label, ProgressBar, Static
 from rescue.errors import Cancelled
 from rescue.events import Event, LogMessage, Progress, StageFinished, StageStarted
 from rescue.i18n import _, format_duration, format_rate, format_size
-from rescue.wizard.backend import describe_error
 from rescue.wizard.model import Outcome
+from rescue.wizard.ports import describe_error
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import ConfirmDialog
 

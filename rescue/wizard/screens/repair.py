@@ -9,7 +9,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from rescue.i18n import _
-from rescue.wizard.backend import describe_error
+from rescue.wizard.ports import describe_error
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import ChoiceDialog, TextDialog
 

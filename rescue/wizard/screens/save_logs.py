@@ -19,8 +19,8 @@ from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
 from rescue.i18n import _
-from rescue.wizard.backend import Services, describe_error
 from rescue.wizard.model import LogMedium
+from rescue.wizard.ports import Services, describe_error
 from rescue.wizard.protocol import Wizard
 from rescue.wizard.screens.base import Dialog
 

@@ -8,9 +8,9 @@ from textual.containers import Vertical
 from textual.widgets import Button, DataTable, RadioSet, Static
 
 from rescue.i18n import _, format_datetime, format_size
-from rescue.wizard.backend import WifiServices, describe_error
 from rescue.wizard.mediawatch import MediaWatch
 from rescue.wizard.model import ImageEntry
+from rescue.wizard.ports import WifiServices, describe_error
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import AddLocationDialog, InputDialog
 from rescue.wizard.texts import describe_location

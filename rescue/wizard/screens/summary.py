@@ -9,9 +9,9 @@ from textual.widgets import Button, Static
 
 from rescue.errors import RepositoryLockedError
 from rescue.i18n import _, format_datetime, format_size
-from rescue.wizard.backend import describe_error
 from rescue.wizard.mediawatch import MediaWatch
 from rescue.wizard.model import DiskEntry, Prepared
+from rescue.wizard.ports import describe_error
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import ConfirmDialog, TypedConfirmDialog
 from rescue.wizard.texts import describe_location, verdict_text

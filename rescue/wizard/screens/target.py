@@ -12,9 +12,9 @@ from textual.containers import Vertical
 from textual.widgets import Button, Checkbox, DataTable, Static
 
 from rescue.i18n import _, format_size
-from rescue.wizard.backend import describe_error
 from rescue.wizard.mediawatch import MediaWatch
 from rescue.wizard.model import DiskEntry, VerdictView
+from rescue.wizard.ports import describe_error
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.texts import verdict_text
 from rescue.wizard.widgets import Check

@@ -1,0 +1,49 @@
+"""Services built on first use, so the wizard's first screen is drawn before the engine
+is loaded.
+
+Loading :class:`~rescue.wizard.backend.EngineServices` imports the whole engine (image
+format, repositories, catalog, signatures): about a third of a second on a desktop and
+8 s under QEMU's emulation (docs/PERFORMANCE.md "Boot time"), all before the language
+screen could show. ``rescue wizard`` hands the application a :class:`DeferredServices`
+instead; the application calls :meth:`~DeferredServices.warm_up` in a thread once the
+first screen is drawn, and any call before that simply waits for the build.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class DeferredServices:
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._real: Any = None
+
+    def _services(self) -> Any:
+        with self._lock:
+            if self._real is None:
+                self._real = self._build()
+            return self._real
+
+    def warm_up(self) -> None:
+        """Build the real services now (the wizard calls this in a thread)."""
+        self._services()
+
+    @property
+    def built(self) -> bool:
+        return self._real is not None
+
+    def __getattr__(self, name: str) -> Any:  # only for what this class does not have
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._services(), name)
+
+    def close(self) -> None:
+        """Close the real services if they were built; nothing to do otherwise."""
+        with self._lock:
+            real = self._real
+        if real is not None:
+            real.close()

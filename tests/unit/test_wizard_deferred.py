@@ -1,0 +1,74 @@
+"""The wizard's first screen does not wait for the engine: the application and its
+screens import only the light ports module, and ``rescue wizard`` builds the engine's
+services on first use or in a warm-up thread (rescue/wizard/deferred.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+from rescue.wizard.deferred import DeferredServices
+
+
+def loaded_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print('\\n'.join(sorted(sys.modules)))"
+    return set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout.split())
+
+
+def test_the_wizard_application_does_not_load_the_engine() -> None:
+    mods = loaded_after("import rescue.wizard.app, rescue.commands.wizard")
+    assert "textual.app" in mods  # the probe itself sees imports
+    heavy = {"rescue.services", "rescue.wizard.backend", "rescue.engine",
+             "rescue.image.repository", "rescue.devices.catalog", "cryptography"}
+    assert not heavy & mods, sorted(heavy & mods)
+    # a plain command does not load the repository package either
+    assert "rescue.repo" not in loaded_after("import rescue.cli")
+
+
+class Engine:
+    built = 0
+
+    def __init__(self) -> None:
+        time.sleep(0.05)
+        Engine.built += 1
+        self.closed = False
+
+    def find_images(self) -> str:
+        return "found"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_built_once_on_first_use_or_warm_up() -> None:
+    Engine.built = 0
+    made: list[Engine] = []
+
+    def build() -> Engine:
+        made.append(Engine())
+        return made[-1]
+
+    services = DeferredServices(build)
+    assert not services.built and Engine.built == 0
+    callers = [threading.Thread(target=services.find_images) for _ in range(4)]
+    warm = threading.Thread(target=services.warm_up)
+    for t in [warm, *callers]:
+        t.start()
+    for t in [warm, *callers]:
+        t.join()
+    assert Engine.built == 1 and services.built
+    assert services.find_images() == "found"
+    services.close()
+    assert made[0].closed
+
+
+def test_close_before_use_builds_nothing() -> None:
+    Engine.built = 0
+    services = DeferredServices(Engine)
+    services.close()
+    assert Engine.built == 0
+    assert not hasattr(services, "__wrapped__")  # dunder lookups never build
+    assert Engine.built == 0
