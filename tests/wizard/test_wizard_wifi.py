@@ -18,8 +18,8 @@ from wizard_helpers import on, press_button, run_async, to_select_image, wait_fo
 
 from rescue.net.wifi import JoinResult, Network, Status, WifiError
 from rescue.wizard.app import RescueApp
-from rescue.wizard.ports import WifiServices
 from rescue.wizard.model import WizardState
+from rescue.wizard.ports import WifiServices
 
 PASS = "correct horse battery"
 NETWORKS = [
