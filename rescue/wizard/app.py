@@ -70,8 +70,17 @@ class RescueApp(App[int]):
         """Services that are built on first use (rescue.wizard.deferred) are built now, in
         a thread, while the first screen is read: not before it is drawn."""
         warm_up = getattr(self.services, "warm_up", None)
-        if callable(warm_up):
-            threading.Thread(target=warm_up, name="services-warm-up", daemon=True).start()
+        if not callable(warm_up):
+            return
+
+        def build() -> None:
+            try:
+                warm_up()
+            except Exception as exc:  # noqa: BLE001 - shown; each later use says it again
+                self.call_from_thread(self.notify, describe_error(exc), severity="error",
+                                      timeout=30)
+
+        threading.Thread(target=build, name="services-warm-up", daemon=True).start()
 
     # -- language --------------------------------------------------------------------
     async def change_language(self, lang: str, region: str) -> None:

@@ -706,18 +706,9 @@ def _row_suffix(note: StorageNote | None) -> str:
     return ""
 
 
-def _note_text(note: StorageNote) -> str:
-    """The note in the target list: "encrypted: LUKS", "LVM ...", "RAID member"."""
-    if note.kind == ENCRYPTED:
-        return _("encrypted: {kind}").format(kind=note.detail)
-    if note.kind == LVM:
-        return f"LVM {note.detail}" if note.detail else _("LVM physical volume")
-    return _("RAID member")
-
-
 def _disk_entry(d: Disk, describe_pv: Callable[[str], str] | None = None) -> DiskEntry:
     rows: list[str] = []
-    notes: list[str] = []
+    notes: list[tuple[str, str]] = []
     devices = [(p.name, p.path, p.fstype, p.member_of,
                 " ".join(x for x in (p.name, p.fstype, f"'{p.label}'" if p.label else "",
                                      human_bytes(p.size)) if x))
@@ -727,8 +718,8 @@ def _disk_entry(d: Disk, describe_pv: Callable[[str], str] | None = None) -> Dis
     for _name, node, fstype, member_of, row in devices:
         note = storage_note(node, fstype, member_of, describe_pv)
         rows.append(row + _row_suffix(note))
-        if note is not None and _note_text(note) not in notes:
-            notes.append(_note_text(note))
+        if note is not None and (note.kind, note.detail) not in notes:
+            notes.append((note.kind, note.detail))
     model = " ".join(x for x in (d.vendor, d.model) if x) or (
         "Loop device" if d.kind == "loop" else "")
     return DiskEntry(

@@ -21,15 +21,29 @@ class DeferredServices:
         self._build = build
         self._lock = threading.Lock()
         self._real: Any = None
+        self._failed: BaseException | None = None  # a build that failed is not retried
+        self._closed = False
 
     def _services(self) -> Any:
         with self._lock:
+            if self._failed is not None:
+                raise self._failed
             if self._real is None:
-                self._real = self._build()
+                if self._closed:
+                    raise RuntimeError("the wizard's services were closed")
+                try:
+                    self._real = self._build()
+                except BaseException as exc:
+                    self._failed = exc
+                    raise
             return self._real
 
     def warm_up(self) -> None:
-        """Build the real services now (the wizard calls this in a thread)."""
+        """Build the real services now (the wizard calls this in a thread and shows the
+        error if the build fails; every later use raises the same error)."""
+        with self._lock:
+            if self._closed:
+                return
         self._services()
 
     @property
@@ -44,6 +58,7 @@ class DeferredServices:
     def close(self) -> None:
         """Close the real services if they were built; nothing to do otherwise."""
         with self._lock:
+            self._closed = True
             real = self._real
         if real is not None:
             real.close()

@@ -60,8 +60,10 @@ class DiskEntry:
     reason: str = ""  # why not eligible, a sentence
     partitions: tuple[str, ...] = ()  # "sda1 ext4 'root' 20 GB" descriptions
     has_data: bool = False
-    # what it holds beyond filesystems, each once: "encrypted: LUKS", "RAID member"
-    notes: tuple[str, ...] = ()
+    # what it holds beyond filesystems, each once, as (kind, detail) of
+    # rescue.devices.notes: ("encrypted", "LUKS"), ("raid", "Linux md"); worded (and
+    # translated) when drawn, by rescue.wizard.texts.storage_note_text
+    notes: tuple[tuple[str, str], ...] = ()
 
     @property
     def title(self) -> str:

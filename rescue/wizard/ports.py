@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from rescue.errors import RescueError
 from rescue.events import Sink
@@ -35,7 +35,7 @@ WifiStatus = _wifi.Status
 WifiJoin = _wifi.JoinResult
 
 __all__ = ["Services", "WifiJoin", "WifiNetwork", "WifiServices", "WifiStatus",
-           "describe_error"]
+           "describe_error", "wifi_services"]
 
 
 class Services(Protocol):
@@ -88,3 +88,14 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, RescueError):
         return str(exc)
     return f"Unexpected error: {type(exc).__name__}: {exc}"
+
+
+def wifi_services(services: object) -> WifiServices | None:
+    """*services* as :class:`WifiServices` when it can reach a Wi-Fi radio, else None.
+    Asked by attribute, not ``isinstance``: services built on first use
+    (rescue.wizard.deferred) answer through ``__getattr__``, which a runtime protocol
+    check does not consult from Python 3.12 on."""
+    if all(callable(getattr(services, name, None)) for name in
+           ("wifi_interfaces", "wifi_status", "wifi_scan", "wifi_join")):
+        return cast(WifiServices, services)
+    return None

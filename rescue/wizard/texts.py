@@ -3,8 +3,19 @@ hardware verdict."""
 
 from __future__ import annotations
 
+from rescue.devices.notes import ENCRYPTED, LVM
 from rescue.i18n import _
 from rescue.wizard.model import ImageEntry, VerdictView
+
+
+def storage_note_text(kind: str, detail: str) -> str:
+    """A disk's note in the target list (kinds of rescue.devices.notes): "encrypted:
+    LUKS", "LVM volume group vg0: root", "LVM physical volume", "RAID member"."""
+    if kind == ENCRYPTED:
+        return _("encrypted: {kind}").format(kind=detail)
+    if kind == LVM:
+        return f"LVM {detail}" if detail else _("LVM physical volume")
+    return _("RAID member")
 
 
 def describe_location(image: ImageEntry) -> str:

@@ -218,7 +218,9 @@ def entry(*fstypes: str, eligible: bool = True, member_of: str = "") -> DiskEntr
 
 def test_wizard_rows_name_encryption_lvm_and_raid() -> None:
     assert entry("crypto_LUKS", "BitLocker", "crypto_LUKS").notes == \
-        ("encrypted: LUKS", "encrypted: BitLocker")
+        (("encrypted", "LUKS"), ("encrypted", "BitLocker"))
+    assert reason_text(entry("crypto_LUKS", "BitLocker")) == \
+        "Available (encrypted: LUKS; encrypted: BitLocker)"
     assert reason_text(entry("LVM2_member")) == "Available (LVM physical volume)"
     assert reason_text(entry("linux_raid_member")) == "Available (RAID member)"
     assert reason_text(entry("isw_raid_member", member_of="md126")) == \
@@ -272,5 +274,20 @@ def test_one_note_worded_for_the_cli_and_the_wizard() -> None:
     entry_ = _disk_entry(disk, lambda node: "volume group vg0: root")
     assert entry_.partitions[0] == "vdc1 crypto_LUKS 64.0 MiB (encrypted: LUKS)"
     assert entry_.partitions[1].endswith("(LVM volume group vg0: root)")
-    assert entry_.notes == ("encrypted: LUKS", "LVM volume group vg0: root")
+    assert entry_.notes == (("encrypted", "LUKS"), ("lvm", "volume group vg0: root"))
     assert reason_text(entry_) == "Available (encrypted: LUKS; LVM volume group vg0: root)"
+
+
+def test_target_notes_are_worded_in_the_language_shown_now() -> None:
+    """The notes are kept as data and worded when drawn: after F2 (another language) the
+    cached disk list says them in the new language, not half in the old one."""
+    from rescue import i18n
+
+    disk = entry("crypto_LUKS")
+    try:
+        i18n.set_language("de")
+        german = reason_text(disk)
+    finally:
+        i18n.set_language("en")
+    assert german == "Verfügbar (verschlüsselt: LUKS)"
+    assert reason_text(disk) == "Available (encrypted: LUKS)"

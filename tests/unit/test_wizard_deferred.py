@@ -72,3 +72,48 @@ def test_close_before_use_builds_nothing() -> None:
     assert Engine.built == 0
     assert not hasattr(services, "__wrapped__")  # dunder lookups never build
     assert Engine.built == 0
+
+
+def test_a_failed_build_is_not_retried_and_says_the_same_error() -> None:
+    calls: list[int] = []
+
+    def build() -> Engine:
+        calls.append(1)
+        raise ImportError("No module named 'zstandard'")
+
+    services = DeferredServices(build)
+    for _ in range(3):
+        try:
+            services.find_images()
+        except ImportError as exc:
+            assert "zstandard" in str(exc)
+        else:
+            raise AssertionError("the failed build was not reported")
+    assert len(calls) == 1
+
+
+def test_closed_before_the_warm_up_builds_nothing() -> None:
+    Engine.built = 0
+    services = DeferredServices(Engine)
+    services.close()
+    services.warm_up()
+    assert Engine.built == 0
+
+
+class Radio(Engine):
+    def wifi_interfaces(self) -> list[str]:
+        return ["wlan0"]
+
+    def wifi_status(self, interface: str) -> None: ...
+    def wifi_scan(self, interface: str) -> list[str]: return []
+    def wifi_join(self, interface: str, ssid: bytes, passphrase: str | None) -> None: ...
+
+
+def test_wifi_is_found_through_the_deferred_services() -> None:
+    from rescue.wizard.ports import wifi_services
+
+    assert wifi_services(Engine()) is None
+    deferred = DeferredServices(Radio)
+    wifi = wifi_services(deferred)
+    assert wifi is not None and wifi.wifi_interfaces() == ["wlan0"]
+    assert wifi_services(DeferredServices(Engine)) is None

@@ -10,7 +10,7 @@ from textual.widgets import Button, DataTable, RadioSet, Static
 from rescue.i18n import _, format_datetime, format_size
 from rescue.wizard.mediawatch import MediaWatch
 from rescue.wizard.model import ImageEntry
-from rescue.wizard.ports import WifiServices, describe_error
+from rescue.wizard.ports import describe_error, wifi_services
 from rescue.wizard.screens.base import WizardScreen
 from rescue.wizard.screens.dialogs import AddLocationDialog, InputDialog
 from rescue.wizard.texts import describe_location
@@ -107,10 +107,9 @@ class SelectImageScreen(WizardScreen):
 
     def probe_wifi(self) -> list[str]:
         """The machine's wireless interfaces, when the services can reach a radio."""
-        if not isinstance(self.services, WifiServices):
-            return []
         try:
-            return self.services.wifi_interfaces()
+            wifi = wifi_services(self.services)
+            return wifi.wifi_interfaces() if wifi is not None else []
         except Exception:  # noqa: BLE001 - no Wi-Fi offered, the rest works on
             return []
 
@@ -183,9 +182,10 @@ class SelectImageScreen(WizardScreen):
         message = _("Add a location: a folder (for example /mnt/backups) or a web address "
                     "(for example http://server/backups/).")
         placeholder = "/mnt/backups  http://server/backups/"
-        if self.wifi_interfaces and isinstance(self.services, WifiServices):
+        wifi = wifi_services(self.services) if self.wifi_interfaces else None
+        if wifi is not None:
             # a machine with a Wi-Fi adapter: the location may need a Wi-Fi network first
-            self.app.push_screen(AddLocationDialog(message, placeholder, self.services,
+            self.app.push_screen(AddLocationDialog(message, placeholder, wifi,
                                                    self.wifi_interfaces[0]), added)
             return
         self.app.push_screen(InputDialog(message, placeholder=placeholder), added)

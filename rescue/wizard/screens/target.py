@@ -16,14 +16,14 @@ from rescue.wizard.mediawatch import MediaWatch
 from rescue.wizard.model import DiskEntry, VerdictView
 from rescue.wizard.ports import describe_error
 from rescue.wizard.screens.base import WizardScreen
-from rescue.wizard.texts import verdict_text
+from rescue.wizard.texts import storage_note_text, verdict_text
 from rescue.wizard.widgets import Check
 
 
 def reason_text(disk: DiskEntry) -> str:
     if not disk.eligible:
         return _("Protected: {reason}").format(reason=disk.reason)
-    notes = disk.notes
+    notes = [storage_note_text(kind, detail) for kind, detail in disk.notes]
     return _("Available") + (f" ({'; '.join(notes)})" if notes else "")
 
 
