@@ -54,6 +54,7 @@ from rescue.wizard.model import (
 )
 from rescue.wizard.ports import WifiJoin, WifiNetwork, WifiStatus
 from rescue.wizard.ports import describe_error as describe_error
+from rescue.wizard.texts import storage_note_text
 
 #: the wizard log (the restore report beside it): in a folder only root can enter, never a
 #: name in /tmp another user could have prepared; passwords are taken out of every line
@@ -698,24 +699,23 @@ def _logging_sink(sink: Sink, log: Callable[[str], None]) -> Sink:
 
 
 def _row_suffix(note: StorageNote | None) -> str:
-    """What a partition row adds: " (encrypted: LUKS)", " (LVM volume group vg0: root)"."""
-    if note is not None and note.kind == ENCRYPTED:
-        return " " + _("(encrypted: {kind})").format(kind=note.detail)
-    if note is not None and note.kind == LVM and note.detail:
-        return f" (LVM {note.detail})"
+    """What a partition row adds: " (encrypted: LUKS)", " (LVM volume group vg0: root)"
+    (worded as in the target list; RAID membership and an unread LVM volume add nothing)."""
+    if note is not None and (note.kind == ENCRYPTED or (note.kind == LVM and note.detail)):
+        return f" ({storage_note_text(note.kind, note.detail)})"
     return ""
 
 
 def _disk_entry(d: Disk, describe_pv: Callable[[str], str] | None = None) -> DiskEntry:
     rows: list[str] = []
     notes: list[tuple[str, str]] = []
-    devices = [(p.name, p.path, p.fstype, p.member_of,
+    devices = [(p.path, p.fstype, p.member_of,
                 " ".join(x for x in (p.name, p.fstype, f"'{p.label}'" if p.label else "",
                                      human_bytes(p.size)) if x))
                for p in d.partitions]
     if not devices and d.fstype:
-        devices = [(d.name, d.path, d.fstype, d.member_of, f"{d.name} {d.fstype}")]
-    for _name, node, fstype, member_of, row in devices:
+        devices = [(d.path, d.fstype, d.member_of, f"{d.name} {d.fstype}")]
+    for node, fstype, member_of, row in devices:
         note = storage_note(node, fstype, member_of, describe_pv)
         rows.append(row + _row_suffix(note))
         if note is not None and (note.kind, note.detail) not in notes:

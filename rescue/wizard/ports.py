@@ -82,6 +82,9 @@ class WifiServices(Protocol):
     def wifi_join(self, interface: str, ssid: bytes, passphrase: str | None) -> WifiJoin: ...
 
 
+# the protocol's methods, read off the class (one list: the protocol itself)
+_WIFI_METHODS = tuple(name for name in vars(WifiServices) if not name.startswith("_"))
+
 
 def describe_error(exc: BaseException) -> str:
     """The sentence to show for *exc* (RescueError's own; others get a short line)."""
@@ -95,7 +98,6 @@ def wifi_services(services: object) -> WifiServices | None:
     Asked by attribute, not ``isinstance``: services built on first use
     (rescue.wizard.deferred) answer through ``__getattr__``, which a runtime protocol
     check does not consult from Python 3.12 on."""
-    if all(callable(getattr(services, name, None)) for name in
-           ("wifi_interfaces", "wifi_status", "wifi_scan", "wifi_join")):
+    if all(callable(getattr(services, name, None)) for name in _WIFI_METHODS):
         return cast(WifiServices, services)
     return None
