@@ -37,7 +37,7 @@ def record(iso_out: Path, key: str, values: dict[str, object]) -> None:
 def systemd_account(vm: Machine) -> dict[str, object]:
     """systemd-analyze in the live system: kernel+initrd and userspace seconds, and the
     ten units that took longest (the long poles docs/PERFORMANCE.md lists). Background
-    units (console-setup, rescue-modules) run at idle priority after the wizard is up:
+    units (console-setup, rescue-modules) run at the lowest priority beside the wizard:
     the boot is "finished" only when they are, so this waits for that first."""
     vm.shell("systemctl is-system-running --wait", 300)
     total = vm.shell("systemd-analyze time --no-pager")
