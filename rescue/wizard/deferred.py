@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from rescue.wizard.ports import SERVICE_METHODS
+
 
 class DeferredServices:
     def __init__(self, build: Callable[[], Any]) -> None:
@@ -53,6 +55,15 @@ class DeferredServices:
     def __getattr__(self, name: str) -> Any:  # only for what this class does not have
         if name.startswith("__"):
             raise AttributeError(name)
+        if name in SERVICE_METHODS and self._real is None:
+            # Not built yet: a stand-in that builds when called. The screens pass these
+            # to a worker thread (``in_thread(self.services.list_disks, ...)``); looking
+            # the method up must not make the event loop wait for the engine.
+            def later(*args: Any, **kwargs: Any) -> Any:
+                return getattr(self._services(), name)(*args, **kwargs)
+
+            later.__name__ = later.__qualname__ = name
+            return later
         return getattr(self._services(), name)
 
     def close(self) -> None:

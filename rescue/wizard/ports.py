@@ -82,7 +82,8 @@ class WifiServices(Protocol):
     def wifi_join(self, interface: str, ssid: bytes, passphrase: str | None) -> WifiJoin: ...
 
 
-# the protocol's methods, read off the class (one list: the protocol itself)
+# the protocols' methods, read off the classes (one list: the protocol itself)
+SERVICE_METHODS = tuple(name for name in vars(Services) if not name.startswith("_"))
 _WIFI_METHODS = tuple(name for name in vars(WifiServices) if not name.startswith("_"))
 
 

@@ -64,6 +64,10 @@ def test_boots_to_the_wizard_on_serial(serial_iso: Path, iso_out: Path, tmp_path
         times["wizard"] = vm.wait_for(r"Choose your language", times["console"] + WIZARD_BUDGET)
         assert "stopped unexpectedly" not in vm.text()
         vm.quit_wizard_to_shell()
+        # the initrd's programs were kept past the switch (live-bottom/rescue-hold-programs)
+        held = re.search(r"rescue: holding (\d+) initrd files",
+                         vm.shell("dmesg | grep 'rescue: holding'"))
+        assert held and int(held.group(1)) > 100, "the initrd's programs were not held"
         times.update(systemd_account(vm))
         failed = vm.shell("systemctl --failed --no-legend --plain --no-pager")
         assert "failed" not in failed, f"units failed during the boot:\n{failed}"

@@ -259,6 +259,8 @@ def test_initrd_finds_storage_and_carries_no_network_or_firmware(
     assert not missing, f"modules whose dependencies are not in the initrd: {missing[:10]}"
     assert any(n.endswith("scripts/live-bottom/rescue-readahead") for n in names), (
         "the readahead script is missing from the initrd")
+    assert any(n.endswith("scripts/live-bottom/rescue-hold-programs") for n in names), (
+        "the script that keeps the initrd's programs past the switch is missing")
     assert not any("/kernel/drivers/net/" in n for n in names)
     assert not any("/kernel/drivers/gpu/" in n for n in names)
     assert not any("/lib/firmware/" in n for n in names)

@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from rescue.wizard.deferred import DeferredServices
 
 
@@ -117,3 +119,34 @@ def test_wifi_is_found_through_the_deferred_services() -> None:
     wifi = wifi_services(deferred)
     assert wifi is not None and wifi.wifi_interfaces() == ["wlan0"]
     assert wifi_services(DeferredServices(Engine)) is None
+
+
+def test_a_method_looked_up_before_the_build_does_not_wait_for_it() -> None:
+    """``in_thread(self.services.list_disks, ...)`` looks the method up on the event
+    loop: during the warm-up that must return at once, and the call (in the worker
+    thread) waits for the build."""
+    release = threading.Event()
+
+    class Slow:
+        def list_disks(self, image: object, purpose: str) -> str:
+            return f"disks for {purpose}"
+
+    def build() -> Slow:
+        assert release.wait(10)
+        return Slow()
+
+    services = DeferredServices(build)
+    started = time.monotonic()
+    method = services.list_disks
+    assert time.monotonic() - started < 1 and not services.built
+    result: list[str] = []
+    worker = threading.Thread(target=lambda: result.append(method(None, "check")))
+    worker.start()
+    time.sleep(0.1)
+    assert not result  # the call waits for the build...
+    release.set()
+    worker.join(10)
+    assert result == ["disks for check"] and services.built  # ...and then runs
+    assert services.list_disks(None, "x") == "disks for x"  # the real method from now on
+    with pytest.raises(AttributeError):
+        services.no_such_method  # noqa: B018  (not a service method: asks the real one)
