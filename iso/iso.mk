@@ -7,6 +7,8 @@
 #                                     and a blank target disk (iso/out/qemu/)
 #   make usb REPO=DIR OUT=FILE.img    a USB stick image: live system + data partition holding REPO
 #   make iso-custom APPEND="..."      a copy of the ISO whose default entry adds kernel parameters
+#   make iso-profile [FIRMWARE=uefi]  where a boot spends its time: samples the guest's CPUs
+#                                     (tests/iso/bootprofile.py; APPEND= adds kernel parameters)
 #   make iso TRUSTED_KEYS=DIR         the image trusts DIR/*.pub (/etc/rescue/trusted-keys/):
 #                                     it restores only images signed by one of those keys
 
@@ -21,7 +23,7 @@ ISO_SOURCES := $(shell find image-build iso/isolinux iso/grub iso/boot.conf resc
 FIRMWARE ?= bios
 QEMU_DIR := $(ISO_OUT)/qemu
 
-.PHONY: iso iso-apt iso-test qemu usb iso-custom iso-clean FORCE
+.PHONY: iso iso-apt iso-test iso-profile qemu usb iso-custom iso-clean FORCE
 
 iso-apt:
 	@missing=$$(for p in $(ISO_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -49,6 +51,10 @@ iso: $(ISO_OUT)/build.json
 
 iso-test: iso setup
 	RESCUE_ISO_TESTS=1 RESCUE_ISO=$(ISO) $(VENV)/bin/pytest -v -p no:cacheprovider tests/iso $(PYTEST_ARGS)
+
+iso-profile: iso setup
+	$(PY) tests/iso/bootprofile.py --iso $(ISO) --firmware $(if $(filter bios,$(FIRMWARE)),bios,uefi) \
+		--workdir $(ISO_OUT)/profile $(if $(APPEND),--append "$(APPEND)")
 
 qemu: iso setup
 	$(PY) tests/iso/qemu_session.py --iso $(ISO) --firmware $(FIRMWARE) --workdir $(QEMU_DIR) \

@@ -55,6 +55,7 @@ class Machine:
     # QEMU's CPU model: "max" (all TCG can emulate), or RESCUE_QEMU_CPU (e.g. "max,-erms",
     # see docs/PERFORMANCE.md "Boot time" for why that one matters under TCG)
     cpu: str = field(default_factory=lambda: os.environ.get("RESCUE_QEMU_CPU", "max"))
+    monitor: Path | None = None  # the QEMU monitor on this Unix socket (bootprofile.py)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +121,8 @@ class Machine:
         if interactive:
             cmd += ["-serial", "mon:stdio"]
         else:
-            cmd += ["-display", "none", "-monitor", "none", "-serial", "stdio"]
+            monitor = f"unix:{self.monitor},server,nowait" if self.monitor else "none"
+            cmd += ["-display", "none", "-monitor", monitor, "-serial", "stdio"]
         return cmd
 
     def start(self) -> None:
