@@ -67,7 +67,12 @@ def raid_member_reason(path: str, fstype: str, label: str, uuid: str,
     if not kind:
         return ""
     array = " ".join(x for x in (f"'{label}'" if label else "",
-                                 f"UUID {uuid}" if uuid else "") if x) or _("unknown")
+                                 f"UUID {uuid}" if uuid else "") if x)
+    if not array:  # blkid names no array (Intel RST members, for one)
+        return _("{device} is a RAID member ({kind}) of an array that is not assembled "
+                 "now: restoring onto it destroys that array. If the array is no longer "
+                 "needed, erase the member's RAID signature first: mdadm --zero-superblock "
+                 "{device}").format(device=path, kind=kind)
     return _("{device} is a RAID member ({kind}) of the array {array}, not assembled now: "
              "restoring onto it destroys that array. If the array is no longer needed, "
              "erase the member's RAID signature first: mdadm --zero-superblock {device}"

@@ -165,8 +165,8 @@ def test_members_of_arrays_not_assembled_are_refused_too() -> None:
         "assembled now: restoring onto it destroys that array. If the array is no longer "
         "needed, erase the member's RAID signature first: mdadm --zero-superblock /dev/vdb1")
     nvme = by_name["nvme0n1"].ineligible_reasons
-    assert nvme[0].startswith("/dev/nvme0n1 is a RAID member (Intel RST (IMSM)) of the "
-                              "array unknown"), nvme
+    assert nvme[0].startswith("/dev/nvme0n1 is a RAID member (Intel RST (IMSM)) of an "
+                              "array that is not assembled now"), nvme
     assert "RAID member (DDF)" in by_name["sdd"].ineligible_reasons[0]
     assert by_name["sde"].eligible
 
