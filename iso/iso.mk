@@ -7,8 +7,9 @@
 #                                     and a blank target disk (iso/out/qemu/)
 #   make usb REPO=DIR OUT=FILE.img    a USB stick image: live system + data partition holding REPO
 #   make iso-custom APPEND="..."      a copy of the ISO whose default entry adds kernel parameters
-#   make iso-profile [FIRMWARE=uefi]  where a boot spends its time: samples the guest's CPUs
-#                                     (tests/iso/bootprofile.py; APPEND= adds kernel parameters)
+#   make iso-profile [FIRMWARE=bios]  where a boot spends its time (UEFI unless told): samples
+#                                     the guest's CPUs (tests/iso/bootprofile.py; APPEND= adds
+#                                     kernel parameters)
 #   make iso TRUSTED_KEYS=DIR         the image trusts DIR/*.pub (/etc/rescue/trusted-keys/):
 #                                     it restores only images signed by one of those keys
 
@@ -53,7 +54,8 @@ iso-test: iso setup
 	RESCUE_ISO_TESTS=1 RESCUE_ISO=$(ISO) $(VENV)/bin/pytest -v -p no:cacheprovider tests/iso $(PYTEST_ARGS)
 
 iso-profile: iso setup
-	$(PY) tests/iso/bootprofile.py --iso $(ISO) --firmware $(if $(filter bios,$(FIRMWARE)),bios,uefi) \
+	$(PY) tests/iso/bootprofile.py --iso $(ISO) \
+		--firmware $(if $(filter command line,$(origin FIRMWARE)),$(FIRMWARE),uefi) \
 		--workdir $(ISO_OUT)/profile $(if $(APPEND),--append "$(APPEND)")
 
 qemu: iso setup

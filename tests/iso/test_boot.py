@@ -64,10 +64,15 @@ def test_boots_to_the_wizard_on_serial(serial_iso: Path, iso_out: Path, tmp_path
         times["wizard"] = vm.wait_for(r"Choose your language", times["console"] + WIZARD_BUDGET)
         assert "stopped unexpectedly" not in vm.text()
         vm.quit_wizard_to_shell()
-        # the initrd's programs were kept past the switch (live-bottom/rescue-hold-programs)
+        # the initrd's programs are still held after the switch, which deleted them
+        # (live-bottom/rescue-hold-programs: a sleep that has them open)
         held = re.search(r"rescue: holding (\d+) initrd files",
                          vm.shell("dmesg | grep 'rescue: holding'"))
         assert held and int(held.group(1)) > 100, "the initrd's programs were not held"
+        still = vm.shell("for p in $(pidof sleep); do echo held-by-$p "
+                         "$(ls -l /proc/$p/fd | grep -c '(deleted)'); done")
+        counts = [int(n) for n in re.findall(r"held-by-\d+ (\d+)", still)]
+        assert counts and max(counts) > 100, f"no process holds the initrd's files:\n{still}"
         times.update(systemd_account(vm))
         failed = vm.shell("systemctl --failed --no-legend --plain --no-pager")
         assert "failed" not in failed, f"units failed during the boot:\n{failed}"
