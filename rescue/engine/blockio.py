@@ -10,6 +10,7 @@ import errno
 import fcntl
 import os
 import struct
+import time
 
 from rescue.errors import TargetRefusedError, from_oserror
 from rescue.i18n import _
@@ -108,6 +109,33 @@ class BlockTarget:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def lock_whole_disk(path: str, timeout: float = 30.0) -> int:
+    """Open *path* read-only and take a BSD lock on it (``flock(LOCK_EX)``), as
+    partitioning tools do (systemd's "Locking Block Device Access"); return the
+    descriptor, which holds the lock until it is closed. While it is held, udev neither
+    probes the disk nor re-reads its partition table: without it, closing the disk
+    after writing it makes udev re-read the table, and the partitions' device nodes
+    vanish for a moment, under the restore's next step (mkswap found no /dev/vda3).
+    udev holds the lock shared for a moment per event: wait up to *timeout* seconds."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise from_oserror(exc, _("Opening {path}").format(path=path)) from exc
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise TargetRefusedError(_(
+                    "Another program keeps {path} locked (a partitioning tool?); nothing "
+                    "was written. Let it finish, then start again.").format(path=path)
+                ) from None
+            time.sleep(0.1)
 
 
 def claim_exclusive(path: str, write: bool = True) -> int:

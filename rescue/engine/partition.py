@@ -132,11 +132,14 @@ def _set_identity(plan: RestorePlan, image_disk: Disk, runner: CommandRunner) ->
 
 
 def tell_kernel(path: str, numbers: list[int], runner: CommandRunner,
-                timeout: float = 15.0) -> dict[int, str]:
+                timeout: float = 15.0, settle: bool = True) -> dict[int, str]:
     """Make the kernel list the new partitions (partx: loop devices have no parser here,
-    and it is right on real disks too), wait for their nodes, return number -> node."""
+    and it is right on real disks too), wait for their nodes, return number -> node.
+    *settle*: also wait for udev; not while the caller holds the disk's BSD lock (udev
+    waits for that lock, the nodes appear without it)."""
     runner.run(["partx", "-u", path], check=False)
-    runner.run(["udevadm", "settle", "--timeout=10"], check=False)
+    if settle:
+        runner.run(["udevadm", "settle", "--timeout=10"], check=False)
     nodes = {n: partition_node(path, n) for n in numbers}
     deadline = time.monotonic() + timeout
     while True:

@@ -20,7 +20,7 @@ from rescue.devices.mounts import disk_use
 from rescue.devices.target import fd_identity, identity_changes, target_roles
 from rescue.engine import grow, rebuild
 from rescue.engine import partition as pt
-from rescue.engine.blockio import BlockTarget, claim_exclusive
+from rescue.engine.blockio import BlockTarget, claim_exclusive, lock_whole_disk
 from rescue.engine.bootfix import FixupContext, run_fixups
 from rescue.engine.pipeline import ordered_map
 from rescue.errors import Cancelled, ImageCorruptError, RescueError, TargetRefusedError
@@ -295,6 +295,9 @@ class Restorer:
         # it while the swap, growth and boot fix-ups claim its partitions (see _share_disk)
         self._disk_fd = -1
         self._exclusive = False
+        # the disk's BSD lock, from the preflight until its partitions are written, swap
+        # recreated and filesystems grown: udev leaves the disk alone meanwhile
+        self._lock_fd = -1
         self.report = RestoreReport(
             image_id=manifest.id, target=plan.target.path,
             started_utc=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -320,6 +323,8 @@ class Restorer:
             raise TargetRefusedError(_(
                 "{path} is in use: {why}. Unmount it first; nothing was written."
             ).format(path=t.path, why=use.describe()))
+        if self._lock_fd < 0:
+            self._lock_fd = lock_whole_disk(t.path)
         self._claim_disk()
         # the chunks of the disk about to be written, unless the preparation checked the
         # whole image already
@@ -370,6 +375,14 @@ class Restorer:
             os.close(self._disk_fd)
         self._disk_fd, self._exclusive = -1, False
 
+    def _unlock_disk(self) -> None:
+        """Let udev see the disk again, and wait until it has caught up (the boot
+        fix-ups look the partitions up by UUID)."""
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            self.runner.run(["udevadm", "settle", "--timeout=30"], check=False)
+
     # -- the restore ------------------------------------------------------------------
 
     def run(self) -> RestoreReport:
@@ -384,7 +397,8 @@ class Restorer:
             # it), and partx cannot add its 1 KiB node on a disk of 4096-byte sectors
             nodes = pt.tell_kernel(self.plan.target.path,
                                    [p.number for p in self.plan.partitions
-                                    if p.kind != "extended"], self.runner)
+                                    if p.kind != "extended"], self.runner,
+                                   settle=self._lock_fd < 0)
             self.report.partitions = nodes
             if not self.plan.reuse_table:
                 for pp in self.plan.partitions:
@@ -398,6 +412,7 @@ class Restorer:
             self._recreate_swap(nodes)
             self._rebuild(nodes)
             self._grow(nodes)
+            self._unlock_disk()
             self._fixups(nodes)
             self.report.result = "ok"
         except (Cancelled, KeyboardInterrupt):
@@ -413,6 +428,9 @@ class Restorer:
             raise
         finally:
             self._release_disk()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
             self.report.elapsed = time.monotonic() - start
             if self.report_path:
                 with open(self.report_path, "w") as f:

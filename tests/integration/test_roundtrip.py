@@ -156,3 +156,63 @@ def test_uefi_restore_reports_its_fixups(gpt_backup: BackedUp, blank_disk,
     assert steps["uefi-fallback-loader"]["status"] == "done"
     assert steps["uefi-nvram-entry"]["status"] == "skipped"  # no EFI variables on this host
     assert steps["fstab-check"]["status"] == "skipped"  # the sample has no init: no OS
+
+
+def test_the_target_is_locked_against_udev_while_it_is_written(gpt_backup: BackedUp,
+                                                               blank_disk) -> None:
+    """udev re-reads a disk's partition table when a writer closes it, unless someone
+    holds the disk's BSD lock: the partitions' nodes vanish for a moment (the live
+    system's restore once found no /dev/vda3 for mkswap). The restore holds the lock
+    from its preflight until its partitions are written, swap recreated and filesystems
+    grown; watched here from outside by trying the lock while it runs."""
+    import fcntl
+    import os
+    import sys
+    import time
+
+    target = blank_disk(SRC_SIZE)
+    proc = subprocess.Popen([sys.executable, "-m", "rescue", "restore", "--repo",
+                             str(gpt_backup.repo), "--image", gpt_backup.image_id, "--disk",
+                             target, "--yes", "--firmware", "uefi"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    locked = free = 0
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        while proc.poll() is None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                free += 1
+            except BlockingIOError:
+                locked += 1
+            time.sleep(0.005)
+    finally:
+        os.close(fd)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err + out
+    assert locked > 10, f"the disk was never seen locked ({free} tries found it free)"
+    # and released at the end: the lock is free now
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+
+
+def test_a_disk_another_program_keeps_locked_is_refused(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    from rescue.engine.blockio import lock_whole_disk
+    from rescue.errors import TargetRefusedError
+
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\0" * 4096)
+    holder = os.open(disk, os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_SH)
+        with pytest.raises(TargetRefusedError, match="keeps .* locked"):
+            lock_whole_disk(str(disk), timeout=0.3)
+    finally:
+        os.close(holder)
+    os.close(lock_whole_disk(str(disk), timeout=0.3))  # free again: taken at once
