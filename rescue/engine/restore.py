@@ -375,13 +375,23 @@ class Restorer:
             os.close(self._disk_fd)
         self._disk_fd, self._exclusive = -1, False
 
-    def _unlock_disk(self) -> None:
-        """Let udev see the disk again, and wait until it has caught up (the boot
-        fix-ups look the partitions up by UUID)."""
+    def _unlock_disk(self, settle: bool = True) -> None:
+        """Let udev see the disk again and (*settle*) wait until it has caught up (the
+        boot fix-ups look the partitions up by UUID)."""
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
-            self.runner.run(["udevadm", "settle", "--timeout=30"], check=False)
+            if settle:
+                self.runner.run(["udevadm", "settle", "--timeout=30"], check=False)
+
+    def _relock_disk(self) -> None:
+        """Take the disk's lock again after the table is written. Something else holding
+        it for 30 s by now is no reason to stop a restore half done: it goes on without
+        (as before the lock existed), and says so in the report."""
+        try:
+            self._lock_fd = lock_whole_disk(self.plan.target.path)
+        except TargetRefusedError as exc:
+            self._step("lock-disk", "skipped", str(exc))
 
     # -- the restore ------------------------------------------------------------------
 
@@ -444,7 +454,12 @@ class Restorer:
         self.runner.run(["wipefs", "-a", "-f", "-q", path],
                         what=_("Wiping old signatures on {path}").format(path=path))
         self._step("wipe-signatures", "done")
+        # libparted waits for udev after writing the table (udevadm settle, 120 s by
+        # default), and udev waits for the disk's lock: the table is written without it,
+        # and the lock taken again for the data, swap and growth
+        self._unlock_disk(settle=False)
         pt.write_table(self.plan, self.disk, self.runner)
+        self._relock_disk()
         self._step("write-partition-table", "done",
                    f"{self.plan.table.upper()} {self.plan.disk_id}, "
                    f"{len(self.plan.partitions)} partitions")
