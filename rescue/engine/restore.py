@@ -438,9 +438,7 @@ class Restorer:
             raise
         finally:
             self._release_disk()
-            if self._lock_fd >= 0:
-                os.close(self._lock_fd)
-                self._lock_fd = -1
+            self._unlock_disk(settle=False)
             self.report.elapsed = time.monotonic() - start
             if self.report_path:
                 with open(self.report_path, "w") as f:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,8 @@ from realdisk import (
 )
 
 from rescue.demo.sample_system import build_gpt_system, esp_get
+from rescue.engine.blockio import lock_whole_disk
+from rescue.errors import TargetRefusedError
 
 pytestmark = pytest.mark.root
 
@@ -165,11 +171,6 @@ def test_the_target_is_locked_against_udev_while_it_is_written(gpt_backup: Backe
     system's restore once found no /dev/vda3 for mkswap). The restore holds the lock
     from its preflight until its partitions are written, swap recreated and filesystems
     grown; watched here from outside by trying the lock while it runs."""
-    import fcntl
-    import os
-    import sys
-    import time
-
     target = blank_disk(SRC_SIZE)
     proc = subprocess.Popen([sys.executable, "-m", "rescue", "restore", "--repo",
                              str(gpt_backup.repo), "--image", gpt_backup.image_id, "--disk",
@@ -200,12 +201,6 @@ def test_the_target_is_locked_against_udev_while_it_is_written(gpt_backup: Backe
 
 
 def test_a_disk_another_program_keeps_locked_is_refused(tmp_path: Path) -> None:
-    import fcntl
-    import os
-
-    from rescue.engine.blockio import lock_whole_disk
-    from rescue.errors import TargetRefusedError
-
     disk = tmp_path / "disk.img"
     disk.write_bytes(b"\0" * 4096)
     holder = os.open(disk, os.O_RDONLY)
